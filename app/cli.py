@@ -1,0 +1,162 @@
+"""The ``hpc-wps`` command: serve, dispatcher, db upgrade, config.
+
+``serve`` is a small supervisor: it migrates the job table, then runs gunicorn and the dispatcher as
+two child processes, restarts the dispatcher if it dies, and stops both on SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from app.settings import ENV_CONFIG, Settings, SettingsError, load_settings, reference
+
+log = logging.getLogger("hpc_wps")
+
+DISPATCHER_RESTART_DELAY = 1.0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if args.config:
+        os.environ[ENV_CONFIG] = os.path.abspath(args.config)
+    for key in ("host", "port", "workers"):
+        value = getattr(args, key, None)
+        if value is not None:
+            os.environ[f"HPC_WPS_SERVER_{key.upper()}"] = str(value)
+    return load_settings()
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from migrations import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    print(f"job table at {settings.database_url} is up to date")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "reference":
+        print(reference())
+        return 0
+    settings = _settings(args)
+    print(f"configuration from {settings.source} is valid; WPS endpoint {settings.server.url}")
+    return 0
+
+
+def cmd_dispatcher(args: argparse.Namespace) -> int:
+    from app.factory import configure_logging
+    from processes.registry import build_registry
+    from scheduler.db import make_engine
+    from scheduler.dispatcher import Dispatcher
+
+    settings = _settings(args)
+    configure_logging(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    registry = build_registry(settings.processing.demo_processes, settings.processing.processes)
+    dispatcher = Dispatcher(settings, make_engine(settings.database_url), registry)
+    log.info("dispatcher started: mode %s, %d local slots", settings.processing.mode, settings.processing.slots)
+    dispatcher.run(stop)
+    log.info("dispatcher stopped")
+    return 0
+
+
+def _gunicorn_command(settings: Settings) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{settings.server.host}:{settings.server.port}",
+        "--workers",
+        str(settings.server.workers),
+        # A synchronous Execute may legitimately take its whole time limit.
+        "--timeout",
+        str(int(settings.processing.sync_time_limit) + 30),
+        "--graceful-timeout",
+        "30",
+        # gunicorn 27 opens a control socket at one fixed path per user: two services would collide.
+        "--no-control-socket",
+        "app:create_app()",
+    ]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from migrations import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    dispatcher_cmd = [sys.executable, "-m", "app.cli", "dispatcher"]
+    web = subprocess.Popen(_gunicorn_command(settings))
+    dispatcher = subprocess.Popen(dispatcher_cmd)
+    print(f"hpc-wps serving {settings.server.url} (configuration: {settings.source})", flush=True)
+    code = 0
+    while not stopping.is_set():
+        if web.poll() is not None:
+            code = web.returncode or 1
+            print(f"gunicorn exited with code {web.returncode}; stopping", file=sys.stderr)
+            break
+        if dispatcher.poll() is not None:
+            print(f"dispatcher exited with code {dispatcher.returncode}; restarting it", file=sys.stderr)
+            time.sleep(DISPATCHER_RESTART_DELAY)
+            dispatcher = subprocess.Popen(dispatcher_cmd)
+        stopping.wait(0.5)
+    for child in (web, dispatcher):
+        if child.poll() is None:
+            child.terminate()
+    for child in (web, dispatcher):
+        try:
+            child.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="hpc-wps", description="OGC WPS 1.0.0/2.0 server for local pools, HPC schedulers and containers"
+    )
+    top.add_argument("--config", help=f"INI configuration file (default: ${ENV_CONFIG}, else embedded defaults)")
+    commands = top.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run gunicorn and the dispatcher")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(func=cmd_serve)
+    commands.add_parser("dispatcher", help="run only the dispatcher").set_defaults(func=cmd_dispatcher)
+    db = commands.add_parser("db", help="job table maintenance")
+    db.add_argument("action", choices=["upgrade"])
+    db.set_defaults(func=cmd_db)
+    config = commands.add_parser("config", help="check the configuration, or print the reference")
+    config.add_argument("action", choices=["check", "reference"], nargs="?", default="check")
+    config.set_defaults(func=cmd_config)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"hpc-wps: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

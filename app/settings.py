@@ -1,0 +1,242 @@
+"""Configuration: INI files, overridden by environment variables, validated once at start.
+
+Each section is a frozen dataclass whose fields are the keys, with their types and defaults, so the
+embedded defaults, the validation and the reference documentation come from one place. This module
+imports no web framework: the dispatcher and the launcher on compute nodes read the same settings.
+
+Environment overrides are named ``HPC_WPS_<SECTION>_<KEY>`` (``HPC_WPS_DATABASE_URL``); the file is
+named by ``--config`` or ``HPC_WPS_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from processes.fetch import FetchLimits
+
+ENV_CONFIG = "HPC_WPS_CONFIG"
+ENV_PREFIX = "HPC_WPS_"
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used; the message names the file, section and key."""
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``10MB``, ``512KiB``, ``1G`` or a bare number (units are powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"{text!r} is not a size such as 10MB")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+def _size(default: int, doc: str) -> Any:
+    return field(default=default, metadata={"parse": parse_size, "doc": doc})
+
+
+def _doc(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    url: str = _doc(
+        "", "public URL of the WPS endpoint, which status and output links start with; empty: http://HOST:PORT/wps"
+    )
+    host: str = _doc("127.0.0.1", "address gunicorn binds")
+    port: int = _doc(5000, "port gunicorn binds")
+    workers: int = _doc(2, "gunicorn worker processes")
+    workdir: Path = _doc(Path("var"), "directory for the job database (SQLite), job directories and outputs")  # noqa: RUF009
+    max_request_size: int = _size(10 * 1024**2, "largest accepted request body")
+    language: str = _doc("en-US", "the language of every document")
+
+
+@dataclass(frozen=True)
+class MetadataSettings:
+    title: str = _doc("hpc-wps", "service title in GetCapabilities")
+    abstract: str = _doc(
+        "OGC Web Processing Service running processes locally, on HPC schedulers and in containers.", "service abstract"
+    )
+    keywords: tuple[str, ...] = _doc(("WPS", "processing"), "comma-separated keywords")
+    fees: str = _doc("NONE", "ows:Fees")
+    access_constraints: str = _doc("NONE", "ows:AccessConstraints")
+    provider_name: str = _doc("hpc-wps", "ows:ProviderName")
+    provider_site: str = _doc("", "ows:ProviderSite")
+    contact_name: str = _doc("", "ows:IndividualName of the service contact")
+    contact_email: str = _doc("", "e-mail of the service contact")
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    mode: str = field(
+        default="local", metadata={"choices": ("local", "scheduler", "docker"), "doc": "where asynchronous jobs run"}
+    )
+    slots: int = _doc(2, "jobs the local pool runs at once")
+    queue_length: int = _doc(1000, "accepted jobs waiting for a slot before Execute answers ServerBusy")
+    sync_time_limit: float = _doc(600.0, "seconds a synchronous Execute may run")
+    poll_interval: float = _doc(0.05, "seconds between dispatcher cycles when it is idle")
+    demo_processes: bool = _doc(True, "serve the built-in demo processes")
+    processes: tuple[str, ...] = _doc((), "further processes: comma-separated module:attribute import paths")
+    retention: float = _doc(7 * 86400.0, "seconds a finished job's outputs are kept (expirationDate)")
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    allowed_dirs: tuple[Path, ...] = _doc((), "directories file:// inputs may be read from (none: file:// refused)")
+    allow_http: bool = _doc(True, "accept http(s) references")
+    connect_timeout: float = _doc(10.0, "seconds to connect to a remote input")
+    read_timeout: float = _doc(60.0, "seconds to wait for each read of a remote input")
+    total_timeout: float = _doc(600.0, "seconds a whole fetch of a remote input may take")
+    max_size: int = _size(1024**3, "largest input fetched by reference")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = _doc("", "SQLAlchemy URL of the job table; empty: SQLite in the workdir")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = field(default="INFO", metadata={"choices": ("DEBUG", "INFO", "WARNING", "ERROR"), "doc": "log level"})
+    file: str = _doc("", "log file; empty: standard error")
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    processing: ProcessingSettings = field(default_factory=ProcessingSettings)
+    inputs: InputSettings = field(default_factory=InputSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source: str = "embedded defaults"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.server.workdir / 'jobs.sqlite').resolve()}"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.server.workdir.resolve() / "jobs"
+
+    @property
+    def fetch_limits(self) -> FetchLimits:
+        return FetchLimits(**dataclasses.asdict(self.inputs))
+
+    def replace(self, section: str, **values: Any) -> Settings:
+        """A copy with some keys of one section changed (tests and the CLI use it)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **values)})
+
+
+SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "source"}
+_SECTION_TYPES = get_type_hints(Settings)
+
+
+def _convert(kind: Any, meta: Any, text: str) -> Any:
+    if "parse" in meta:
+        return meta["parse"](text)
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{text!r} is not a boolean (true or false)")
+    if kind in (int, float):
+        return kind(text)
+    if kind is Path:
+        return Path(text.strip()).expanduser()
+    if kind == tuple[str, ...]:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    if kind == tuple[Path, ...]:
+        return tuple(Path(item.strip()).expanduser() for item in text.split(",") if item.strip())
+    value = text.strip()
+    if "choices" in meta and value not in meta["choices"]:
+        raise ValueError(f"{value!r} is not one of {', '.join(meta['choices'])}")
+    return value
+
+
+def _section(name: str, raw: dict[str, tuple[str, str]]) -> Any:
+    cls = _SECTION_TYPES[name]
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, (text, origin) in raw.items():
+        if key not in known:
+            raise SettingsError(f"{origin}: unknown key [{name}] {key}; known keys: {', '.join(known)}")
+        try:
+            value = _convert(hints[key], known[key].metadata, text)
+        except ValueError as exc:
+            raise SettingsError(f"{origin}: [{name}] {key}: {exc}") from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise SettingsError(f"{origin}: [{name}] {key}: must not be negative")
+        values[key] = value
+    return cls(**values)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the INI file (``path``, else ``$HPC_WPS_CONFIG``, else none) and the environment overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    path = path or environ.get(ENV_CONFIG) or None
+    raw: dict[str, dict[str, tuple[str, str]]] = {name: {} for name in SECTIONS}
+    if path is not None:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle)
+        except OSError as exc:
+            raise SettingsError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+        except configparser.Error as exc:
+            raise SettingsError(f"{path}: not a valid INI file: {exc}") from None
+        for section in parser.sections():
+            if section not in SECTIONS:
+                raise SettingsError(f"{path}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
+            for key, text in parser.items(section):
+                raw[section][key] = (text, str(path))
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section in SECTIONS and key:
+            raw[section][key] = (text, f"environment variable {name}")
+    sections = {name: _section(name, raw[name]) for name in SECTIONS}
+    server = sections["server"]
+    if not server.url:
+        sections["server"] = dataclasses.replace(server, url=f"http://{server.host}:{server.port}/wps")
+    settings = Settings(**sections, source=str(path) if path else "embedded defaults")
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    if not re.match(r"https?://[^/]", settings.server.url):
+        raise SettingsError(f"{settings.source}: [server] url: must be an http(s) URL, not {settings.server.url!r}")
+    if settings.processing.slots < 1:
+        raise SettingsError(f"{settings.source}: [processing] slots: must be at least 1")
+    for entry in settings.processing.processes:
+        if ":" not in entry:
+            raise SettingsError(f"{settings.source}: [processing] processes: {entry!r} is not module:attribute")
+
+
+def reference() -> str:
+    """The configuration reference as INI text with every key, its default and what it does."""
+    lines = []
+    for name, cls in _SECTION_TYPES.items():
+        if name == "source":
+            continue
+        lines.append(f"[{name}]")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else ""
+            if isinstance(default, tuple):
+                default = ", ".join(str(d) for d in default)
+            lines.append(f"# {f.metadata.get('doc', '')}")
+            lines.append(f"{f.name} = {default}")
+        lines.append("")
+    return "\n".join(lines)

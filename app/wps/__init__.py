@@ -1,0 +1,1 @@
+"""The WPS protocol: parsing requests and rendering documents, free of any execution code."""

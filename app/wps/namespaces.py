@@ -1,0 +1,68 @@
+"""Namespaces and element makers, one set per protocol version.
+
+Makers drop ``None`` children and attributes, so an optional element is written ``X(...) if y else
+None`` and each encoder reads like the schema it follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lxml import etree
+from lxml.builder import ElementMaker
+
+XLINK = "http://www.w3.org/1999/xlink"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+XML = "http://www.w3.org/XML/1998/namespace"
+OWS11 = "http://www.opengis.net/ows/1.1"
+OWS20 = "http://www.opengis.net/ows/2.0"
+WPS10 = "http://www.opengis.net/wps/1.0.0"
+WPS20 = "http://www.opengis.net/wps/2.0"
+
+SCHEMAS = "http://schemas.opengis.net"
+WPS10_SCHEMA = f"{SCHEMAS}/wps/1.0.0"
+WPS20_SCHEMA = f"{SCHEMAS}/wps/2.0/wps.xsd"
+
+XLINK_HREF = f"{{{XLINK}}}href"
+XML_LANG = f"{{{XML}}}lang"
+XSI_SCHEMA_LOCATION = f"{{{XSI}}}schemaLocation"
+
+NSMAP10 = {"wps": WPS10, "ows": OWS11, "xlink": XLINK, "xsi": XSI}
+NSMAP20 = {"wps": WPS20, "ows": OWS20, "xlink": XLINK, "xsi": XSI}
+
+
+def _flatten(children: tuple[Any, ...]) -> list[Any]:
+    out: list[Any] = []
+    for child in children:
+        if child is None:
+            continue
+        if isinstance(child, (list, tuple)):
+            out.extend(_flatten(tuple(child)))
+        elif isinstance(child, dict):
+            out.append({k: v for k, v in child.items() if v is not None})
+        else:
+            out.append(child)
+    return out
+
+
+class Maker:
+    """An ElementMaker for one namespace that skips None and flattens lists of children."""
+
+    def __init__(self, namespace: str, nsmap: dict[str, str]) -> None:
+        self.namespace = namespace
+        self._maker = ElementMaker(namespace=namespace, nsmap=nsmap)
+
+    def __getattr__(self, tag: str) -> Callable[..., etree._Element]:
+        make = getattr(self._maker, tag)
+
+        def build(*children: Any, **attrib: Any) -> etree._Element:
+            return make(*_flatten(children), **{k: str(v) for k, v in attrib.items() if v is not None})
+
+        return build
+
+
+WPS1 = Maker(WPS10, NSMAP10)
+OWS1 = Maker(OWS11, NSMAP10)
+WPS2 = Maker(WPS20, NSMAP20)
+OWS2 = Maker(OWS20, NSMAP20)

@@ -1,0 +1,1 @@
+"""Encoders: small pure functions from the process model and job rows to lxml elements."""

@@ -1,0 +1,73 @@
+"""What a handler receives: its inputs, a place to put outputs, and a way to report progress.
+
+The context knows nothing about where it runs; the runtime gives it a ``report`` callable that writes
+progress wherever this executor keeps it (the job table, or a status file on a compute node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from processes.model import ComplexOutput, Process
+from processes.values import BoundingBox, InputValue, LiteralValue
+
+Reporter = Callable[[str, int | None], None]
+
+
+class ProcessError(Exception):
+    """Raised by a handler to fail its job with a message meant for the client."""
+
+
+class JobContext:
+    def __init__(
+        self,
+        process: Process,
+        inputs: dict[str, list[InputValue]],
+        workdir: Path,
+        output_dir: Path,
+        report: Reporter,
+    ) -> None:
+        self.process = process
+        self.inputs = inputs
+        self.workdir = workdir
+        self.output_dir = output_dir
+        self._report = report
+        self.outputs: dict[str, Any] = {}
+
+    def value(self, identifier: str, default: Any = None) -> Any:
+        """The first value of an input: the Python value of a literal, the object for others."""
+        values = self.inputs.get(identifier)
+        if not values:
+            return default
+        first = values[0]
+        return first.value if isinstance(first, LiteralValue) else first
+
+    def values(self, identifier: str) -> list[InputValue]:
+        return list(self.inputs.get(identifier, ()))
+
+    def update_status(self, message: str, percent: int | None = None) -> None:
+        """Report progress; it reaches WPS 1.0.0 status documents and WPS 2.0 GetStatus alike."""
+        if percent is not None:
+            percent = max(0, min(100, int(percent)))
+        self._report(message, percent)
+
+    def output_path(self, identifier: str) -> Path:
+        """A file to write a complex output into directly: the way to produce large outputs."""
+        spec = self.process.output(identifier)
+        if not isinstance(spec, ComplexOutput):
+            raise KeyError(f"{identifier} is not a complex output of {self.process.identifier}")
+        path = self.output_dir / f"{identifier}{spec.formats[0].extension}"
+        self.outputs[identifier] = path
+        return path
+
+    def set_output(self, identifier: str, value: Any) -> None:
+        """Set an output: a literal value, a BoundingBox, or for a complex output str, bytes, JSON-able
+        data or a Path to a file the handler wrote."""
+        if self.process.output(identifier) is None:
+            raise KeyError(f"{identifier} is not an output of {self.process.identifier}")
+        self.outputs[identifier] = value
+
+
+__all__ = ["BoundingBox", "JobContext", "ProcessError", "Reporter"]

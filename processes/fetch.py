@@ -1,0 +1,98 @@
+"""Inputs given by reference: http(s) with timeouts and a size limit, file:// only below allowed dirs.
+
+Every remote read has a connect timeout, a per-read timeout and an overall deadline, and stops at the
+size limit, so a URL that never answers or sends endless data fails the job instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import requests
+
+CHUNK = 1 << 16
+
+
+class InputError(Exception):
+    """An input that cannot be used. ``reason`` is one of invalid, not_accessible, too_large."""
+
+    def __init__(self, identifier: str, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.identifier = identifier
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    allowed_dirs: tuple[Path, ...] = ()
+    allow_http: bool = True
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    total_timeout: float = 600.0
+    max_size: int = 1024**3
+
+
+def resolve_file(identifier: str, href: str, limits: FetchLimits) -> Path:
+    """The real path of a file:// reference, refused unless it lies below an allowed directory.
+
+    The check is on the resolved path, so ``..`` segments and symbolic links cannot lead outside.
+    """
+    parsed = urlparse(href)
+    if parsed.netloc not in ("", "localhost"):
+        raise InputError(identifier, f"file reference with a host is not accepted: {href}", "not_accessible")
+    path = Path(unquote(parsed.path)).resolve()
+    for allowed in limits.allowed_dirs:
+        if path.is_relative_to(allowed.resolve()):
+            if not path.is_file():
+                raise InputError(identifier, f"no such file: {href}", "not_accessible")
+            if path.stat().st_size > limits.max_size:
+                raise InputError(identifier, f"{href} is larger than {limits.max_size} bytes", "too_large")
+            return path
+    raise InputError(identifier, f"file inputs are not allowed from {href}", "not_accessible")
+
+
+def fetch_http(
+    identifier: str,
+    href: str,
+    dest: Path,
+    limits: FetchLimits,
+    method: str = "GET",
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    if not limits.allow_http:
+        raise InputError(identifier, "inputs by http(s) reference are not accepted here", "not_accessible")
+    deadline = time.monotonic() + limits.total_timeout
+    try:
+        with requests.request(
+            method,
+            href,
+            data=body.encode("utf-8") if body is not None else None,
+            headers=headers or {},
+            stream=True,
+            timeout=(limits.connect_timeout, limits.read_timeout),
+            allow_redirects=True,
+        ) as response:
+            if response.status_code >= 400:
+                raise InputError(identifier, f"{href} answered HTTP {response.status_code}", "not_accessible")
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > limits.max_size:
+                raise InputError(identifier, f"{href} is larger than {limits.max_size} bytes", "too_large")
+            size = 0
+            with dest.open("wb") as out:
+                for chunk in response.iter_content(CHUNK):
+                    size += len(chunk)
+                    if size > limits.max_size:
+                        raise InputError(identifier, f"{href} sent more than {limits.max_size} bytes", "too_large")
+                    if time.monotonic() > deadline:
+                        raise InputError(
+                            identifier, f"{href} took longer than {limits.total_timeout:g} s", "not_accessible"
+                        )
+                    out.write(chunk)
+    except requests.Timeout:
+        raise InputError(identifier, f"{href} did not answer in time", "not_accessible") from None
+    except requests.RequestException as exc:
+        raise InputError(identifier, f"cannot fetch {href}: {type(exc).__name__}", "not_accessible") from None

@@ -1,0 +1,104 @@
+"""Literal data types: the XML Schema names WPS uses, and how values are read and written.
+
+Both protocol versions name a literal type by its XML Schema type name (``ows:DataType`` text), and the
+OGC test suite picks inputs by that text, so the names here are exactly those names.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+XSD_REFERENCE = "http://www.w3.org/TR/xmlschema-2/#"
+
+
+class LiteralValueError(ValueError):
+    """A literal value that does not read as its declared type or lies outside its allowed values."""
+
+
+def _parse_boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise LiteralValueError(f"{text!r} is not a boolean (true, false, 1 or 0)")
+
+
+def _parse_double(text: str) -> float:
+    value = float(text)
+    if math.isnan(value):
+        raise LiteralValueError("NaN is not an accepted number")
+    return value
+
+
+def _parse_datetime(text: str) -> _dt.datetime:
+    cleaned = text.strip()
+    if cleaned.endswith("Z"):
+        cleaned = cleaned[:-1] + "+00:00"
+    return _dt.datetime.fromisoformat(cleaned)
+
+
+def _parse_anyuri(text: str) -> str:
+    if any(c.isspace() for c in text.strip()) or not text.strip():
+        raise LiteralValueError(f"{text!r} is not a URI")
+    return text.strip()
+
+
+def _format_boolean(value: Any) -> str:
+    return "true" if value else "false"
+
+
+def _format_number(value: Any) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _format_datetime(value: Any) -> str:
+    return value.isoformat() if isinstance(value, _dt.datetime) else str(value)
+
+
+@dataclass(frozen=True)
+class LiteralType:
+    """One XML Schema type: its name, how text becomes a Python value, and back."""
+
+    name: str
+    parse: Callable[[str], Any]
+    format: Callable[[Any], str]
+    ordered: bool
+
+    @property
+    def reference(self) -> str:
+        return XSD_REFERENCE + self.name
+
+    def read(self, text: str) -> Any:
+        """Parse ``text``; every failure becomes :class:`LiteralValueError` with a readable reason."""
+        try:
+            return self.parse(text)
+        except LiteralValueError:
+            raise
+        except (ValueError, TypeError, OverflowError):
+            raise LiteralValueError(f"{text!r} is not a valid {self.name}") from None
+
+
+TYPES: dict[str, LiteralType] = {
+    t.name: t
+    for t in (
+        LiteralType("string", str, str, False),
+        LiteralType("integer", lambda s: int(s.strip()), str, True),
+        LiteralType("double", _parse_double, _format_number, True),
+        LiteralType("float", _parse_double, _format_number, True),
+        LiteralType("boolean", _parse_boolean, _format_boolean, False),
+        LiteralType("dateTime", _parse_datetime, _format_datetime, True),
+        LiteralType("anyURI", _parse_anyuri, str, False),
+    )
+}
+
+
+def literal_type(name: str) -> LiteralType:
+    try:
+        return TYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown literal data type {name!r}; known: {', '.join(TYPES)}") from None

@@ -1,0 +1,59 @@
+"""The processes a service offers: the built-in demos and any named by configuration."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Iterator
+
+from processes.model import Process
+
+
+class RegistryError(ValueError):
+    pass
+
+
+class Registry:
+    """Processes by identifier, in the order they were declared; aliases resolve but are not listed."""
+
+    def __init__(self, processes: Iterable[Process]) -> None:
+        self._by_id: dict[str, Process] = {}
+        self._aliases: dict[str, Process] = {}
+        for process in processes:
+            if process.identifier in self._by_id:
+                raise RegistryError(f"two processes have the identifier {process.identifier!r}")
+            self._by_id[process.identifier] = process
+            for alias in process.aliases:
+                self._aliases[alias] = process
+
+    def __iter__(self) -> Iterator[Process]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, identifier: str) -> Process | None:
+        return self._by_id.get(identifier) or self._aliases.get(identifier)
+
+
+def import_processes(path: str) -> list[Process]:
+    """``module:attribute`` naming a Process or a sequence of them."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise RegistryError(f"cannot import process {path!r}: {exc}") from None
+    found = [target] if isinstance(target, Process) else list(target)
+    if not all(isinstance(p, Process) for p in found):
+        raise RegistryError(f"{path!r} is neither a Process nor a sequence of them")
+    return found
+
+
+def build_registry(demo: bool, paths: Iterable[str]) -> Registry:
+    processes: list[Process] = []
+    if demo:
+        from processes.builtin import BUILTIN_PROCESSES
+
+        processes.extend(BUILTIN_PROCESSES)
+    for path in paths:
+        processes.extend(import_processes(path))
+    return Registry(processes)

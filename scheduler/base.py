@@ -1,0 +1,73 @@
+"""The executor interface every place that runs jobs implements.
+
+Shaped after PSI/J's JobExecutor: submit, poll many jobs at once, cancel, attach after a restart.
+Executors know nothing of HTTP or of the job table; the dispatcher owns both and is the only caller,
+so an executor may keep per-process state without gunicorn workers ever seeing it.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class NativeState(enum.StrEnum):
+    QUEUED = "queued"  # the system holds the job but has not started it
+    RUNNING = "running"
+    ENDED = "ended"  # the system no longer runs it; whether it succeeded is in its result file
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    state: NativeState
+    # Why it ended, in words a client can read ("killed by signal SIGKILL", "TIMEOUT: over its time limit").
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What an executor needs to start a job: the job directory holds everything else."""
+
+    job_id: str
+    process_id: str
+    job_dir: Path
+    request: dict[str, Any]
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+class SubmitError(Exception):
+    """The executor could not take the job. ``retry``: the job stays queued and is offered again."""
+
+    def __init__(self, message: str, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+class Executor(ABC):
+    name: ClassVar[str]
+
+    def capacity(self) -> int | None:
+        """How many more jobs it takes now; None when the system keeps its own queue."""
+        return None
+
+    @abstractmethod
+    def submit(self, spec: JobSpec) -> str:
+        """Start the job and return its native id; raise :class:`SubmitError` when it cannot."""
+
+    @abstractmethod
+    def poll_many(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
+        """The state of every given job, found with a constant number of queries to the system."""
+
+    @abstractmethod
+    def cancel(self, native_id: str) -> None:
+        """Ask the system to stop the job; the end is seen by a later poll. Ending jobs are ignored."""
+
+    def attach(self, native_id: str) -> None:  # noqa: B027 (deliberately a no-op by default)
+        """Take up a job submitted before a restart. Most systems need nothing: polling by id works."""
+
+    def describe_queued(self, native_id: str) -> str:
+        return f"queued on {self.name} as job {native_id}"

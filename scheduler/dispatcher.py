@@ -1,0 +1,159 @@
+"""The dispatcher: the one process that hands accepted jobs to executors and follows them to their end.
+
+Web workers only insert, read and dismiss rows; everything that touches an executor happens here, in
+one loop: offer the oldest accepted jobs to free capacity (first in, first out), poll every active
+job of every executor in one call each, cancel dismissed ones, and settle those that ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.settings import Settings
+from processes.registry import Registry
+from scheduler import lifecycle
+from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.db import after_fork
+from scheduler.launcher import execute_job, read_result, record_outcome
+from scheduler.local import LocalExecutor
+from scheduler.models import JobStatus
+
+log = logging.getLogger(__name__)
+
+BATCH = 64  # accepted jobs looked at per cycle and executor
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, engine: Engine, registry: Registry) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.registry = registry
+        self.executors: dict[str, Executor] = {"local": LocalExecutor(settings.processing.slots, self._run_local)}
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.settings.jobs_dir / job_id
+
+    def executor_for(self, process_id: str) -> Executor:
+        return self.executors["local"]
+
+    def _run_local(self, spec: JobSpec) -> int:
+        """Runs in the forked child: the parent's pooled connections must not be shared."""
+        after_fork(self.engine)
+        process = self.registry.get(spec.process_id)
+        assert process is not None  # checked before the fork
+        execute_job(
+            self.engine,
+            process,
+            spec.job_id,
+            spec.request,
+            spec.job_dir,
+            self.settings.fetch_limits,
+            self.settings.processing.retention,
+        )
+        return 0
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a restart: take up every job an executor may still hold; none is lost or run twice."""
+        for executor in self.executors.values():
+            for row in lifecycle.active_native_jobs(self.engine, executor.name):
+                if row["native_id"]:
+                    executor.attach(row["native_id"])
+                elif lifecycle.release(self.engine, row["id"], "queued again after a restart of the service"):
+                    log.info("job %s: claimed but never submitted before a restart; queued again", row["id"])
+
+    def cycle(self) -> bool:
+        """One pass; True if it did anything (then the next pass follows without a pause)."""
+        busy = self.poll()
+        busy = self.submit_waiting() or busy
+        return busy
+
+    def run(self, stop: threading.Event) -> None:
+        self.recover()
+        interval = self.settings.processing.poll_interval
+        while not stop.is_set():
+            try:
+                busy = self.cycle()
+            except SQLAlchemyError:
+                log.exception("the job table is out of reach; trying again")
+                busy = False
+                stop.wait(1.0)
+            if not busy:
+                stop.wait(interval)
+
+    # -- submitting -------------------------------------------------------------------------------
+
+    def submit_waiting(self) -> bool:
+        capacity = sum(BATCH if (c := e.capacity()) is None else c for e in self.executors.values())
+        if capacity <= 0:
+            return False
+        did = False
+        for row in lifecycle.oldest_accepted(self.engine, min(capacity, BATCH)):
+            did = self.submit(row) or did
+        return did
+
+    def submit(self, row: RowMapping) -> bool:
+        job_id = row["id"]
+        process = self.registry.get(row["process_id"])
+        if process is None:
+            return lifecycle.mark_failed(self.engine, job_id, f"process {row['process_id']} is no longer offered")
+        executor = self.executor_for(process.identifier)
+        if executor.capacity() == 0:
+            return False
+        if not lifecycle.claim(self.engine, job_id, executor.name):
+            return False
+        spec = JobSpec(job_id, process.identifier, self.job_dir(job_id), row["request"], dict(process.resources))
+        spec.job_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            native_id = executor.submit(spec)
+        except SubmitError as exc:
+            if exc.retry:
+                lifecycle.release(self.engine, job_id, f"waiting: {exc}")
+            else:
+                lifecycle.mark_failed(self.engine, job_id, f"could not be submitted: {exc}")
+                lifecycle.mark_native_done(self.engine, job_id)
+            return False
+        lifecycle.mark_submitted(self.engine, job_id, native_id, executor.describe_queued(native_id))
+        return True
+
+    # -- following ------------------------------------------------------------------------------
+
+    def poll(self) -> bool:
+        did = False
+        for executor in self.executors.values():
+            rows = [r for r in lifecycle.active_native_jobs(self.engine, executor.name) if r["native_id"]]
+            if not rows:
+                continue
+            statuses = executor.poll_many([r["native_id"] for r in rows])
+            for row in rows:
+                status = statuses.get(row["native_id"])
+                if status is None:
+                    continue
+                if row["status"] == JobStatus.DISMISSED.value and status.state is not NativeState.ENDED:
+                    executor.cancel(row["native_id"])
+                elif status.state is NativeState.ENDED:
+                    self.settle(row, status)
+                    did = True
+        return did
+
+    def settle(self, row: RowMapping, status: NativeStatus) -> None:
+        """The executor no longer holds the job: make sure its row reaches a final state."""
+        job_id = row["id"]
+        job_dir = self.job_dir(job_id)
+        if row["status"] == JobStatus.DISMISSED.value:
+            shutil.rmtree(job_dir, ignore_errors=True)
+        elif not lifecycle.is_final(row["status"]):
+            outcome = read_result(job_dir)
+            if outcome is not None:
+                record_outcome(self.engine, job_id, outcome, self.settings.processing.retention)
+            else:
+                reason = status.reason or "ended without a result"
+                lifecycle.mark_failed(self.engine, job_id, f"the job's process {reason}")
+        lifecycle.mark_native_done(self.engine, job_id)

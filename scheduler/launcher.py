@@ -1,0 +1,171 @@
+"""Run one job to its end in this process: the same code for every executor.
+
+The result is written twice: atomically into the job directory (``result.json``, which survives a
+database that is out of reach, as on a compute node) and into the job table. The dispatcher uses the
+file to settle a job whose process ended without reaching the table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from processes.context import ProcessError
+from processes.fetch import FetchLimits, InputError
+from processes.model import Process
+from processes.runtime import run_process
+from scheduler import lifecycle
+from scheduler.models import JobStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+PROGRESS_INTERVAL = 0.2  # seconds between progress writes: enough for any poller, cheap for the table
+
+
+class TimeLimitExceeded(BaseException):
+    """BaseException, so a handler's ``except Exception`` cannot swallow the end of its time."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` with SIGALRM (main thread only; elsewhere no limit)."""
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise TimeLimitExceeded(f"time limit of {seconds:g} s exceeded")
+
+    try:
+        previous = signal.signal(signal.SIGALRM, expire)
+    except ValueError:  # not the main thread
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass
+class Outcome:
+    status: str
+    message: str
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    # For a failure caused by an input: which input and why (invalid, not_accessible, too_large).
+    input_id: str | None = None
+    input_reason: str | None = None
+
+
+class ProgressReporter:
+    """Writes progress to the table, at most every PROGRESS_INTERVAL seconds (the last one always)."""
+
+    def __init__(self, engine: Engine | None, job_id: str) -> None:
+        self.engine = engine
+        self.job_id = job_id
+        self._last = 0.0
+        self._pending: tuple[str, int | None] | None = None
+
+    def __call__(self, message: str, percent: int | None) -> None:
+        self._pending = (message, percent)
+        if time.monotonic() - self._last >= PROGRESS_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending is None or self.engine is None:
+            return
+        message, percent = self._pending
+        self._pending = None
+        self._last = time.monotonic()
+        try:
+            lifecycle.update_progress(self.engine, self.job_id, message, percent)
+        except SQLAlchemyError:
+            log.warning("job %s: progress not recorded, the job table is out of reach", self.job_id)
+
+
+def write_result(job_dir: Path, outcome: Outcome) -> None:
+    tmp = job_dir / f".{RESULT_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(asdict(outcome)), encoding="utf-8")
+    os.replace(tmp, job_dir / RESULT_FILE)
+
+
+def read_result(job_dir: Path) -> Outcome | None:
+    try:
+        return Outcome(**json.loads((job_dir / RESULT_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def record_outcome(engine: Engine, job_id: str, outcome: Outcome, retention: float) -> bool:
+    """Apply a finished job's outcome to the table, unless it reached a final state already."""
+    expires = utcnow() + dt.timedelta(seconds=retention)
+    if outcome.status == JobStatus.SUCCEEDED.value:
+        return lifecycle.mark_succeeded(engine, job_id, outcome.outputs, expires)
+    return lifecycle.mark_failed(engine, job_id, outcome.message, expires)
+
+
+def run_to_outcome(
+    process: Process,
+    request: dict[str, Any],
+    job_dir: Path,
+    limits: FetchLimits,
+    reporter: ProgressReporter,
+    seconds: float | None = None,
+) -> Outcome:
+    """Run the process and turn whatever happens into an Outcome; never raises for the job's faults."""
+    try:
+        if seconds is None:
+            outputs = run_process(process, request, job_dir, limits, reporter)
+        else:
+            with time_limit(seconds):
+                outputs = run_process(process, request, job_dir, limits, reporter)
+        return Outcome(JobStatus.SUCCEEDED.value, "succeeded", outputs)
+    except InputError as exc:
+        return Outcome(JobStatus.FAILED.value, f"input {exc.identifier}: {exc}", [], exc.identifier, exc.reason)
+    except ProcessError as exc:
+        return Outcome(JobStatus.FAILED.value, str(exc) or "the process failed")
+    except TimeLimitExceeded as exc:
+        return Outcome(JobStatus.FAILED.value, str(exc))
+    except OSError as exc:
+        log.warning("job in %s failed: %s", job_dir, traceback.format_exc())
+        return Outcome(JobStatus.FAILED.value, f"{type(exc).__name__}: {exc.strerror or exc}")
+    except Exception as exc:  # the process's own bug: report it, keep the traceback in the log
+        log.warning("job in %s failed: %s", job_dir, traceback.format_exc())
+        return Outcome(JobStatus.FAILED.value, f"the process raised {type(exc).__name__}: {exc}")
+    finally:
+        reporter.flush()
+        shutil.rmtree(job_dir / "work", ignore_errors=True)
+
+
+def execute_job(
+    engine: Engine,
+    process: Process,
+    job_id: str,
+    request: dict[str, Any],
+    job_dir: Path,
+    limits: FetchLimits,
+    retention: float,
+    seconds: float | None = None,
+) -> Outcome | None:
+    """Mark the job running, run it, record its outcome. None if it was dismissed before it started."""
+    if not lifecycle.mark_running(engine, job_id):
+        return None
+    job_dir.mkdir(parents=True, exist_ok=True)
+    outcome = run_to_outcome(process, request, job_dir, limits, ProgressReporter(engine, job_id), seconds)
+    write_result(job_dir, outcome)
+    record_outcome(engine, job_id, outcome, retention)
+    return outcome

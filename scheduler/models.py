@@ -1,0 +1,72 @@
+"""The job table: the single truth about every job, read by every web worker and the dispatcher."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class JobStatus(enum.StrEnum):
+    """Stored as text. ``queued`` means handed to an executor that has not started it yet."""
+
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DISMISSED = "dismissed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DISMISSED})
+ACTIVE_STATES = frozenset({JobStatus.ACCEPTED, JobStatus.QUEUED, JobStatus.RUNNING})
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: SQLite keeps no zone, so every timestamp in the table is UTC without one."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    # The WPS version and execution mode of the request that created the job ("1.0.0"/"2.0.0", "sync"/"async").
+    version: Mapped[str] = mapped_column(String(8))
+    mode: Mapped[str] = mapped_column(String(8))
+    # Inputs as sent (values and references) and the requested outputs: enough to run the job anywhere.
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Output records written when the job succeeds (literal values inline, complex ones as file names).
+    outputs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    executor: Mapped[str | None] = mapped_column(String(32))
+    native_id: Mapped[str | None] = mapped_column(String(255))
+    # True while the executor may still hold the job: the dispatcher polls, cancels and cleans up these.
+    native_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_executor_active", "executor", "native_active"),
+    )
+
+
+JOBS = Job.__table__
