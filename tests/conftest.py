@@ -1,0 +1,204 @@
+"""Fixtures: settings on a temporary work directory, the job table on SQLite or PostgreSQL, a test
+client that validates every XML document it receives, and a real server started on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from app import create_app
+from app.settings import Settings, load_settings
+from migrations import upgrade
+from tests.xsd import IN_CI, ROOT, validate
+
+PG_ADMIN_URL = os.environ.get("HPC_WPS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"hpcwps_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # no server: a skip outside CI, a failure in CI
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    base = load_settings(environ={})
+    base = base.replace("server", workdir=tmp_path / "work", url="http://testserver/wps")
+    base = base.replace("database", url=database_url)
+    base = base.replace("inputs", allowed_dirs=(allowed,), connect_timeout=2.0, read_timeout=2.0, total_timeout=5.0)
+    base = base.replace("processing", sync_time_limit=20.0)
+    upgrade(base.database_url)
+    return base
+
+
+class ValidatingClient:
+    """A Flask test client whose every XML response is validated against the OGC schemas."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def _check(self, response):  # type: ignore[no-untyped-def]
+        if response.mimetype == "text/xml":
+            assert response.headers["Content-Type"] == "text/xml", response.headers["Content-Type"]
+            response.xml = validate(response.get_data())
+        return response
+
+    def get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._check(self.client.get(*args, **kwargs))
+
+    def post(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._check(self.client.post(*args, **kwargs))
+
+
+@pytest.fixture
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    application = create_app(settings)
+    application.testing = True
+    yield application
+    application.extensions["hpc_wps"].engine.dispose()
+
+
+@pytest.fixture
+def wps(app) -> ValidatingClient:  # type: ignore[no-untyped-def]
+    return ValidatingClient(app.test_client())
+
+
+class LiveServer:
+    """``hpc-wps serve`` in a child process on a free port, as a user runs it."""
+
+    def __init__(self, workdir: Path, extra_config: str = "", database_url: str = "") -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/wps"
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "hpc-wps.cfg"
+        database = f"[database]\nurl = {database_url}\n" if database_url else ""
+        self.config.write_text(
+            f"[server]\nport = {self.port}\nworkdir = {workdir / 'var'}\nworkers = 2\n{database}{extra_config}",
+            encoding="utf-8",
+        )
+        self.log = workdir / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LiveServer:
+        env = dict(os.environ)
+        env.pop("HPC_WPS_CONFIG", None)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "--config", str(self.config), "serve"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
+            try:
+                if requests.get(self.url, params={"service": "WPS", "request": "GetCapabilities"}, timeout=2).ok:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server did not answer within 60 s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=45)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path_factory.mktemp("live")).start()
+    yield server
+    server.stop()
+
+
+def settings_environ(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process (dispatcher, server) these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPC_WPS_")}
+    env.update(
+        HPC_WPS_SERVER_URL=settings.server.url,
+        HPC_WPS_SERVER_WORKDIR=str(settings.server.workdir),
+        HPC_WPS_DATABASE_URL=settings.database_url,
+        HPC_WPS_INPUTS_ALLOWED_DIRS=",".join(str(d) for d in settings.inputs.allowed_dirs),
+        HPC_WPS_PROCESSING_SLOTS=str(settings.processing.slots),
+        HPC_WPS_PROCESSING_POLL_INTERVAL="0.05",
+    )
+    return env
+
+
+@pytest.fixture
+def dispatcher(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The real dispatcher process on the test's job table, stopped (SIGTERM) at the end."""
+    log = (tmp_path / "dispatcher.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "dispatcher"],
+        cwd=ROOT,
+        env=settings_environ(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    yield process
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=30)
+    log.close()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something truthy; fail with the last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s; last value {value!r}")
