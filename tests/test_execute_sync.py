@@ -14,7 +14,9 @@ NS = {"wps": WPS10, "ows": OWS11, "wps2": WPS20, "ows2": OWS20}
 
 def execute10(inputs: str, outputs: str = "", form: str = "ResponseDocument", **attrs: str) -> bytes:
     attributes = " ".join(f'{k}="{v}"' for k, v in attrs.items())
-    response = f"<wps:ResponseForm><wps:{form} {attributes}>{outputs}</wps:{form}></wps:ResponseForm>" if outputs else ""
+    response = (
+        f"<wps:ResponseForm><wps:{form} {attributes}>{outputs}</wps:{form}></wps:ResponseForm>" if outputs else ""
+    )
     return (
         '<wps:Execute service="WPS" version="1.0.0" xmlns:wps="http://www.opengis.net/wps/1.0.0" '
         'xmlns:ows="http://www.opengis.net/ows/1.1" xmlns:xlink="http://www.w3.org/1999/xlink">'
@@ -69,7 +71,10 @@ def test_echo_xml_json_text_and_bbox_by_value(wps):
     response = wps.post("/wps", data=execute10(inputs, lineage="true"), content_type="text/xml")
     assert response.status_code == 200
     root = response.xml
-    outputs = {o.findtext(f"{{{OWS11}}}Identifier"): o for o in root.iterfind(f".//{{{WPS10}}}ProcessOutputs/{{{WPS10}}}Output")}
+    outputs = {
+        o.findtext(f"{{{OWS11}}}Identifier"): o
+        for o in root.iterfind(f".//{{{WPS10}}}ProcessOutputs/{{{WPS10}}}Output")
+    }
     assert outputs["literalOutput"].findtext(f".//{{{WPS10}}}LiteralData") == "hi"
     complex_data = outputs["complexOutput"].find(f".//{{{WPS10}}}ComplexData")
     assert complex_data.get("mimeType") == "text/xml"
@@ -80,7 +85,9 @@ def test_echo_xml_json_text_and_bbox_by_value(wps):
 
 def test_echo_json_cdata_and_base64(wps):
     payload = json.dumps({"a": [1, 2]})
-    inputs = echo_inputs(complex_=f'<wps:Data><wps:ComplexData mimeType="application/json"><![CDATA[{payload}]]></wps:ComplexData></wps:Data>')
+    inputs = echo_inputs(
+        complex_=f'<wps:Data><wps:ComplexData mimeType="application/json"><![CDATA[{payload}]]></wps:ComplexData></wps:Data>'
+    )
     response = wps.post("/wps", data=execute10(inputs), content_type="text/xml")
     text = response.xml.findtext(f".//{{{WPS10}}}ComplexData")
     assert json.loads(text) == {"a": [1, 2]}
@@ -88,9 +95,12 @@ def test_echo_json_cdata_and_base64(wps):
     inputs = echo_inputs(
         complex_=f'<wps:Data><wps:ComplexData mimeType="text/plain" encoding="base64">{encoded}</wps:ComplexData></wps:Data>'
     )
-    raw_output = '<wps:RawDataOutput><ows:Identifier>complexOutput</ows:Identifier></wps:RawDataOutput>'
+    raw_output = "<wps:RawDataOutput><ows:Identifier>complexOutput</ows:Identifier></wps:RawDataOutput>"
     response = wps.post(
-        "/wps", data=execute10(inputs).replace(b"</wps:Execute>", f"<wps:ResponseForm>{raw_output}</wps:ResponseForm></wps:Execute>".encode()),
+        "/wps",
+        data=execute10(inputs).replace(
+            b"</wps:Execute>", f"<wps:ResponseForm>{raw_output}</wps:ResponseForm></wps:Execute>".encode()
+        ),
         content_type="text/xml",
     )
     assert response.status_code == 200
@@ -123,7 +133,9 @@ def test_file_input_only_from_allowed_dirs(wps, settings, tmp_path):
     secret.write_text("secret", encoding="utf-8")
 
     def run(href: str):  # type: ignore[no-untyped-def]
-        query = f"/wps?service=WPS&version=1.0.0&request=Execute&identifier=wordcounter&DataInputs=text=@xlink:href={href}"
+        query = (
+            f"/wps?service=WPS&version=1.0.0&request=Execute&identifier=wordcounter&DataInputs=text=@xlink:href={href}"
+        )
         return wps.get(query)
 
     ok = run(f"file://{allowed}/words.txt")

@@ -39,6 +39,8 @@ def _flatten(children: tuple[Any, ...]) -> list[Any]:
             continue
         if isinstance(child, (list, tuple)):
             out.extend(_flatten(tuple(child)))
+        elif isinstance(child, (int, float)):
+            out.append(str(child))
         elif isinstance(child, dict):
             out.append({k: v for k, v in child.items() if v is not None})
         else:
