@@ -1,0 +1,47 @@
+# The two quick-start commands: `make serve` and `make test`. CI runs `.ci/run`, which calls `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?=
+CONFIG ?=
+
+BIN := $(VENV)/bin
+CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
+PORT_ARG := $(if $(PORT),--port $(PORT))
+
+.PHONY: serve test lint install install-test db bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[postgres]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+# Creates or migrates the job database, then runs gunicorn and the dispatcher.
+serve: install
+	$(BIN)/hpc-wps $(CONFIG_ARG) serve $(PORT_ARG)
+
+db: install
+	$(BIN)/hpc-wps $(CONFIG_ARG) db upgrade
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check app processes scheduler migrations tests
+
+test: lint
+	$(BIN)/pytest -q -ra
+
+bench: install-test
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
