@@ -64,8 +64,9 @@ class LocalExecutor(Executor):
             code = 1
             try:
                 os.setpgid(0, 0)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.set_wakeup_fd(-1)  # the dispatcher's, not the job's
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                    signal.signal(signum, signal.SIG_DFL)
                 code = self.runner(spec)
             except BaseException:
                 log.exception("job %s: the local runner failed", spec.job_id)
