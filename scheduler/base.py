@@ -49,6 +49,8 @@ class SubmitError(Exception):
 
 class Executor(ABC):
     name: ClassVar[str]
+    # True when a submitted job runs at once (the local pool): it is then marked running on submission.
+    starts_now: ClassVar[bool] = False
 
     def capacity(self) -> int | None:
         """How many more jobs it takes now; None when the system keeps its own queue."""

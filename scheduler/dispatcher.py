@@ -16,7 +16,7 @@ import signal
 import threading
 from pathlib import Path
 
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.settings import Settings
@@ -24,7 +24,7 @@ from processes.registry import Registry
 from scheduler import lifecycle
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.db import after_fork
-from scheduler.launcher import execute_job, read_result, record_outcome
+from scheduler.launcher import Outcome, ProgressReporter, read_result, record_outcome, run_to_outcome, write_result
 from scheduler.local import LocalExecutor
 from scheduler.models import JobStatus
 
@@ -88,18 +88,15 @@ class Dispatcher:
         return self.executors["local"]
 
     def _run_local(self, spec: JobSpec) -> int:
-        """Runs in the forked child: the parent's pooled connections must not be shared."""
+        """Runs in the forked child. It writes its outcome to the job directory only; the dispatcher
+        records it, with the other jobs that ended in the same cycle, in one transaction."""
         after_fork(self.engine)
         process = self.registry.get(spec.process_id)
         assert process is not None  # checked before the fork
-        execute_job(
-            self.engine,
-            process,
-            spec.job_id,
-            spec.request,
-            spec.job_dir,
-            self.settings.fetch_limits,
-            self.settings.processing.retention,
+        spec.job_dir.mkdir(parents=True, exist_ok=True)
+        reporter = ProgressReporter(self.engine, spec.job_id)
+        write_result(
+            spec.job_dir, run_to_outcome(process, spec.request, spec.job_dir, self.settings.fetch_limits, reporter)
         )
         return 0
 
@@ -137,37 +134,53 @@ class Dispatcher:
     # -- submitting -------------------------------------------------------------------------------
 
     def submit_waiting(self) -> bool:
-        capacity = sum(BATCH if (c := e.capacity()) is None else c for e in self.executors.values())
-        if capacity <= 0:
+        """Offer the oldest accepted jobs to executors with room: one claim per executor and cycle."""
+        capacities = {name: e.capacity() for name, e in self.executors.items()}
+        room = sum(BATCH if c is None else max(0, c) for c in capacities.values())
+        if room == 0:
             return False
+        groups: dict[str, list[RowMapping]] = {}
+        for row in lifecycle.oldest_accepted(self.engine, min(room, BATCH)):
+            process = self.registry.get(row["process_id"])
+            if process is None:
+                lifecycle.mark_failed(self.engine, row["id"], f"process {row['process_id']} is no longer offered")
+                continue
+            groups.setdefault(self.executor_for(process.identifier).name, []).append(row)
         did = False
-        for row in lifecycle.oldest_accepted(self.engine, min(capacity, BATCH)):
-            did = self.submit(row) or did
+        for name, rows in groups.items():
+            executor = self.executors[name]
+            capacity = capacities[name]
+            if capacity is not None:
+                rows = rows[: max(0, capacity)]
+            claimed = lifecycle.claim_many(self.engine, [r["id"] for r in rows], name, executor.starts_now)
+            submitted = [self._submit(executor, row) for row in rows if row["id"] in claimed]
+            started = [
+                (job_id, native_id, None if executor.starts_now else executor.describe_queued(native_id))
+                for job_id, native_id, _error in submitted
+                if native_id is not None
+            ]
+            with self.engine.begin() as conn:
+                lifecycle.mark_submitted_many(conn, started)
+                for job_id, native_id, error in submitted:
+                    if native_id is not None:
+                        continue
+                    if error is not None and error.retry:
+                        lifecycle.release(conn, job_id, f"waiting: {error}")
+                    else:
+                        lifecycle.mark_failed(conn, job_id, f"could not be submitted: {error}")
+                        lifecycle.mark_native_done(conn, job_id)
+            did = did or bool(claimed)
         return did
 
-    def submit(self, row: RowMapping) -> bool:
+    def _submit(self, executor: Executor, row: RowMapping) -> tuple[str, str | None, SubmitError | None]:
         job_id = row["id"]
         process = self.registry.get(row["process_id"])
-        if process is None:
-            return lifecycle.mark_failed(self.engine, job_id, f"process {row['process_id']} is no longer offered")
-        executor = self.executor_for(process.identifier)
-        if executor.capacity() == 0:
-            return False
-        if not lifecycle.claim(self.engine, job_id, executor.name):
-            return False
+        assert process is not None
         spec = JobSpec(job_id, process.identifier, self.job_dir(job_id), row["request"], dict(process.resources))
-        spec.job_dir.mkdir(parents=True, exist_ok=True)
         try:
-            native_id = executor.submit(spec)
+            return job_id, executor.submit(spec), None
         except SubmitError as exc:
-            if exc.retry:
-                lifecycle.release(self.engine, job_id, f"waiting: {exc}")
-            else:
-                lifecycle.mark_failed(self.engine, job_id, f"could not be submitted: {exc}")
-                lifecycle.mark_native_done(self.engine, job_id)
-            return False
-        lifecycle.mark_submitted(self.engine, job_id, native_id, executor.describe_queued(native_id))
-        return True
+            return job_id, None, exc
 
     # -- following ------------------------------------------------------------------------------
 
@@ -178,28 +191,34 @@ class Dispatcher:
             if not rows:
                 continue
             statuses = executor.poll_many([r["native_id"] for r in rows])
+            ended = []
             for row in rows:
                 status = statuses.get(row["native_id"])
                 if status is None:
                     continue
-                if row["status"] == JobStatus.DISMISSED.value and status.state is not NativeState.ENDED:
+                if status.state is NativeState.ENDED:
+                    ended.append((row, status))
+                elif row["status"] == JobStatus.DISMISSED.value:
                     executor.cancel(row["native_id"])
-                elif status.state is NativeState.ENDED:
-                    self.settle(row, status)
-                    did = True
+            if ended:
+                # Result files are read before the transaction: on SQLite it holds the one write lock.
+                outcomes = {row["id"]: read_result(self.job_dir(row["id"])) for row, _status in ended}
+                with self.engine.begin() as conn:
+                    for row, status in ended:
+                        self.settle(conn, row, status, outcomes[row["id"]])
+                for row, _status in ended:
+                    if row["status"] == JobStatus.DISMISSED.value:
+                        shutil.rmtree(self.job_dir(row["id"]), ignore_errors=True)
+                did = True
         return did
 
-    def settle(self, row: RowMapping, status: NativeStatus) -> None:
+    def settle(self, conn: Connection, row: RowMapping, status: NativeStatus, outcome: Outcome | None) -> None:
         """The executor no longer holds the job: make sure its row reaches a final state."""
         job_id = row["id"]
-        job_dir = self.job_dir(job_id)
-        if row["status"] == JobStatus.DISMISSED.value:
-            shutil.rmtree(job_dir, ignore_errors=True)
-        elif not lifecycle.is_final(row["status"]):
-            outcome = read_result(job_dir)
+        if not lifecycle.is_final(row["status"]):
             if outcome is not None:
-                record_outcome(self.engine, job_id, outcome, self.settings.processing.retention)
+                record_outcome(conn, job_id, outcome, self.settings.processing.retention)
             else:
                 reason = status.reason or "ended without a result"
-                lifecycle.mark_failed(self.engine, job_id, f"the job's process {reason}")
-        lifecycle.mark_native_done(self.engine, job_id)
+                lifecycle.mark_failed(conn, job_id, f"the job's process {reason}")
+        lifecycle.mark_native_done(conn, job_id)

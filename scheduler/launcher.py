@@ -72,12 +72,16 @@ class Outcome:
 
 
 class ProgressReporter:
-    """Writes progress to the table, at most every PROGRESS_INTERVAL seconds (the last one always)."""
+    """Writes progress to the table at most every PROGRESS_INTERVAL seconds.
+
+    The first write waits one interval too: a job that ends sooner has nothing worth polling for, and
+    its final state comes with its outcome, so short jobs cost the table no progress writes at all.
+    """
 
     def __init__(self, engine: Engine | None, job_id: str) -> None:
         self.engine = engine
         self.job_id = job_id
-        self._last = 0.0
+        self._last = time.monotonic()
         self._pending: tuple[str, int | None] | None = None
 
     def __call__(self, message: str, percent: int | None) -> None:
@@ -110,12 +114,12 @@ def read_result(job_dir: Path) -> Outcome | None:
         return None
 
 
-def record_outcome(engine: Engine, job_id: str, outcome: Outcome, retention: float) -> bool:
+def record_outcome(bind: lifecycle.Bind, job_id: str, outcome: Outcome, retention: float) -> bool:
     """Apply a finished job's outcome to the table, unless it reached a final state already."""
     expires = utcnow() + dt.timedelta(seconds=retention)
     if outcome.status == JobStatus.SUCCEEDED.value:
-        return lifecycle.mark_succeeded(engine, job_id, outcome.outputs, expires)
-    return lifecycle.mark_failed(engine, job_id, outcome.message, expires)
+        return lifecycle.mark_succeeded(bind, job_id, outcome.outputs, expires)
+    return lifecycle.mark_failed(bind, job_id, outcome.message, expires)
 
 
 def run_to_outcome(
@@ -147,7 +151,6 @@ def run_to_outcome(
         log.warning("job in %s failed: %s", job_dir, traceback.format_exc())
         return Outcome(JobStatus.FAILED.value, f"the process raised {type(exc).__name__}: {exc}")
     finally:
-        reporter.flush()
         shutil.rmtree(job_dir / "work", ignore_errors=True)
 
 
@@ -159,13 +162,16 @@ def execute_job(
     job_dir: Path,
     limits: FetchLimits,
     retention: float,
-    seconds: float | None = None,
 ) -> Outcome | None:
-    """Mark the job running, run it, record its outcome. None if it was dismissed before it started."""
+    """Mark the job running, run it, record its outcome in the job directory and the table.
+
+    For a job whose executor did not mark it running (a batch system that started it on a node).
+    None if it was dismissed before it started.
+    """
     if not lifecycle.mark_running(engine, job_id):
         return None
     job_dir.mkdir(parents=True, exist_ok=True)
-    outcome = run_to_outcome(process, request, job_dir, limits, ProgressReporter(engine, job_id), seconds)
+    outcome = run_to_outcome(process, request, job_dir, limits, ProgressReporter(engine, job_id))
     write_result(job_dir, outcome)
     record_outcome(engine, job_id, outcome, retention)
     return outcome

@@ -46,6 +46,7 @@ def describe_wait_status(status: int) -> str:
 
 class LocalExecutor(Executor):
     name = "local"
+    starts_now = True
 
     def __init__(self, slots: int, runner: Runner) -> None:
         self.slots = slots

@@ -84,7 +84,7 @@ def test_dismiss_running_job_kills_it_and_removes_outputs(wps, dispatcher, app, 
     job_id = submit_sleep(wps, 60)
     engine = app.extensions["hpc_wps"].engine
     wait_for(lambda: status20(wps, job_id)[0] == "Running")
-    native = lifecycle.get_job(engine, job_id)["native_id"]
+    native = wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"])
     pid = int(native.split(":")[0])
     os.kill(pid, 0)  # the job's process exists
     response = wps.post(
@@ -113,7 +113,7 @@ def test_crashed_process_marks_job_failed(wps, dispatcher, app):
     job_id = submit_sleep(wps, 60)
     engine = app.extensions["hpc_wps"].engine
     wait_for(lambda: status20(wps, job_id)[0] == "Running")
-    pid = int(lifecycle.get_job(engine, job_id)["native_id"].split(":")[0])
+    pid = int(wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"]).split(":")[0])
     os.kill(pid, signal.SIGKILL)
     failed = wait_status10(wps, job_id, "ProcessFailed")
     assert "killed by signal SIGKILL" in failed.findtext(f".//{{{OWS11}}}ExceptionText")

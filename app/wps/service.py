@@ -27,7 +27,7 @@ from app.wps.validate import execution_mode, job_request
 from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle
-from scheduler.launcher import Outcome, execute_job
+from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
 from scheduler.models import JobStatus, utcnow
 
 XML = "text/xml"
@@ -120,44 +120,44 @@ class WPSService:
             return self._execute_async(process, request, stored)
         return self._execute_sync(process, request, stored)
 
-    def _run_here(self, process: Process, job_id: str, stored: dict[str, Any]) -> Outcome | None:
-        return execute_job(
-            self.engine,
+    def _run_here(self, process: Process, job: dict[str, Any], stored: dict[str, Any]) -> tuple[Outcome, Any]:
+        """Run a job in this web worker under the synchronous time limit; returns its outcome and final row."""
+        job_id = job["id"]
+        outcome = run_to_outcome(
             process,
-            job_id,
             stored,
             self.job_dir(job_id),
             self.settings.fetch_limits,
-            self.settings.processing.retention,
-            seconds=self.settings.processing.sync_time_limit,
+            ProgressReporter(self.engine, job_id),
+            self.settings.processing.sync_time_limit,
         )
+        record_outcome(self.engine, job_id, outcome, self.settings.processing.retention)
+        final = lifecycle.get_job(self.engine, job_id)
+        assert final is not None
+        return outcome, final
 
     def _execute_async(self, process: Process, request: Execute, stored: dict[str, Any]) -> Reply:
         if lifecycle.count_waiting(self.engine) >= self.settings.processing.queue_length:
             raise OWSException("ServerBusy", "the job queue is full; try again later", "Execute")
         if process.inline_async:
-            job_id = lifecycle.create_job(
-                self.engine, process.identifier, request.version, "async", stored, JobStatus.QUEUED, "web"
+            job = lifecycle.create_job(
+                self.engine, process.identifier, request.version, "async", stored, JobStatus.RUNNING, "web"
             )
-            self._run_here(process, job_id, stored)
+            _outcome, job = self._run_here(process, job, stored)
         else:
-            job_id = lifecycle.create_job(self.engine, process.identifier, request.version, "async", stored)
-        job = lifecycle.get_job(self.engine, job_id)
-        assert job is not None
+            job = lifecycle.create_job(self.engine, process.identifier, request.version, "async", stored)
+        job_id = job["id"]
         if request.version == "1.0.0":
             return Reply(execute_response(process, job, self.base, self.job_dir(job_id), self.language))
-        return Reply(
-            status_info(job, utcnow()),
-            headers={"Location": f"{self.base}?service=WPS&version=2.0.0&request=GetStatus&jobId={job_id}"},
-        )
+        location = f"{self.base}?service=WPS&version=2.0.0&request=GetStatus&jobId={job_id}"
+        return Reply(status_info(job, utcnow()), headers={"Location": location})
 
     def _execute_sync(self, process: Process, request: Execute, stored: dict[str, Any]) -> Reply:
-        job_id = lifecycle.create_job(
-            self.engine, process.identifier, request.version, "sync", stored, JobStatus.QUEUED, "web"
+        created = lifecycle.create_job(
+            self.engine, process.identifier, request.version, "sync", stored, JobStatus.RUNNING, "web"
         )
-        outcome = self._run_here(process, job_id, stored)
-        job = lifecycle.get_job(self.engine, job_id)
-        assert job is not None and outcome is not None
+        outcome, job = self._run_here(process, created, stored)
+        job_id = job["id"]
         version1 = request.version == "1.0.0"
         if outcome.input_id is not None:
             codes = INPUT_ERROR_CODES.get(outcome.input_reason or "invalid", INPUT_ERROR_CODES["invalid"])
