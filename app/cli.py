@@ -70,6 +70,16 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run_job(args: argparse.Namespace) -> int:
+    """On a compute node: no configuration needed, the job directory carries everything."""
+    from pathlib import Path
+
+    from scheduler.launcher import run_job_dir
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_job_dir(Path(args.job_dir).resolve())
+
+
 def _gunicorn_command(settings: Settings) -> list[str]:
     return [
         sys.executable,
@@ -140,6 +150,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int)
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("dispatcher", help="run only the dispatcher").set_defaults(func=cmd_dispatcher)
+    run_job = commands.add_parser("run-job", help="run one batch job from its directory (on a compute node)")
+    run_job.add_argument("job_dir")
+    run_job.set_defaults(func=cmd_run_job)
     db = commands.add_parser("db", help="job table maintenance")
     db.add_argument("action", choices=["upgrade"])
     db.set_defaults(func=cmd_db)

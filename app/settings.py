@@ -88,6 +88,28 @@ class ProcessingSettings:
 
 
 @dataclass(frozen=True)
+class SchedulerSettings:
+    system: str = field(
+        default="slurm", metadata={"choices": ("slurm", "drmaa"), "doc": "how batch jobs are submitted"}
+    )
+    workdir: Path = _doc(Path(""), "job directories the compute nodes can read and write; empty: the server workdir")  # noqa: RUF009
+    python: str = _doc("", "the Python the nodes run the launcher with; empty: this service's own interpreter")
+    poll_interval: float = _doc(2.0, "seconds between scheduler queries (one query for all jobs)")
+    queue: str = _doc("", "default queue (Grid Engine) or partition (Slurm); empty: the system's default")
+    cores: int = _doc(1, "default cores per job")
+    memory: int = _size(1024**3, "default memory per job")
+    walltime: float = _doc(3600.0, "default wall-clock limit per job, seconds")
+    native: str = _doc("", "extra native options for every job, passed to the submitter as they are")
+    max_cores: int = _doc(16, "most cores a request may ask for")
+    max_memory: int = _size(64 * 1024**3, "most memory a request may ask for")
+    max_walltime: float = _doc(86400.0, "longest wall-clock limit a request may ask for, seconds")
+    local_processes: tuple[str, ...] = _doc((), "processes that run locally even when mode = scheduler")
+    scheduler_processes: tuple[str, ...] = _doc((), "processes that go to the scheduler even when mode = local")
+    drmaa_library: str = _doc("", "path of libdrmaa; empty: DRMAA_LIBRARY_PATH from the environment")
+    retry_max: float = _doc(300.0, "longest pause between submission retries while the scheduler is down, seconds")
+
+
+@dataclass(frozen=True)
 class InputSettings:
     allowed_dirs: tuple[Path, ...] = _doc((), "directories file:// inputs may be read from (none: file:// refused)")
     allow_http: bool = _doc(True, "accept http(s) references")
@@ -114,6 +136,7 @@ class Settings:
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     inputs: InputSettings = field(default_factory=InputSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "embedded defaults"
@@ -124,7 +147,18 @@ class Settings:
 
     @property
     def jobs_dir(self) -> Path:
-        return self.server.workdir.resolve() / "jobs"
+        """Where job directories live: the scheduler's shared workdir when one is set."""
+        shared = self.scheduler.workdir
+        return shared.resolve() if str(shared) not in ("", ".") else self.server.workdir.resolve() / "jobs"
+
+    def executor_name(self, process_id: str) -> str:
+        """local, or the scheduler system, for asynchronous jobs of ``process_id``."""
+        scheduler = self.scheduler
+        if process_id in scheduler.local_processes:
+            return "local"
+        if process_id in scheduler.scheduler_processes or self.processing.mode == "scheduler":
+            return scheduler.system
+        return "local"
 
     @property
     def fetch_limits(self) -> FetchLimits:
@@ -236,6 +270,8 @@ def reference() -> str:
             default = f.default if f.default is not dataclasses.MISSING else ""
             if isinstance(default, tuple):
                 default = ", ".join(str(d) for d in default)
+            elif isinstance(default, Path) and str(default) == ".":
+                default = ""
             lines.append(f"# {f.metadata.get('doc', '')}")
             lines.append(f"{f.name} = {default}")
         lines.append("")

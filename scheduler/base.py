@@ -10,9 +10,11 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+from scheduler.resources import Resources
 
 
 class NativeState(enum.StrEnum):
@@ -36,7 +38,7 @@ class JobSpec:
     process_id: str
     job_dir: Path
     request: dict[str, Any]
-    resources: dict[str, Any] = field(default_factory=dict)
+    resources: Resources | None = None  # for batch systems; None for the local pool
 
 
 class SubmitError(Exception):
@@ -51,6 +53,8 @@ class Executor(ABC):
     name: ClassVar[str]
     # True when a submitted job runs at once (the local pool): it is then marked running on submission.
     starts_now: ClassVar[bool] = False
+    # True when jobs run ``hpc-wps run-job DIR`` elsewhere and need the payload written into DIR.
+    needs_payload: ClassVar[bool] = False
 
     def capacity(self) -> int | None:
         """How many more jobs it takes now; None when the system keeps its own queue."""

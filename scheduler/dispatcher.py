@@ -14,6 +14,7 @@ import select
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine, RowMapping
@@ -24,9 +25,20 @@ from processes.registry import Registry
 from scheduler import lifecycle
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.db import after_fork
-from scheduler.launcher import Outcome, ProgressReporter, read_result, record_outcome, run_to_outcome, write_result
+from scheduler.executors import build_batch_executor
+from scheduler.launcher import (
+    Outcome,
+    ProgressReporter,
+    read_result,
+    read_status,
+    record_outcome,
+    run_to_outcome,
+    write_result,
+)
 from scheduler.local import LocalExecutor
 from scheduler.models import JobStatus
+from scheduler.payload import Payload, write_payload
+from scheduler.resources import resolve
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +92,20 @@ class Dispatcher:
         self.engine = engine
         self.registry = registry
         self.executors: dict[str, Executor] = {"local": LocalExecutor(settings.processing.slots, self._run_local)}
+        scheduler = settings.scheduler
+        if settings.processing.mode == "scheduler" or scheduler.scheduler_processes:
+            self.executors[scheduler.system] = build_batch_executor(settings)
+        # Batch systems are asked at most every scheduler poll interval; the local pool every cycle.
+        self._next_poll: dict[str, float] = {}
+        # Back-off per executor after a failed submission (the system is down): (retry at, pause).
+        self._backoff: dict[str, tuple[float, float]] = {}
 
     def job_dir(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
 
     def executor_for(self, process_id: str) -> Executor:
-        return self.executors["local"]
+        name = self.settings.executor_name(process_id)
+        return self.executors.get(name) or self.executors["local"]
 
     def _run_local(self, spec: JobSpec) -> int:
         """Runs in the forked child. It writes its outcome to the job directory only; the dispatcher
@@ -149,6 +169,8 @@ class Dispatcher:
         did = False
         for name, rows in groups.items():
             executor = self.executors[name]
+            if self._backoff.get(name, (0.0, 0.0))[0] > time.monotonic():
+                continue
             capacity = capacities[name]
             if capacity is not None:
                 rows = rows[: max(0, capacity)]
@@ -159,38 +181,79 @@ class Dispatcher:
                 for job_id, native_id, _error in submitted
                 if native_id is not None
             ]
+            retry = [error for _job, native, error in submitted if native is None and error and error.retry]
+            pause = self._note_submissions(name, failed=bool(retry))
             with self.engine.begin() as conn:
                 lifecycle.mark_submitted_many(conn, started)
                 for job_id, native_id, error in submitted:
                     if native_id is not None:
                         continue
                     if error is not None and error.retry:
-                        lifecycle.release(conn, job_id, f"waiting: {error}")
+                        lifecycle.release(conn, job_id, f"waiting for {name}: {error}; next try in {pause:.0f} s")
                     else:
                         lifecycle.mark_failed(conn, job_id, f"could not be submitted: {error}")
                         lifecycle.mark_native_done(conn, job_id)
             did = did or bool(claimed)
         return did
 
+    def _note_submissions(self, name: str, failed: bool) -> float:
+        """Exponential back-off while an executor refuses submissions; reset by the first success."""
+        if not failed:
+            self._backoff.pop(name, None)
+            return 0.0
+        pause = min(self.settings.scheduler.retry_max, max(1.0, self._backoff.get(name, (0.0, 0.5))[1] * 2))
+        self._backoff[name] = (time.monotonic() + pause, pause)
+        return pause
+
     def _submit(self, executor: Executor, row: RowMapping) -> tuple[str, str | None, SubmitError | None]:
         job_id = row["id"]
         process = self.registry.get(row["process_id"])
         assert process is not None
-        spec = JobSpec(job_id, process.identifier, self.job_dir(job_id), row["request"], dict(process.resources))
+        job_dir = self.job_dir(job_id)
+        resources = None
         try:
-            return job_id, executor.submit(spec), None
+            if executor.needs_payload:
+                request = row["request"]
+                resources = resolve(self.settings.scheduler, process.resources, request.get("resources"))
+                payload = Payload(
+                    job_id,
+                    process,
+                    request,
+                    self.settings.database_url,
+                    self.settings.fetch_limits,
+                    self.settings.processing.retention,
+                )
+                write_payload(job_dir, payload)
+            return (
+                job_id,
+                executor.submit(JobSpec(job_id, process.identifier, job_dir, row["request"], resources)),
+                None,
+            )
         except SubmitError as exc:
             return job_id, None, exc
+        except (OSError, ValueError) as exc:
+            return job_id, None, SubmitError(f"cannot prepare the job: {exc}", retry=False)
 
     # -- following ------------------------------------------------------------------------------
 
     def poll(self) -> bool:
         did = False
+        now = time.monotonic()
         for executor in self.executors.values():
+            if executor.starts_now:
+                pass  # the local pool: its children are reaped every cycle
+            elif self._next_poll.get(executor.name, 0.0) > now:
+                continue
+            else:
+                self._next_poll[executor.name] = now + self.settings.scheduler.poll_interval
             rows = [r for r in lifecycle.active_native_jobs(self.engine, executor.name) if r["native_id"]]
             if not rows:
                 continue
-            statuses = executor.poll_many([r["native_id"] for r in rows])
+            try:
+                statuses = executor.poll_many([r["native_id"] for r in rows])
+            except SubmitError as exc:  # the system does not answer now: ask again next interval
+                log.warning("%s: polling failed: %s", executor.name, exc)
+                continue
             ended = []
             for row in rows:
                 status = statuses.get(row["native_id"])
@@ -200,6 +263,8 @@ class Dispatcher:
                     ended.append((row, status))
                 elif row["status"] == JobStatus.DISMISSED.value:
                     executor.cancel(row["native_id"])
+                elif status.state is NativeState.RUNNING and not executor.starts_now:
+                    self.follow_running(row)
             if ended:
                 # Result files are read before the transaction: on SQLite it holds the one write lock.
                 outcomes = {row["id"]: read_result(self.job_dir(row["id"])) for row, _status in ended}
@@ -211,6 +276,15 @@ class Dispatcher:
                         shutil.rmtree(self.job_dir(row["id"]), ignore_errors=True)
                 did = True
         return did
+
+    def follow_running(self, row: RowMapping) -> None:
+        """A batch job the system reports running: mark it so (the launcher may not reach the table)
+        and carry over the progress it left in its job directory."""
+        if row["status"] == JobStatus.QUEUED.value:
+            lifecycle.mark_running(self.engine, row["id"], "running")
+        status = read_status(self.job_dir(row["id"]))
+        if status is not None:
+            lifecycle.update_progress(self.engine, row["id"], status.get("message") or "running", status.get("percent"))
 
     def settle(self, conn: Connection, row: RowMapping, status: NativeStatus, outcome: Outcome | None) -> None:
         """The executor no longer holds the job: make sure its row reaches a final state."""

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import time
 import traceback
 from collections.abc import Iterator
@@ -29,11 +30,13 @@ from processes.fetch import FetchLimits, InputError
 from processes.model import Process
 from processes.runtime import run_process
 from scheduler import lifecycle
+from scheduler.db import make_engine
 from scheduler.models import JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+STATUS_FILE = "status.json"
 PROGRESS_INTERVAL = 0.2  # seconds between progress writes: enough for any poller, cheap for the table
 
 
@@ -76,11 +79,14 @@ class ProgressReporter:
 
     The first write waits one interval too: a job that ends sooner has nothing worth polling for, and
     its final state comes with its outcome, so short jobs cost the table no progress writes at all.
+    Without a reachable table (a compute node cut off from the database) progress goes to
+    ``status.json`` in the job directory, where the dispatcher picks it up.
     """
 
-    def __init__(self, engine: Engine | None, job_id: str) -> None:
+    def __init__(self, engine: Engine | None, job_id: str, job_dir: Path | None = None) -> None:
         self.engine = engine
         self.job_id = job_id
+        self.job_dir = job_dir
         self._last = time.monotonic()
         self._pending: tuple[str, int | None] | None = None
 
@@ -90,21 +96,38 @@ class ProgressReporter:
             self.flush()
 
     def flush(self) -> None:
-        if self._pending is None or self.engine is None:
+        if self._pending is None:
             return
         message, percent = self._pending
         self._pending = None
         self._last = time.monotonic()
-        try:
-            lifecycle.update_progress(self.engine, self.job_id, message, percent)
-        except SQLAlchemyError:
-            log.warning("job %s: progress not recorded, the job table is out of reach", self.job_id)
+        if self.engine is not None:
+            try:
+                lifecycle.update_progress(self.engine, self.job_id, message, percent)
+                return
+            except SQLAlchemyError:
+                log.warning("job %s: the job table is out of reach; progress goes to the job directory", self.job_id)
+                self.engine = None
+        if self.job_dir is not None:
+            write_json(self.job_dir / STATUS_FILE, {"message": message, "percent": percent})
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_status(job_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((job_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def write_result(job_dir: Path, outcome: Outcome) -> None:
-    tmp = job_dir / f".{RESULT_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(asdict(outcome)), encoding="utf-8")
-    os.replace(tmp, job_dir / RESULT_FILE)
+    write_json(job_dir / RESULT_FILE, asdict(outcome))
 
 
 def read_result(job_dir: Path) -> Outcome | None:
@@ -154,24 +177,39 @@ def run_to_outcome(
         shutil.rmtree(job_dir / "work", ignore_errors=True)
 
 
-def execute_job(
-    engine: Engine,
-    process: Process,
-    job_id: str,
-    request: dict[str, Any],
-    job_dir: Path,
-    limits: FetchLimits,
-    retention: float,
-) -> Outcome | None:
-    """Mark the job running, run it, record its outcome in the job directory and the table.
+def run_job_dir(job_dir: Path) -> int:
+    """``hpc-wps run-job DIR``: run a batch job on a compute node, from its payload.
 
-    For a job whose executor did not mark it running (a batch system that started it on a node).
-    None if it was dismissed before it started.
+    Reports to the job table when it can reach it; the result file is written in any case, so the
+    dispatcher settles the job either way. Exit status 0 whenever a result was written.
     """
-    if not lifecycle.mark_running(engine, job_id):
-        return None
-    job_dir.mkdir(parents=True, exist_ok=True)
-    outcome = run_to_outcome(process, request, job_dir, limits, ProgressReporter(engine, job_id))
+    from scheduler.payload import read_payload  # dill is needed only by batch executors
+
+    try:
+        payload = read_payload(job_dir)
+    except Exception as exc:  # the node cannot import the process, or the payload is damaged
+        write_result(
+            job_dir, Outcome(JobStatus.FAILED.value, f"the launcher cannot load the job: {type(exc).__name__}: {exc}")
+        )
+        return 2
+    engine: Engine | None = None
+    try:
+        engine = make_engine(payload.database_url)
+        if not lifecycle.mark_running(engine, payload.job_id, f"running on {socket.gethostname()}"):
+            row = lifecycle.get_job(engine, payload.job_id)
+            if row is not None and row["status"] == JobStatus.DISMISSED.value:
+                return 0
+    except SQLAlchemyError:
+        log.warning("job %s: the job table is out of reach from this node", payload.job_id)
+        engine = None
+    write_json(job_dir / STATUS_FILE, {"message": f"running on {socket.gethostname()}", "percent": 0})
+    reporter = ProgressReporter(engine, payload.job_id, job_dir)
+    outcome = run_to_outcome(payload.process, payload.request, job_dir, payload.fetch_limits, reporter)
     write_result(job_dir, outcome)
-    record_outcome(engine, job_id, outcome, retention)
-    return outcome
+    if engine is not None:
+        try:
+            record_outcome(engine, payload.job_id, outcome, payload.retention)
+        except SQLAlchemyError:
+            log.warning("job %s: outcome left in %s for the dispatcher", payload.job_id, job_dir)
+        engine.dispose()
+    return 0

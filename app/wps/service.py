@@ -29,6 +29,7 @@ from processes.registry import Registry
 from scheduler import lifecycle
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
 from scheduler.models import JobStatus, utcnow
+from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
 
 XML = "text/xml"
 INPUT_ERROR_CODES = {
@@ -116,6 +117,10 @@ class WPSService:
         process = self._process(request.identifier, request.version)
         mode = execution_mode(process, request)
         stored = job_request(process, request)
+        try:
+            stored["resources"] = parse_requested(stored["resources"], self.settings.scheduler)
+        except ResourceError as exc:
+            raise OWSException("InvalidParameterValue", str(exc), f"{REQUEST_PREFIX}{exc.name}") from None
         if mode == "async":
             return self._execute_async(process, request, stored)
         return self._execute_sync(process, request, stored)

@@ -15,6 +15,7 @@ from app.wps.errors import OWSException, invalid, missing
 from app.wps.requests import Execute
 from processes.literals import LiteralValueError
 from processes.model import UNBOUNDED, BoundingBoxInput, ComplexInput, ComplexOutput, LiteralInput, Process
+from scheduler.resources import REQUEST_PREFIX, REQUESTABLE
 
 
 def _code(version: str, v1: str, v2: str) -> str:
@@ -92,9 +93,23 @@ def _bbox(declared: BoundingBoxInput, spec: dict[str, Any]) -> dict[str, Any]:
     return {"id": ident, "kind": "bbox", "lower": lower, "upper": upper, "crs": crs or declared.crss[0]}
 
 
+def _resources(request: Execute) -> dict[str, str]:
+    """Resource requests sent as literal inputs named ``resources.<name>`` (batch jobs only)."""
+    requested = {}
+    for spec in request.inputs:
+        if spec["id"].startswith(REQUEST_PREFIX):
+            name = spec["id"][len(REQUEST_PREFIX) :]
+            if name not in REQUESTABLE or spec.get("href"):
+                raise invalid(spec["id"], f"resources that can be requested: {', '.join(REQUESTABLE)}, by value")
+            requested[name] = spec.get("value") or ""
+    return requested
+
+
 def _inputs(process: Process, request: Execute) -> list[dict[str, Any]]:
     normalized = []
     for spec in request.inputs:
+        if spec["id"].startswith(REQUEST_PREFIX):
+            continue
         declared = process.input(spec["id"])
         if declared is None:
             raise OWSException(
@@ -177,6 +192,7 @@ def execution_mode(process: Process, request: Execute) -> str:
 def job_request(process: Process, request: Execute) -> dict[str, Any]:
     """The JSON the job table stores: enough to run the job anywhere and to render every response."""
     return {
+        "resources": _resources(request),
         "inputs": _inputs(process, request),
         "outputs": _outputs(process, request),
         "response": request.response,

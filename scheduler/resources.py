@@ -1,0 +1,71 @@
+"""What a batch job asks of the scheduler: defaults, then the process's own, then the request's,
+the last checked against the administrator's limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from app.settings import SchedulerSettings, parse_size
+
+# Literal inputs a client may add to an Execute to ask for other resources, e.g. resources.cores=4.
+REQUEST_PREFIX = "resources."
+REQUESTABLE = ("cores", "memory", "walltime", "queue")
+
+
+class ResourceError(ValueError):
+    """A resource request outside what the administrator allows; the message says which limit."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Resources:
+    cores: int
+    memory: int  # bytes
+    walltime: float  # seconds
+    queue: str = ""
+    native: str = ""  # passed to the submitter as it is
+
+    @property
+    def memory_mb(self) -> int:
+        return max(1, -(-self.memory // 1024**2))
+
+    @property
+    def walltime_hms(self) -> str:
+        total = max(1, int(self.walltime + 0.999))
+        return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def _typed(name: str, value: Any) -> Any:
+    try:
+        if name == "cores":
+            return int(value)
+        if name == "memory":
+            return value if isinstance(value, int) else parse_size(str(value))
+        if name == "walltime":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ResourceError(name, f"{value!r} is not a valid value for {name}") from None
+
+
+def parse_requested(values: dict[str, str], limits: SchedulerSettings) -> dict[str, Any]:
+    """A request's resource inputs, typed and checked against the limits (raises ResourceError)."""
+    parsed = {name: _typed(name, value) for name, value in values.items()}
+    checks = (("cores", limits.max_cores), ("memory", limits.max_memory), ("walltime", limits.max_walltime))
+    for name, maximum in checks:
+        if name in parsed and not 0 < parsed[name] <= maximum:
+            raise ResourceError(name, f"{name} must be above 0 and at most {maximum}")
+    if "queue" in parsed and any(c.isspace() or c in "'\";&|`$" for c in parsed["queue"]):
+        raise ResourceError("queue", "a queue name cannot contain spaces or shell characters")
+    return parsed
+
+
+def resolve(settings: SchedulerSettings, process: dict[str, Any], requested: dict[str, Any] | None) -> Resources:
+    base = Resources(settings.cores, settings.memory, settings.walltime, settings.queue, settings.native)
+    merged = {k: _typed(k, v) for k, v in process.items() if k in (*REQUESTABLE, "native")}
+    merged.update(requested or {})
+    return replace(base, **merged)
