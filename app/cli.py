@@ -51,6 +51,25 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preload_for_drmaa(settings: Settings) -> None:
+    """Re-execute this process with the libraries libdrmaa needs preloaded.
+
+    Grid Engine's libdrmaa pulls in libjemalloc, which can only be loaded at process start (static
+    TLS); preloading it later is impossible, so the dispatcher restarts itself once with LD_PRELOAD.
+    """
+    preload = settings.scheduler.drmaa_preload
+    uses_drmaa = settings.scheduler.system == "drmaa" and (
+        settings.processing.mode == "scheduler" or settings.scheduler.scheduler_processes
+    )
+    if not preload or not uses_drmaa or preload in os.environ.get("LD_PRELOAD", "").split(":"):
+        return
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = ":".join(p for p in (preload, env.get("LD_PRELOAD", "")) if p)
+    if settings.scheduler.drmaa_library:
+        env.setdefault("DRMAA_LIBRARY_PATH", settings.scheduler.drmaa_library)
+    os.execve(sys.executable, [sys.executable, "-m", "app.cli", *sys.argv[1:]], env)
+
+
 def cmd_dispatcher(args: argparse.Namespace) -> int:
     from app.factory import configure_logging
     from processes.registry import build_registry
@@ -58,6 +77,7 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     from scheduler.dispatcher import Dispatcher
 
     settings = _settings(args)
+    _preload_for_drmaa(settings)
     configure_logging(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

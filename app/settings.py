@@ -106,6 +106,7 @@ class SchedulerSettings:
     local_processes: tuple[str, ...] = _doc((), "processes that run locally even when mode = scheduler")
     scheduler_processes: tuple[str, ...] = _doc((), "processes that go to the scheduler even when mode = local")
     drmaa_library: str = _doc("", "path of libdrmaa; empty: DRMAA_LIBRARY_PATH from the environment")
+    drmaa_preload: str = _doc("", "libraries the dispatcher preloads for libdrmaa (Grid Engine's needs libjemalloc)")
     retry_max: float = _doc(300.0, "longest pause between submission retries while the scheduler is down, seconds")
 
 
