@@ -37,8 +37,9 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check app processes scheduler migrations tests
 
+# The environment of the real backends (scripts/services.sh starts them) comes from their own scripts.
 test: lint
-	$(BIN)/pytest -q -ra
+	eval "$$(scripts/clusters.sh env)"; eval "$$(scripts/podman.sh env)"; $(BIN)/pytest -q -ra
 
 bench: install-test
 	$(BIN)/python bench/run.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Start (or check) the real services the test suite talks to: PostgreSQL for the job table.
-# Later parts call scripts/clusters.sh (Slurm, Grid Engine) and scripts/podman.sh (container engine).
+# Start (or check) every real service the test suite talks to: PostgreSQL (the job table), Slurm and
+# Grid Engine with DRMAA (scripts/clusters.sh), Podman's Docker API and the local images (scripts/podman.sh).
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 
 postgres_up() {
   pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null
@@ -28,8 +29,29 @@ start_postgres() {
   return 1
 }
 
+start_all() {
+  local t0=$SECONDS
+  start_postgres
+  "$here/clusters.sh" start
+  "$here/podman.sh" start
+  "$here/podman.sh" images
+  if [ -x "$here/build-example-images.sh" ]; then
+    "$here/build-example-images.sh"
+  fi
+  echo "services: all up in $((SECONDS - t0)) s"
+}
+
+status_all() {
+  local rc=0
+  if postgres_up; then echo "postgresql: up"; else echo "postgresql: down"; rc=1; fi
+  "$here/clusters.sh" status || rc=1
+  "$here/podman.sh" status >/dev/null && echo "podman: up" || { echo "podman: down"; rc=1; }
+  return $rc
+}
+
 case "${1:-start}" in
-  start) start_postgres ;;
-  status) postgres_up && echo "postgresql: up" || { echo "postgresql: down"; exit 1; } ;;
-  *) echo "usage: $0 start|status" >&2; exit 2 ;;
+  start) start_all ;;
+  status) status_all ;;
+  postgres) start_postgres ;;
+  *) echo "usage: $0 start|status|postgres" >&2; exit 2 ;;
 esac
