@@ -36,6 +36,7 @@ from scheduler.launcher import (
     write_result,
 )
 from scheduler.local import LocalExecutor
+from scheduler.maintenance import fail_abandoned_web_jobs, remove_expired
 from scheduler.models import JobStatus
 from scheduler.payload import Payload, write_payload
 from scheduler.resources import resolve
@@ -43,6 +44,7 @@ from scheduler.resources import resolve
 log = logging.getLogger(__name__)
 
 BATCH = 64  # accepted jobs looked at per cycle and executor
+MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for abandoned and expired jobs
 
 
 class ChildWakeup:
@@ -99,6 +101,7 @@ class Dispatcher:
         self._next_poll: dict[str, float] = {}
         # Back-off per executor after a failed submission (the system is down): (retry at, pause).
         self._backoff: dict[str, tuple[float, float]] = {}
+        self._next_maintenance = 0.0
 
     def job_dir(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
@@ -135,7 +138,14 @@ class Dispatcher:
         """One pass; True if it did anything (then the next pass follows without a pause)."""
         busy = self.poll()
         busy = self.submit_waiting() or busy
+        if time.monotonic() >= self._next_maintenance:
+            self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
+            self.maintain()
         return busy
+
+    def maintain(self) -> None:
+        fail_abandoned_web_jobs(self.engine, self.settings.processing.sync_time_limit)
+        remove_expired(self.engine, self.settings.jobs_dir)
 
     def run(self, stop: threading.Event) -> None:
         self.recover()

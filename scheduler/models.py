@@ -66,6 +66,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_executor_active", "executor", "native_active"),
+        Index("ix_jobs_expires_at", "expires_at"),
     )
 
 
