@@ -3,13 +3,17 @@ client that validates every XML document it receives, and a real server started 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -202,3 +206,25 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):  # type:
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s; last value {value!r}")
+
+
+class _QuietFileHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """Serve ``directory`` over HTTP on 127.0.0.1 (a free port) from a thread; yields the base URL.
+
+    Stands in for the remote hosts of inputs by reference: the service fetches from it like any URL.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFileHandler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -9,16 +9,14 @@ suite asserts (and a little more: every XML document is schema-valid through the
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from tests.conftest import serve_directory
 from tests.xsd import OWS20, SHARED, WPS20, require
 
 ETS = SHARED / "ogc-ets-requests"
@@ -28,7 +26,7 @@ XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 ECHO = "echo"  # the suite's EchoProcessId test-run argument
 POST = {"content_type": "application/xml"}  # what the suite's HttpURLConnection sends
 
-# Every request file and the test that sends it; test_every_request_file_is_sent keeps this complete.
+# Every request file this module sends; test_every_request_file_is_sent keeps the list complete.
 COVERED = {
     "GetCapabilities.xml",
     "DescribeProcess.xml",
@@ -53,21 +51,11 @@ def requests_dir() -> Path:
     return WPS20_REQUESTS
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-        pass
-
-
 @pytest.fixture(scope="module")
 def data_server(requests_dir: Path) -> Iterator[str]:
     """Serves vehicle.txt and vehicles.xml on 127.0.0.1 in place of the remote hosts the files name."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(requests_dir)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with serve_directory(requests_dir) as base:
+        yield base
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,12 @@ def _bbox(declared: BoundingBoxInput, spec: dict[str, Any]) -> dict[str, Any]:
         raise invalid(ident, "the corners of a bounding box need the same number of coordinates")
     if any(lo > hi for lo, hi in zip(lower, upper, strict=False)):
         raise invalid(ident, "the lower corner of a bounding box lies above its upper corner")
-    if crs and crs not in declared.crss:
-        raise invalid(ident, f"CRS {crs} is not one of {', '.join(declared.crss)}")
+    if crs:
+        # CRS identifiers are compared without regard to case (OWSLib sends epsg:4326 by default).
+        known = {c.lower(): c for c in declared.crss}
+        if crs.lower() not in known:
+            raise invalid(ident, f"CRS {crs} is not one of {', '.join(declared.crss)}")
+        crs = known[crs.lower()]
     return {"id": ident, "kind": "bbox", "lower": lower, "upper": upper, "crs": crs or declared.crss[0]}
 
 

@@ -30,7 +30,9 @@ def _status(job: Mapping[str, Any]) -> etree._Element:
         )
         body = WPS1.ProcessFailed(report)
     elif status is JobStatus.RUNNING and job["request"].get("status"):
-        body = WPS1.ProcessStarted(job["message"] or "running", percentCompleted=job["progress"] or 0)
+        # The schema caps percentCompleted at 99: 100 is ProcessSucceeded, which the job is not yet.
+        percent = min(99, job["progress"] or 0)
+        body = WPS1.ProcessStarted(job["message"] or "running", percentCompleted=percent)
     else:
         body = WPS1.ProcessAccepted(job["message"] or "accepted")
     return WPS1.Status(body, creationTime=created)
