@@ -8,6 +8,7 @@ job of every executor in one call each, cancel dismissed ones, and settle those 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import select
@@ -29,6 +30,7 @@ from scheduler.executors import build_batch_executor
 from scheduler.launcher import (
     Outcome,
     ProgressReporter,
+    expiry,
     read_result,
     read_status,
     record_outcome,
@@ -106,6 +108,9 @@ class Dispatcher:
     def job_dir(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
 
+    def _expires(self) -> dt.datetime:
+        return expiry(self.settings.processing.retention)
+
     def executor_for(self, process_id: str) -> Executor:
         name = self.settings.executor_name(process_id)
         return self.executors.get(name) or self.executors["local"]
@@ -144,7 +149,7 @@ class Dispatcher:
         return busy
 
     def maintain(self) -> None:
-        fail_abandoned_web_jobs(self.engine, self.settings.processing.sync_time_limit)
+        fail_abandoned_web_jobs(self.engine, self.settings.processing.sync_time_limit, self._expires())
         remove_expired(self.engine, self.settings.jobs_dir)
 
     def run(self, stop: threading.Event) -> None:
@@ -173,7 +178,9 @@ class Dispatcher:
         for row in lifecycle.oldest_accepted(self.engine, min(room, BATCH)):
             process = self.registry.get(row["process_id"])
             if process is None:
-                lifecycle.mark_failed(self.engine, row["id"], f"process {row['process_id']} is no longer offered")
+                lifecycle.mark_failed(
+                    self.engine, row["id"], f"process {row['process_id']} is no longer offered", self._expires()
+                )
                 continue
             groups.setdefault(self.executor_for(process.identifier).name, []).append(row)
         did = False
@@ -201,8 +208,8 @@ class Dispatcher:
                     if error is not None and error.retry:
                         lifecycle.release(conn, job_id, f"waiting for {name}: {error}; next try in {pause:.0f} s")
                     else:
-                        lifecycle.mark_failed(conn, job_id, f"could not be submitted: {error}")
-                        lifecycle.mark_native_done(conn, job_id)
+                        message = f"could not be submitted: {error}"
+                        lifecycle.mark_failed(conn, job_id, message, self._expires(), native_active=False)
             did = did or bool(claimed)
         return did
 
@@ -299,10 +306,14 @@ class Dispatcher:
     def settle(self, conn: Connection, row: RowMapping, status: NativeStatus, outcome: Outcome | None) -> None:
         """The executor no longer holds the job: make sure its row reaches a final state."""
         job_id = row["id"]
+        retention = self.settings.processing.retention
+        recorded = False
         if not lifecycle.is_final(row["status"]):
             if outcome is not None:
-                record_outcome(conn, job_id, outcome, self.settings.processing.retention)
+                recorded = record_outcome(conn, job_id, outcome, retention, native_active=False)
             else:
                 reason = status.reason or "ended without a result"
-                lifecycle.mark_failed(conn, job_id, f"the job's process {reason}")
-        lifecycle.mark_native_done(conn, job_id)
+                message = f"the job's process {reason}"
+                recorded = lifecycle.mark_failed(conn, job_id, message, expiry(retention), native_active=False)
+        if not recorded:  # already final (dismissed, or recorded by the job itself): only release it
+            lifecycle.mark_native_done(conn, job_id)

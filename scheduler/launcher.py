@@ -137,12 +137,15 @@ def read_result(job_dir: Path) -> Outcome | None:
         return None
 
 
-def record_outcome(bind: lifecycle.Bind, job_id: str, outcome: Outcome, retention: float) -> bool:
+def expiry(retention: float) -> dt.datetime:
+    return utcnow() + dt.timedelta(seconds=retention)
+
+
+def record_outcome(bind: lifecycle.Bind, job_id: str, outcome: Outcome, retention: float, **extra: Any) -> bool:
     """Apply a finished job's outcome to the table, unless it reached a final state already."""
-    expires = utcnow() + dt.timedelta(seconds=retention)
     if outcome.status == JobStatus.SUCCEEDED.value:
-        return lifecycle.mark_succeeded(bind, job_id, outcome.outputs, expires)
-    return lifecycle.mark_failed(bind, job_id, outcome.message, expires)
+        return lifecycle.mark_succeeded(bind, job_id, outcome.outputs, expiry(retention), **extra)
+    return lifecycle.mark_failed(bind, job_id, outcome.message, expiry(retention), **extra)
 
 
 def run_to_outcome(

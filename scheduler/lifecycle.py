@@ -217,7 +217,10 @@ def update_progress(bind: Bind, job_id: str, message: str, percent: int | None) 
     return _transition(bind, job_id, [JobStatus.RUNNING], **values)
 
 
-def mark_succeeded(bind: Bind, job_id: str, outputs: list[dict[str, Any]], expires_at: dt.datetime | None) -> bool:
+def mark_succeeded(
+    bind: Bind, job_id: str, outputs: list[dict[str, Any]], expires_at: dt.datetime | None, **extra: Any
+) -> bool:
+    """``extra``: further columns set in the same UPDATE (the dispatcher clears native_active with it)."""
     return _transition(
         bind,
         job_id,
@@ -227,11 +230,14 @@ def mark_succeeded(bind: Bind, job_id: str, outputs: list[dict[str, Any]], expir
         progress=100,
         message="succeeded",
         expires_at=expires_at,
+        **extra,
     )
 
 
-def mark_failed(bind: Bind, job_id: str, message: str, expires_at: dt.datetime | None = None) -> bool:
-    return _transition(bind, job_id, ACTIVE_STATES, status=JobStatus.FAILED, message=message, expires_at=expires_at)
+def mark_failed(bind: Bind, job_id: str, message: str, expires_at: dt.datetime | None = None, **extra: Any) -> bool:
+    return _transition(
+        bind, job_id, ACTIVE_STATES, status=JobStatus.FAILED, message=message, expires_at=expires_at, **extra
+    )
 
 
 def dismiss(bind: Bind, job_id: str) -> bool:

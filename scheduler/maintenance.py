@@ -26,7 +26,7 @@ GRACE = 60.0  # seconds past the time limit before a web job counts as abandoned
 EXPIRED_BATCH = 500
 
 
-def fail_abandoned_web_jobs(engine: Engine, time_limit: float) -> int:
+def fail_abandoned_web_jobs(engine: Engine, time_limit: float, expires_at: dt.datetime) -> int:
     cutoff = utcnow() - dt.timedelta(seconds=time_limit + GRACE)
     stmt = select(JOBS.c.id).where(
         JOBS.c.executor == WEB_EXECUTOR,
@@ -36,7 +36,9 @@ def fail_abandoned_web_jobs(engine: Engine, time_limit: float) -> int:
     with engine.connect() as conn:
         ids = [row[0] for row in conn.execute(stmt)]
     failed = sum(
-        lifecycle.mark_failed(engine, job_id, "interrupted: the web worker running it stopped before it ended")
+        lifecycle.mark_failed(
+            engine, job_id, "interrupted: the web worker running it stopped before it ended", expires_at
+        )
         for job_id in ids
     )
     if failed:

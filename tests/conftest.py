@@ -71,6 +71,11 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     base = base.replace("inputs", allowed_dirs=(allowed,), connect_timeout=2.0, read_timeout=2.0, total_timeout=5.0)
     base = base.replace("processing", sync_time_limit=20.0)
     upgrade(base.database_url)
+    if database_url.startswith("postgresql"):  # one database per session: each test starts with no jobs
+        engine = create_engine(database_url)
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE jobs"))
+        engine.dispose()
     return base
 
 
@@ -228,3 +233,32 @@ def serve_directory(directory: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def slurm_problem() -> str | None:
+    """Why the single-node Slurm of scripts/clusters.sh cannot run jobs now; None when it can."""
+    import shutil
+
+    if shutil.which("sbatch") is None or shutil.which("squeue") is None:
+        return "Slurm's commands (sbatch, squeue) are not installed"
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"sinfo did not answer: {exc}"
+    if done.returncode != 0:
+        return f"sinfo failed: {done.stderr.strip()}"
+    usable = [line for line in done.stdout.split("\n") if line.split()[:1] == ["up"] and "down" not in line]
+    if not any(line.split()[1].rstrip("*~#!%$@^-") in ("idle", "mix", "alloc", "comp") for line in usable):
+        return f"no partition is up with a usable node: {done.stdout.strip()!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm() -> None:
+    """A Slurm that runs jobs (scripts/clusters.sh start): a skip without one, a failure in CI."""
+    problem = slurm_problem()
+    if problem:
+        message = f"Slurm is not up ({problem}); start it with scripts/clusters.sh start"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)

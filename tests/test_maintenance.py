@@ -25,7 +25,7 @@ def test_abandoned_web_job_fails_and_fresh_one_stays(app):
     old = lifecycle.create_job(engine, "sleep", "1.0.0", "sync", REQUEST, JobStatus.RUNNING, "web")["id"]
     fresh = lifecycle.create_job(engine, "sleep", "1.0.0", "sync", REQUEST, JobStatus.RUNNING, "web")["id"]
     _age(engine, old, updated_at=utcnow() - dt.timedelta(seconds=700))
-    assert fail_abandoned_web_jobs(engine, time_limit=600) == 1
+    assert fail_abandoned_web_jobs(engine, 600, utcnow()) == 1
     row = lifecycle.get_job(engine, old)
     assert row["status"] == "failed" and "web worker" in row["message"]
     assert lifecycle.get_job(engine, fresh)["status"] == "running"
