@@ -116,6 +116,9 @@ def _gunicorn_command(settings: Settings) -> list[str]:
         "30",
         # gunicorn 27 opens a control socket at one fixed path per user: two services would collide.
         "--no-control-socket",
+        # The longest request line gunicorn allows (KVP Execute with inline data); longer: use POST.
+        "--limit-request-line",
+        "8190",
         "app:create_app()",
     ]
 

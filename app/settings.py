@@ -111,6 +111,26 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class DockerSettings:
+    url: str = _doc("", "Docker Engine API URL (unix:///PATH or tcp://HOST:PORT); empty: DOCKER_HOST, else the default")
+    timeout: float = _doc(30.0, "seconds one Engine API call may take")
+    processes: Path = _doc(Path(""), "TOML file declaring container processes and per-process relaxations; empty: none")  # noqa: RUF009
+    images: tuple[str, ...] = _doc(
+        (), "images containers may run: name:tag, name@sha256:DIGEST (pinned) or a prefix ending in *; empty: none"
+    )
+    python_image: str = _doc("", "image with hpc-wps installed that runs Python processes when mode = docker")
+    max_containers: int = _doc(8, "containers run at once")
+    memory: int = _size(512 * 1024**2, "default memory limit per container (no swap beyond it)")
+    cores: float = _doc(1.0, "default CPU limit per container, in cores (fractions allowed)")
+    pids: int = _doc(256, "default limit on processes per container")
+    walltime: float = _doc(3600.0, "default wall-clock limit per container, seconds")
+    tmpfs_size: int = _size(64 * 1024**2, "size of the writable /tmp of a container")
+    user: str = _doc("65534:65534", "uid:gid containers run as, unless a process is allowed root")
+    poll_interval: float = _doc(0.05, "least seconds between two container listings (one API call for all jobs)")
+    log_limit: int = _size(1024**3, "most bytes kept of a container's stdout and of its stderr")
+
+
+@dataclass(frozen=True)
 class InputSettings:
     allowed_dirs: tuple[Path, ...] = _doc((), "directories file:// inputs may be read from (none: file:// refused)")
     allow_http: bool = _doc(True, "accept http(s) references")
@@ -138,6 +158,7 @@ class Settings:
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     inputs: InputSettings = field(default_factory=InputSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    docker: DockerSettings = field(default_factory=DockerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "embedded defaults"
@@ -153,11 +174,20 @@ class Settings:
         return shared.resolve() if str(shared) not in ("", ".") else self.server.workdir.resolve() / "jobs"
 
     def executor_name(self, process_id: str) -> str:
-        """local, or the scheduler system, for asynchronous jobs of ``process_id``."""
+        """local, the scheduler system, or docker, for asynchronous jobs of ``process_id``.
+
+        A container process goes to docker in every mode unless named in local or scheduler processes.
+        """
+        from processes.container import is_container_process
+
         scheduler = self.scheduler
         if process_id in scheduler.local_processes:
             return "local"
-        if process_id in scheduler.scheduler_processes or self.processing.mode == "scheduler":
+        if process_id in scheduler.scheduler_processes:
+            return scheduler.system
+        if self.processing.mode == "docker" or is_container_process(process_id):
+            return "docker"
+        if self.processing.mode == "scheduler":
             return scheduler.system
         return "local"
 

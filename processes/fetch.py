@@ -43,7 +43,13 @@ def resolve_file(identifier: str, href: str, limits: FetchLimits) -> Path:
     parsed = urlparse(href)
     if parsed.netloc not in ("", "localhost"):
         raise InputError(identifier, f"file reference with a host is not accepted: {href}", "not_accessible")
-    path = Path(unquote(parsed.path)).resolve()
+    try:
+        path = Path(unquote(parsed.path)).resolve()
+        path.stat()
+    except ValueError:  # a NUL byte, or a path the file system cannot name
+        raise InputError(identifier, f"not a usable file reference: {href!r}", "not_accessible") from None
+    except OSError:
+        pass  # reported below, once the path is known to be allowed
     for allowed in limits.allowed_dirs:
         if path.is_relative_to(allowed.resolve()):
             if not path.is_file():

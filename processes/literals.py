@@ -30,8 +30,8 @@ def _parse_boolean(text: str) -> bool:
 
 def _parse_double(text: str) -> float:
     value = float(text)
-    if math.isnan(value):
-        raise LiteralValueError("NaN is not an accepted number")
+    if not math.isfinite(value):
+        raise LiteralValueError(f"{text.strip()!r} is not a finite number")
     return value
 
 

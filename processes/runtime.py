@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from processes.context import JobContext, Reporter
+from processes.context import JobContext, ProcessError, Reporter
 from processes.fetch import FetchLimits, InputError, fetch_http, resolve_file
 from processes.model import (
     BoundingBoxInput,
@@ -173,4 +173,11 @@ def run_process(
     inputs = materialize_inputs(process, request.get("inputs", []), work, limits)
     context = JobContext(process, inputs, work, output_dir, report)
     process.handler(context)
-    return collect_outputs(process, context.outputs, request.get("outputs", []), output_dir)
+    records = collect_outputs(process, context.outputs, request.get("outputs", []), output_dir)
+    produced = {r["id"] for r in records}
+    missing = [o["id"] for o in request.get("outputs", []) if o["id"] not in produced]
+    if missing:
+        raise ProcessError(f"the process did not produce the requested output {', '.join(missing)}")
+    if not records:
+        raise ProcessError("the process produced no output")
+    return records

@@ -147,7 +147,7 @@ class LiveServer:
             try:
                 if requests.get(self.url, params={"service": "WPS", "request": "GetCapabilities"}, timeout=2).ok:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy to answer in time
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"server did not answer within 60 s:\n{self.log.read_text()}")
@@ -262,3 +262,47 @@ def slurm() -> None:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
+
+
+# -- containers: Podman's Docker API and the local images -------------------------------------------------
+
+PODMAN_SCRIPT = ROOT / "scripts" / "podman.sh"
+BUSYBOX_IMAGE = "localhost/hpc-wps/busybox:latest"
+EXAMPLES_IMAGE = "localhost/hpc-wps/examples:latest"
+
+
+def need_backend(message: str) -> None:
+    """A missing real backend: a failure in CI, a skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_url() -> str:
+    """The Docker Engine API of Podman (``scripts/podman.sh start``) with the test images in place.
+
+    The example image is (re)built here when missing or stale: it takes a second and comes from the
+    local busybox image, which ``scripts/podman.sh images`` builds.
+    """
+    status = subprocess.run([str(PODMAN_SCRIPT), "status"], capture_output=True, text=True, timeout=60)
+    if status.returncode != 0:
+        need_backend(f"Podman's Docker API is down (scripts/podman.sh start): {status.stdout}{status.stderr}")
+    if BUSYBOX_IMAGE not in status.stdout:
+        need_backend(f"{BUSYBOX_IMAGE} is missing (scripts/podman.sh images busybox)")
+    build = subprocess.run(
+        [str(ROOT / "scripts" / "build-example-images.sh")], capture_output=True, text=True, timeout=600
+    )
+    if build.returncode != 0:
+        need_backend(f"cannot build {EXAMPLES_IMAGE}: {build.stderr}")
+    exported = subprocess.run([str(PODMAN_SCRIPT), "env"], capture_output=True, text=True, timeout=30).stdout
+    return os.environ.get("DOCKER_HOST") or exported.strip().rpartition("DOCKER_HOST=")[2]
+
+
+@pytest.fixture(scope="session")
+def docker_client(docker_url: str):  # type: ignore[no-untyped-def]
+    import docker
+
+    client = docker.DockerClient(base_url=docker_url, timeout=60)
+    yield client
+    client.close()

@@ -6,6 +6,7 @@ None`` and each encoder reads like the schema it follows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,19 @@ WPS20 = "http://www.opengis.net/wps/2.0"
 SCHEMAS = "http://schemas.opengis.net"
 WPS10_SCHEMA = f"{SCHEMAS}/wps/1.0.0"
 WPS20_SCHEMA = f"{SCHEMAS}/wps/2.0/wps.xsd"
+
+# Characters XML 1.0 cannot carry at all, not even escaped.
+NOT_XML_CHAR = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML cannot carry shown as its code point, e.g. ``\\x00``."""
+    return NOT_XML_CHAR.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def is_xml_safe(text: str) -> bool:
+    return NOT_XML_CHAR.search(text) is None
+
 
 XLINK_HREF = f"{{{XLINK}}}href"
 XML_LANG = f"{{{XML}}}lang"

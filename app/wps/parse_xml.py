@@ -222,7 +222,7 @@ def parse_xml(body: bytes) -> WPSRequest:
     namespace, local = qname.namespace, qname.localname
     if namespace not in (WPS10, WPS20):
         raise OWSException("OperationNotSupported", f"unknown request element {root.tag}", local)
-    if namespace == WPS10 and root.get("service", "WPS").upper() != "WPS":
+    if root.get("service", "WPS").upper() != "WPS":
         raise invalid("service", "service must be WPS")
     ows = OWS11 if namespace == WPS10 else OWS20
     version = "1.0.0" if namespace == WPS10 else "2.0.0"
@@ -230,7 +230,7 @@ def parse_xml(body: bytes) -> WPSRequest:
         versions = _versions(root, ows)
         return GetCapabilities(versions or ((version,) if namespace == WPS20 else ()), root.get("language"))
     if local == "DescribeProcess":
-        identifiers = tuple(_text(e) for e in root.iterfind(f"{{{ows}}}Identifier"))
+        identifiers = tuple(t for e in root.iterfind(f"{{{ows}}}Identifier") if (t := _text(e)))
         if not identifiers:
             raise missing("Identifier")
         return DescribeProcess(root.get("version") or version, identifiers, root.get("language"))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections import Counter
 from typing import Any
 
 from app.wps.errors import OWSException, invalid, missing
+from app.wps.namespaces import is_xml_safe
 from app.wps.requests import Execute
 from processes.literals import LiteralValueError
 from processes.model import UNBOUNDED, BoundingBoxInput, ComplexInput, ComplexOutput, LiteralInput, Process
@@ -22,7 +24,18 @@ def _code(version: str, v1: str, v2: str) -> str:
     return v2 if version.startswith("2") else v1
 
 
+def _check_kind(declared: LiteralInput | ComplexInput | BoundingBoxInput, spec: dict[str, Any]) -> None:
+    """Data sent as one kind to an input of another (a bounding box to a literal input) is refused;
+    literal data for a complex input is accepted as its text."""
+    sent, wanted = spec.get("data_kind"), declared.kind
+    if sent is not None and sent != wanted and not (sent == "literal" and wanted == "complex"):
+        raise invalid(declared.identifier, f"{declared.identifier} takes {wanted} data, not {sent} data")
+
+
 def _literal(declared: LiteralInput, spec: dict[str, Any], version: str) -> dict[str, Any]:
+    _check_kind(declared, spec)
+    if not is_xml_safe(spec.get("value") or ""):
+        raise invalid(declared.identifier, f"{declared.identifier} holds characters XML cannot carry")
     out = {"id": declared.identifier, "kind": "literal"}
     if spec.get("uom"):
         if declared.uoms and spec["uom"] not in declared.uoms:
@@ -40,6 +53,7 @@ def _literal(declared: LiteralInput, spec: dict[str, Any], version: str) -> dict
 
 
 def _complex(declared: ComplexInput, spec: dict[str, Any], version: str) -> dict[str, Any]:
+    _check_kind(declared, spec)
     mime = spec.get("mime_type")
     if mime and not any(f.matches(mime) for f in declared.formats):
         supported = ", ".join(f.mime_type for f in declared.formats)
@@ -70,6 +84,7 @@ def _complex(declared: ComplexInput, spec: dict[str, Any], version: str) -> dict
 
 
 def _bbox(declared: BoundingBoxInput, spec: dict[str, Any]) -> dict[str, Any]:
+    _check_kind(declared, spec)
     ident = declared.identifier
     if spec.get("data_kind") == "bbox":
         lower, upper, crs = spec["lower"], spec["upper"], spec.get("crs")
@@ -86,6 +101,8 @@ def _bbox(declared: BoundingBoxInput, spec: dict[str, Any]) -> dict[str, Any]:
         lower, upper = numbers[:half], numbers[half:]
     if not lower or len(lower) != len(upper):
         raise invalid(ident, "the corners of a bounding box need the same number of coordinates")
+    if not all(math.isfinite(v) for v in (*lower, *upper)):
+        raise invalid(ident, "the corners of a bounding box must be finite numbers")
     if any(lo > hi for lo, hi in zip(lower, upper, strict=False)):
         raise invalid(ident, "the lower corner of a bounding box lies above its upper corner")
     if crs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Blueprint, Response, current_app, request, send_file
+from flask import Blueprint, Response, current_app, g, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.wps.errors import CONTENT_TYPE, OWSException, render_exception
@@ -71,6 +71,7 @@ def wps_endpoint() -> Response:
         else:
             body = request.get_data(cache=False)
             sample = body
+            g.wps_version = _version_hint(body)
             parsed = parse_kvp(body) if request.mimetype == "application/x-www-form-urlencoded" else parse_xml(body)
         return to_response(_dispatch(parsed))
     except OWSException as exc:
@@ -115,4 +116,4 @@ def http_error(exc: HTTPException) -> Response:
 def unexpected_error(exc: Exception) -> Response:
     log.exception("unexpected error serving %s", request.path)
     ows = OWSException("NoApplicableCode", "internal server error; the service log has the details", status=500)
-    return exception_response(ows, _version_hint(request.query_string))
+    return exception_response(ows, g.get("wps_version") or _version_hint(request.query_string))

@@ -9,6 +9,7 @@ from typing import Any
 
 from lxml import etree
 
+from app.wps.namespaces import is_xml_safe
 from app.wps.parse_xml import PARSER
 
 TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/geo+json")
@@ -36,9 +37,11 @@ def embed(record: dict[str, Any], path: Path) -> tuple[Any, str | None]:
             pass
     if is_text(mime) and record.get("encoding") != "base64":
         try:
-            return raw.decode("utf-8"), record.get("encoding")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            pass
+            text = None
+        if text is not None and is_xml_safe(text):
+            return text, record.get("encoding")
     return base64.b64encode(raw).decode("ascii"), "base64"
 
 
