@@ -3,8 +3,11 @@ and TORQUE/PBS (pbs-drmaa).
 
 One DRMAA session lives as long as the dispatcher. A job is ``hpc-wps run-job DIR`` (``python -m
 app.cli run-job DIR``) with the job directory as working directory and its stdout and stderr there.
-DRMAA has no bulk status call: each poll asks ``jobStatus`` once per job (a library call answered by
-the qmaster, no process spawned) and reaps ended jobs with a non-blocking ``wait`` for how they ended.
+DRMAA has no bulk status call: each poll makes one library call per job, none of which spawns a
+process. A job not yet seen running is asked with ``jobStatus`` (a request to the qmaster); a running
+one with a non-blocking ``wait``, which the session answers from the job ends it has been told of, so
+that the qmaster is not asked about it again (and a poll does not block, as ``jobStatus`` does for up to
+a second on a job that has just left the qmaster). ``wait`` also says how a job ended.
 A session only knows its own jobs: those of an earlier dispatcher (after a restart) are followed on
 Grid Engine with one ``qstat -xml`` per poll for all of them, and ``qacct -j`` once each when they end.
 
@@ -16,11 +19,13 @@ when the process starts: ``[scheduler] drmaa_preload``).
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import getpass
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,9 +45,11 @@ log = logging.getLogger(__name__)
 GRID_ENGINE = "Grid Engine"
 SLURM = "Slurm"
 PBS = "PBS"
-# Written into the job directory around runJob, then holding the native id: a submission retried after
-# a restart (or after an answer that never came) takes up the job submitted before instead of a second one.
+# Written into the job directory after runJob: the native id, or nothing when runJob got no answer (the
+# job may be there). A submission offered again (a restart before the id reached the job table, a retry
+# after that missing answer) takes up the job submitted before instead of starting a second one.
 SUBMITTED_FILE = "drmaa.submitted"
+JOB_NAME_PREFIX = "wps-"  # Grid Engine job names: wps-<WPS job id>
 COMMAND_TIMEOUT = 30.0  # seconds qstat, qacct or qdel may take
 CANCEL_REPEAT = 30.0  # seconds before a cancel of the same job is sent again
 # How long a job of an earlier session may be missing from both qstat and qacct before it counts as
@@ -53,9 +60,9 @@ ENDED_KEPT = 600.0  # seconds an ended job's status is kept once the dispatcher 
 JOB_ENVIRONMENT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ")
 JOB_ENVIRONMENT_PREFIXES = ("SGE_",)
 # Values that go into a native specification as one word: no spaces, quotes or option-like start.
-_WORD = re.compile(r"[A-Za-z0-9_.@*,+=:/-]+")
+_WORD = re.compile(r"[A-Za-z0-9_.@*,:/-]+")
 
-HELD_STATES = ("queued_active", "system_on_hold", "user_on_hold", "user_system_on_hold")
+WAITING_STATES = ("queued_active", "system_on_hold", "user_on_hold", "user_system_on_hold")
 STARTED_STATES = ("running", "system_suspended", "user_suspended")
 ENDED_STATES = ("done", "failed")
 
@@ -289,6 +296,14 @@ def status_from_qacct(record: Mapping[str, str]) -> NativeStatus:
     )
 
 
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, text.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
 # -- the executor --------------------------------------------------------------------------------
 
 
@@ -300,17 +315,20 @@ class DrmaaExecutor(Executor):
     def __init__(self, settings: SchedulerSettings, jobs_dir: Path) -> None:
         self.settings = settings
         self.jobs_dir = jobs_dir
-        self.python = settings.python or sys.executable
+        # The launcher's interpreter on the nodes, with any options: [scheduler] python, or our own.
+        self.python = shlex.split(settings.python) or [sys.executable]
         self.environment = job_environment(os.environ, code_root())
-        self.queries = 0  # scheduler calls of the last poll (library calls and commands): the benchmark reads it
-        self.calls: dict[str, int] = {}  # every scheduler call since the start, by kind
+        self.queries = 0  # scheduler calls (library calls and commands) of the last poll: the benchmark reads it
+        self.calls: collections.Counter[str] = collections.Counter()  # every scheduler call since the start
         self.system = GRID_ENGINE  # from the library's drmsInfo once the session is open
         self.drms = ""
         self._drmaa: Any = None  # the drmaa module, once loaded
         self._load_error = ""
         self._session: Any = None
         self._failures = 0  # consecutive polls the system did not answer
-        self._own: dict[str, tuple[float, Path]] = {}  # jobs this session submitted: h_rt seconds, job dir
+        self._walltime: dict[str, float] = {}  # jobs this session submitted: their h_rt in seconds ...
+        self._job_dirs: dict[str, Path] = {}  # ... and their directories
+        self._started: set[str] = set()  # this session's jobs seen running: their end comes from wait()
         self._foreign: set[str] = set()  # jobs of an earlier session, followed with qstat/qacct
         self._vanished: dict[str, float] = {}  # foreign jobs in neither qstat nor qacct: since when
         self._ended: dict[str, tuple[NativeStatus, float]] = {}  # reaped jobs: status, when last asked for
@@ -318,9 +336,8 @@ class DrmaaExecutor(Executor):
 
     # -- the session -------------------------------------------------------------------------------
 
-    def _count(self, kind: str, n: int = 1) -> None:
-        self.queries += n
-        self.calls[kind] = self.calls.get(kind, 0) + n
+    def _count(self, kind: str) -> None:
+        self.calls[kind] += 1
 
     def _module(self) -> Any:
         if self._drmaa is not None:
@@ -387,43 +404,51 @@ class DrmaaExecutor(Executor):
     def submit(self, spec: JobSpec) -> str:
         session = self.session()
         drmaa = self._drmaa
-        marker = spec.job_dir / SUBMITTED_FILE
-        earlier = self._earlier_submission(spec, marker)
-        if earlier:
-            return earlier
+        job_dir = str(spec.job_dir)
+        marker = os.path.join(job_dir, SUBMITTED_FILE)
+        if os.path.exists(marker):  # offered again: submitted before, or perhaps (no answer came)
+            earlier = self._earlier_submission(spec, marker)
+            if earlier:
+                return earlier
         resources = self._resources(spec)
         try:
             native = native_specification(resources, self.system)
         except ValueError as exc:
             raise SubmitError(str(exc), retry=False) from None
-        template = session.createJobTemplate()
         try:
-            template.remoteCommand = self.python
-            template.args = ["-m", "app.cli", "run-job", str(spec.job_dir)]
+            template = session.createJobTemplate()
+        except drmaa.errors.DrmaaException as exc:
+            raise self._submit_error(exc, marker, reached=False) from None
+        running_job = False  # whether runJob was called: then the job may have reached the system
+        try:
+            template.remoteCommand = self.python[0]
+            template.args = [*self.python[1:], "-m", "app.cli", "run-job", job_dir]
             template.jobName = self.job_name(spec.job_id)
-            template.workingDirectory = str(spec.job_dir)
-            template.outputPath = f":{spec.job_dir / 'stdout'}"
-            template.errorPath = f":{spec.job_dir / 'stderr'}"
+            template.workingDirectory = job_dir
+            template.outputPath = f":{job_dir}/stdout"
+            template.errorPath = f":{job_dir}/stderr"
             template.joinFiles = False
             template.jobEnvironment = self.environment
             template.nativeSpecification = native
-            marker.write_text("", encoding="ascii")
+            self._count("runJob")
+            running_job = True
             native_id = str(session.runJob(template))
         except drmaa.errors.DrmaaException as exc:
-            raise self._submit_error(exc, marker) from None
+            raise self._submit_error(exc, marker, reached=running_job) from None
         finally:
-            session.deleteJobTemplate(template)
-        marker.write_text(native_id, encoding="ascii")
-        self._own[native_id] = (resources.walltime, spec.job_dir)
+            with contextlib.suppress(drmaa.errors.DrmaaException):
+                session.deleteJobTemplate(template)
+        _write(marker, native_id)
+        self._walltime[native_id] = resources.walltime
+        self._job_dirs[native_id] = spec.job_dir
         return native_id
 
     @staticmethod
     def job_name(job_id: str) -> str:
-        return f"wps-{job_id}"
+        return JOB_NAME_PREFIX + job_id
 
-    def _submit_error(self, exc: Exception, marker: Path) -> SubmitError:
+    def _submit_error(self, exc: Exception, marker: str, reached: bool) -> SubmitError:
         errors = self._drmaa.errors
-        message = f"{self.system} did not take the job: {drmaa_message(exc)}"
         refused = (
             errors.DeniedByDrmException,  # e.g. "no suitable queues"
             errors.InvalidAttributeValueException,
@@ -432,18 +457,22 @@ class DrmaaExecutor(Executor):
             errors.InvalidArgumentException,
         )
         if isinstance(exc, refused):
-            marker.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(marker)
             return SubmitError(f"{self.system} refused the job: {drmaa_message(exc)}", retry=False)
         if isinstance(exc, errors.NoActiveSessionException):
-            marker.unlink(missing_ok=True)
             self.close()
-        # Otherwise (no answer from the system) the job may have reached it: the marker stays empty
-        # and the next try looks for it by name first.
-        return SubmitError(message, retry=True)
+        elif reached:
+            # No answer from the system: the job may have reached it. An empty marker makes the next
+            # try look for it by name before submitting again.
+            with contextlib.suppress(OSError):
+                _write(marker, "")
+        return SubmitError(f"{self.system} did not take the job: {drmaa_message(exc)}", retry=True)
 
-    def _earlier_submission(self, spec: JobSpec, marker: Path) -> str | None:
+    def _earlier_submission(self, spec: JobSpec, marker: str) -> str | None:
         try:
-            earlier = marker.read_text(encoding="ascii").strip()
+            with open(marker, encoding="ascii") as handle:
+                earlier = handle.read().strip()
         except (OSError, ValueError):
             return None
         if earlier:
@@ -452,7 +481,7 @@ class DrmaaExecutor(Executor):
         found = self._find_by_name(self.job_name(spec.job_id)) if self.system == GRID_ENGINE else None
         if found:
             log.info("job %s: found as %s job %s from an earlier submission", spec.job_id, self.system, found)
-            marker.write_text(found, encoding="ascii")
+            _write(marker, found)
         return found
 
     def _find_by_name(self, name: str) -> str | None:
@@ -473,7 +502,7 @@ class DrmaaExecutor(Executor):
 
     def poll_many(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
         started = time.perf_counter()
-        self.queries = 0
+        calls = self.calls.total()
         session = self.session()
         errors = self._drmaa.errors
         statuses: dict[str, NativeStatus] = {}
@@ -488,6 +517,11 @@ class DrmaaExecutor(Executor):
             if native_id in self._foreign:
                 foreign.append(native_id)
                 continue
+            if native_id in self._started:  # its end is news from the session's events: no qmaster query
+                status = self._reap(session, native_id)
+                if status is not None:
+                    statuses[native_id] = status
+                continue
             try:
                 self._count("jobStatus")
                 state = session.jobStatus(native_id)
@@ -497,6 +531,7 @@ class DrmaaExecutor(Executor):
                 continue
             except errors.DrmaaException as exc:
                 self._lost_contact()
+                self.queries = self.calls.total() - calls
                 raise SubmitError(f"{self.system} does not answer: {drmaa_message(exc)}") from None
             status = self._status(session, native_id, state)
             if status is not None:
@@ -504,10 +539,8 @@ class DrmaaExecutor(Executor):
         self._failures = 0
         if foreign:
             statuses.update(self._poll_foreign(foreign))
-        for native_id, status in statuses.items():
-            if status.state is NativeState.ENDED:
-                self._ended.setdefault(native_id, (status, now))
         self._forget(native_ids, now)
+        self.queries = self.calls.total() - calls
         log.debug(
             "drmaa poll: %d jobs, %d calls (%d foreign) in %.1f ms",
             len(native_ids),
@@ -518,35 +551,46 @@ class DrmaaExecutor(Executor):
         return statuses
 
     def _status(self, session: Any, native_id: str, state: str) -> NativeStatus | None:
-        if state in HELD_STATES:
+        if state in WAITING_STATES:
             return NativeStatus(NativeState.QUEUED)
         if state in STARTED_STATES:
+            self._started.add(native_id)
             return NativeStatus(NativeState.RUNNING)
         if state not in ENDED_STATES:
             return None  # undetermined: ask again next time
+        return self._reap(session, native_id)
+
+    def _reap(self, session: Any, native_id: str) -> NativeStatus | None:
+        """How the job ended, if it has: a non-blocking wait, answered from the finished jobs the
+        session has heard of (it reaps the job: the session forgets it, we keep the status)."""
         errors = self._drmaa.errors
         try:
             self._count("wait")
             info = session.wait(native_id, self._drmaa.Session.TIMEOUT_NO_WAIT)
-        except errors.ExitTimeoutException:
-            return None  # ended, but its record is not there yet
-        except errors.InvalidJobException:
-            self._foreign.add(native_id)  # reaped elsewhere: accounting has it
+        except errors.ExitTimeoutException:  # not ended, or its end not heard of yet
+            return NativeStatus(NativeState.RUNNING) if native_id in self._started else None
+        except errors.InvalidJobException:  # the session does not know it (reopened): accounting does
+            self._started.discard(native_id)
+            self._foreign.add(native_id)
             return None
-        except errors.DrmaaException as exc:
+        except Exception as exc:  # DRMAA errors, and the bare Exception the drmaa package raises for code 24
+            if is_no_rusage(exc):
+                return self._end(native_id, self._not_started_reason(native_id))
             log.warning("DRMAA: cannot reap job %s: %s", native_id, drmaa_message(exc))
             return None
-        except Exception as exc:
-            if not is_no_rusage(exc):
-                raise
-            return NativeStatus(NativeState.ENDED, self._not_started_reason(native_id))
-        walltime = self._own.get(native_id, (None, None))[0]
-        reason = reason_from_job_info(info, walltime, self.system)
+        reason = reason_from_job_info(info, self._walltime.get(native_id), self.system)
         if info.wasAborted and reason == deleted_reason(self.system, started=False):
             reason = self._not_started_reason(native_id)
         elif info.hasExited and info.exitStatus != 0:
             reason = self._with_stderr(native_id, reason)
-        return NativeStatus(NativeState.ENDED, reason)
+        return self._end(native_id, reason)
+
+    def _end(self, native_id: str, reason: str) -> NativeStatus:
+        """An ended job's status, kept: the session has forgotten the job once it was reaped, and the
+        dispatcher may ask again (a settle that did not reach the job table)."""
+        status = NativeStatus(NativeState.ENDED, reason)
+        self._ended[native_id] = (status, time.monotonic())
+        return status
 
     def _not_started_reason(self, native_id: str) -> str:
         """A job aborted before it ran: deleted while waiting, or unable to start (its accounting says)."""
@@ -558,7 +602,7 @@ class DrmaaExecutor(Executor):
         return status_from_qacct(record).reason
 
     def _with_stderr(self, native_id: str, reason: str) -> str:
-        job_dir = self._own.get(native_id, (None, None))[1]
+        job_dir = self._job_dirs.get(native_id)
         if job_dir is None:
             return reason
         try:
@@ -571,7 +615,7 @@ class DrmaaExecutor(Executor):
     def _poll_foreign(self, native_ids: list[str]) -> dict[str, NativeStatus]:
         """Jobs this session does not know: one qstat for all, qacct for those no longer listed."""
         if self.system != GRID_ENGINE:
-            return {n: NativeStatus(NativeState.ENDED, f"is no longer known to {self.system}") for n in native_ids}
+            return {n: self._end(n, f"is no longer known to {self.system}") for n in native_ids}
         done = self._command("qstat", ["qstat", "-xml", "-u", getpass.getuser()])
         if done is None or done.returncode != 0:
             log.warning("qstat failed: %s", done.stderr.strip() if done else "not run")
@@ -591,19 +635,22 @@ class DrmaaExecutor(Executor):
             record = self._accounting(native_id)
             if record is not None:
                 self._vanished.pop(native_id, None)
-                statuses[native_id] = status_from_qacct(record)
+                statuses[native_id] = self._end(native_id, status_from_qacct(record).reason)
+            elif native_id in self._cancelled:  # deleted here before it ran: it leaves no record
+                statuses[native_id] = self._end(native_id, deleted_reason(started=False))
             elif now - self._vanished.setdefault(native_id, now) >= VANISHED_GRACE:
                 self._vanished.pop(native_id, None)
                 reason = f"left {GRID_ENGINE} without an accounting record (deleted before it started?)"
-                statuses[native_id] = NativeStatus(NativeState.ENDED, reason)
+                statuses[native_id] = self._end(native_id, reason)
         return statuses
 
     def _accounting(self, native_id: str) -> dict[str, str] | None:
-        """The job's last accounting record (job numbers repeat after a qmaster crash), or None."""
+        """The job's accounting record, or None. Job numbers repeat after a qmaster crash: the newest
+        record of one of our jobs (named wps-...) is taken."""
         done = self._command("qacct", ["qacct", "-j", native_id])
         if done is None or done.returncode != 0:
             return None
-        records = parse_qacct(done.stdout)
+        records = [r for r in parse_qacct(done.stdout) if r.get("jobname", "").startswith(JOB_NAME_PREFIX)]
         return records[-1] if records else None
 
     def _command(self, kind: str, argv: list[str]) -> subprocess.CompletedProcess[str] | None:
@@ -622,9 +669,10 @@ class DrmaaExecutor(Executor):
         for native_id, (_status, last) in list(self._ended.items()):
             if native_id not in asked and now - last > ENDED_KEPT:
                 del self._ended[native_id]
-                for kept in (self._own, self._cancelled):
+                for kept in (self._walltime, self._job_dirs, self._cancelled):
                     kept.pop(native_id, None)
                 self._foreign.discard(native_id)
+                self._started.discard(native_id)
 
     # -- the rest of the interface -----------------------------------------------------------------
 

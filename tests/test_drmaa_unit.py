@@ -1,0 +1,681 @@
+"""The DRMAA executor's pure parts, without a DRMAA library or Grid Engine: the native specification
+each Resources becomes, and what captured ``qstat -xml`` and ``qacct -j`` outputs (Grid Engine 8.1.9)
+and DRMAA JobInfo records mean. The outputs below were captured on the test cluster
+(scripts/clusters.sh); only trailing blanks were removed, and the ``ru_*`` usage lines of most records.
+"""
+
+from __future__ import annotations
+
+import getpass
+import types
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from app.settings import load_settings
+from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.drmaa_executor import (
+    GRID_ENGINE,
+    PBS,
+    SLURM,
+    DrmaaExecutor,
+    drm_family,
+    drmaa_message,
+    job_environment,
+    load_error_message,
+    native_specification,
+    parse_qacct,
+    parse_qstat_xml,
+    qstat_names,
+    reason_from_job_info,
+    status_from_qacct,
+    status_from_qstat,
+)
+from scheduler.resources import Resources
+
+GiB = 1024**3
+MiB = 1024**2
+
+# Two jobs running, four waiting (one of them held with -h, one asking for 2 slots of the smp PE).
+QSTAT_XML = """\
+<?xml version='1.0'?>
+<job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
+  <queue_info>
+    <job_list state="running">
+      <JB_job_number>36</JB_job_number>
+      <JAT_prio>0.25000</JAT_prio>
+      <JB_name>run-qdel</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>r</state>
+      <JAT_start_time>2026-11-24T19:37:05</JAT_start_time>
+      <queue_name>all.q@localhost</queue_name>
+      <slots>1</slots>
+    </job_list>
+    <job_list state="running">
+      <JB_job_number>37</JB_job_number>
+      <JAT_prio>0.25000</JAT_prio>
+      <JB_name>run-term</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>r</state>
+      <JAT_start_time>2026-11-24T19:37:05</JAT_start_time>
+      <queue_name>all.q@localhost</queue_name>
+      <slots>1</slots>
+    </job_list>
+  </queue_info>
+  <job_info>
+    <job_list state="pending">
+      <JB_job_number>41</JB_job_number>
+      <JAT_prio>0.75000</JAT_prio>
+      <JB_name>pe2</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>qw</state>
+      <JB_submission_time>2026-11-24T19:37:05</JB_submission_time>
+      <queue_name></queue_name>
+      <slots>2</slots>
+    </job_list>
+    <job_list state="pending">
+      <JB_job_number>38</JB_job_number>
+      <JAT_prio>0.25000</JAT_prio>
+      <JB_name>pend-qdel</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>qw</state>
+      <JB_submission_time>2026-11-24T19:37:05</JB_submission_time>
+      <queue_name></queue_name>
+      <slots>1</slots>
+    </job_list>
+    <job_list state="pending">
+      <JB_job_number>39</JB_job_number>
+      <JAT_prio>0.25000</JAT_prio>
+      <JB_name>pend-term</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>qw</state>
+      <JB_submission_time>2026-11-24T19:37:05</JB_submission_time>
+      <queue_name></queue_name>
+      <slots>1</slots>
+    </job_list>
+    <job_list state="pending">
+      <JB_job_number>40</JB_job_number>
+      <JAT_prio>0.00000</JAT_prio>
+      <JB_name>held</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>hqw</state>
+      <JB_submission_time>2026-11-24T19:37:05</JB_submission_time>
+      <queue_name></queue_name>
+      <slots>1</slots>
+    </job_list>
+  </job_info>
+</job_info>
+"""
+
+# Suspended (qmod -sj), being deleted while running (qdel), and in error state (unwritable output path).
+QSTAT_XML_STATES = """\
+<?xml version='1.0'?>
+<job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
+  <queue_info>
+    <job_list state="running">
+      <JB_job_number>45</JB_job_number>
+      <JAT_prio>0.50000</JAT_prio>
+      <JB_name>susp</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>s</state>
+      <JAT_start_time>2026-11-24T19:47:34</JAT_start_time>
+      <queue_name>all.q@localhost</queue_name>
+      <slots>1</slots>
+    </job_list>
+    <job_list state="running">
+      <JB_job_number>47</JB_job_number>
+      <JAT_prio>0.50000</JAT_prio>
+      <JB_name>del</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>dr</state>
+      <JAT_start_time>2026-11-24T19:47:36</JAT_start_time>
+      <queue_name>all.q@localhost</queue_name>
+      <slots>1</slots>
+    </job_list>
+  </queue_info>
+  <job_info>
+    <job_list state="pending">
+      <JB_job_number>46</JB_job_number>
+      <JAT_prio>0.50000</JAT_prio>
+      <JB_name>err</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>Eqw</state>
+      <JB_submission_time>2026-11-24T19:47:34</JB_submission_time>
+      <queue_name></queue_name>
+      <slots>1</slots>
+    </job_list>
+  </job_info>
+</job_info>
+"""
+
+QSTAT_XML_EMPTY = """\
+<?xml version='1.0'?>
+<job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
+  <queue_info>
+  </queue_info>
+  <job_info>
+  </job_info>
+</job_info>
+"""
+
+# Job 25: sleep 60 with -l h_rt=0:0:5. Job 27: a working directory that does not exist. Job 29: a job
+# that killed itself with SIGTERM.
+QACCT = """\
+==============================================================
+qname        all.q
+hostname     localhost
+group        root
+owner        root
+project      NONE
+department   defaultdepartment
+jobname      probe
+jobnumber    25
+taskid       undefined
+account      sge
+priority     0
+qsub_time    Tue Nov 24 19:36:34 2026
+start_time   Tue Nov 24 19:36:34 2026
+end_time     Tue Nov 24 19:36:40 2026
+granted_pe   NONE
+slots        1
+failed       37  : qmaster enforced h_rt, h_cpu, or h_vmem limit
+exit_status  137                  (Killed)
+category     -l h_rt=5
+==============================================================
+qname        all.q
+hostname     localhost
+group        root
+owner        root
+project      NONE
+department   defaultdepartment
+jobname      probe
+jobnumber    27
+taskid       undefined
+account      sge
+priority     0
+qsub_time    Tue Nov 24 19:36:34 2026
+start_time   -/-
+end_time     -/-
+granted_pe   NONE
+slots        1
+failed       28  : changing into working directory
+exit_status  0
+category     NONE
+==============================================================
+qname        all.q
+hostname     localhost
+group        root
+owner        root
+project      NONE
+department   defaultdepartment
+jobname      probe
+jobnumber    29
+taskid       undefined
+account      sge
+priority     0
+qsub_time    Tue Nov 24 19:36:34 2026
+start_time   Tue Nov 24 19:36:37 2026
+end_time     Tue Nov 24 19:36:37 2026
+granted_pe   NONE
+slots        1
+failed       100 : assumedly after job
+exit_status  143                  (Terminated)
+category     NONE
+"""
+
+# Job 28: exited with status 3, the whole record.
+QACCT_FULL = """\
+==============================================================
+qname        all.q
+hostname     localhost
+group        root
+owner        root
+project      NONE
+department   defaultdepartment
+jobname      probe
+jobnumber    28
+taskid       undefined
+account      sge
+priority     0
+qsub_time    Tue Nov 24 19:36:34 2026
+start_time   Tue Nov 24 19:36:36 2026
+end_time     Tue Nov 24 19:36:36 2026
+granted_pe   NONE
+slots        1
+failed       0
+exit_status  3
+ru_wallclock 0s
+ru_utime     0.000s
+ru_stime     0.007s
+ru_maxrss    4.480KB
+ru_ixrss     0.000B
+ru_ismrss    0.000B
+ru_idrss     0.000B
+ru_isrss     0.000B
+ru_minflt    221
+ru_majflt    0
+ru_nswap     0
+ru_inblock   0
+ru_oublock   8
+ru_msgsnd    0
+ru_msgrcv    0
+ru_nsignals  0
+ru_nvcsw     1
+ru_nivcsw    1
+cpu          0.007s
+mem          0.000Bs
+io           0.000B
+iow          0.000s
+maxvmem      0.000B
+arid         undefined
+ar_sub_time  undefined
+category     NONE
+"""
+
+
+SEPARATOR = "=" * 62 + "\n"
+
+
+def qacct_record(number: str) -> str:
+    """One record of QACCT, as ``qacct -j NUMBER`` prints it."""
+    (record,) = [r for r in QACCT.split(SEPARATOR) if f"jobnumber    {number}\n" in r]
+    return SEPARATOR + record
+
+
+# -- native specification ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        (Resources(1, GiB, 3600), "-l h_rt=1:00:00 -l h_vmem=1024M"),
+        (Resources(1, 100 * MiB + 1, 5), "-l h_rt=0:00:05 -l h_vmem=101M"),  # rounded up, never below
+        (Resources(4, 2 * GiB, 90.5, "long.q"), "-l h_rt=0:01:31 -l h_vmem=512M -pe smp 4 -q long.q"),
+        (Resources(3, GiB, 86400), "-l h_rt=24:00:00 -l h_vmem=342M -pe smp 3"),  # h_vmem is per slot
+        (
+            Resources(1, GiB, 60, "all.q@node1", "-P proj -l tmp_free=1G"),
+            "-l h_rt=0:01:00 -l h_vmem=1024M -q all.q@node1 -P proj -l tmp_free=1G",
+        ),
+    ],
+)
+def test_grid_engine_native_specification(resources, expected):
+    assert native_specification(resources) == expected
+
+
+def test_slurm_and_pbs_native_specification():
+    resources = Resources(2, 3 * GiB, 3599, "short")
+    assert native_specification(resources, SLURM) == (
+        "--time=1:00 --mem=3072 --nodes=1 --ntasks=1 --mincpus=2 --partition=short"
+    )
+    assert native_specification(Resources(1, GiB, 61), SLURM).startswith("--time=0:02 ")  # minutes, rounded up
+    assert native_specification(resources, PBS) == "-l walltime=0:59:59,mem=3072mb,nodes=1:ppn=2 -q short"
+
+
+@pytest.mark.parametrize("queue", ["all.q -l h_rt=99:0:0", "-l", "a'b", 'a"b', "a;b", "a\nb", "a\tb", "$(id)", ""])
+def test_a_queue_cannot_add_options(queue):
+    """Each value is one word: a queue that would split, quote or start an option is refused. (The
+    service refuses spaces and shell characters in requests already; this also covers [scheduler] queue.)"""
+    resources = Resources(1, GiB, 60, queue)
+    if not queue:
+        assert "-q" not in native_specification(resources).split()
+        return
+    for family in (GRID_ENGINE, SLURM, PBS):
+        with pytest.raises(ValueError, match="cannot be passed to the batch system"):
+            native_specification(resources, family)
+
+
+def test_drm_family_from_drms_info():
+    assert drm_family("SGE 8.1.9") == GRID_ENGINE
+    assert drm_family("UGE 8.6.4") == GRID_ENGINE
+    assert drm_family("SLURM 22.05") == SLURM
+    assert drm_family("PBS/Torque") == PBS
+
+
+# -- qstat and qacct ----------------------------------------------------------------------------------
+
+
+def test_qstat_xml_running_pending_and_held():
+    states = parse_qstat_xml(QSTAT_XML)
+    assert states == {"36": "r", "37": "r", "41": "qw", "38": "qw", "39": "qw", "40": "hqw"}
+    assert {n: status_from_qstat(s).state for n, s in states.items()} == {
+        "36": NativeState.RUNNING,
+        "37": NativeState.RUNNING,
+        "41": NativeState.QUEUED,
+        "38": NativeState.QUEUED,
+        "39": NativeState.QUEUED,
+        "40": NativeState.QUEUED,
+    }
+    assert qstat_names(QSTAT_XML)["held"] == "40"
+
+
+def test_qstat_xml_suspended_deleting_error_and_empty():
+    states = parse_qstat_xml(QSTAT_XML_STATES)
+    assert states == {"45": "s", "47": "dr", "46": "Eqw"}
+    assert status_from_qstat(states["45"]).state is NativeState.RUNNING  # suspended after it started
+    assert status_from_qstat(states["47"]).state is NativeState.RUNNING  # still ending
+    assert status_from_qstat(states["46"]).state is NativeState.QUEUED  # error state: waits for an admin
+    assert parse_qstat_xml(QSTAT_XML_EMPTY) == {}
+
+
+def test_qacct_records_and_their_reasons():
+    records = parse_qacct(QACCT)
+    assert [r["jobnumber"] for r in records] == ["25", "27", "29"]
+    assert records[0]["category"] == "-l h_rt=5"
+    reasons = [status_from_qacct(r) for r in records]
+    assert all(s.state is NativeState.ENDED for s in reasons)
+    assert [s.reason for s in reasons] == [
+        "exceeded its wall-clock limit (h_rt) on Grid Engine",
+        "could not be started by Grid Engine: changing into working directory (failed 28)",
+        "was killed by SIGTERM on Grid Engine (deleted, or over a limit)",
+    ]
+
+
+def test_qacct_full_record_exit_status():
+    (record,) = parse_qacct(QACCT_FULL)
+    assert record["jobnumber"] == "28" and record["ru_wallclock"] == "0s"
+    assert status_from_qacct(record) == NativeStatus(NativeState.ENDED, "exited with code 3 on Grid Engine")
+
+
+def test_qacct_repeated_job_number_and_padding():
+    """A job number seen twice (after a qmaster crash) gives two records, the last one is the newest;
+    trailing blanks, as qacct prints them, do not matter."""
+    twice = qacct_record("25") + QACCT_FULL.replace("jobnumber    28", "jobnumber    25")
+    padded = "\n".join(line + "   " if not line.startswith("=") else line for line in twice.splitlines())
+    records = parse_qacct(padded)
+    assert [r["jobnumber"] for r in records] == ["25", "25"]
+    assert records[0]["failed"] == "37  : qmaster enforced h_rt, h_cpu, or h_vmem limit"
+    assert status_from_qacct(records[-1]).reason == "exited with code 3 on Grid Engine"
+
+
+# -- DRMAA JobInfo ------------------------------------------------------------------------------------
+
+JobInfo = namedtuple(
+    "JobInfo", "jobId hasExited hasSignal terminatedSignal hasCoreDump wasAborted exitStatus resourceUsage"
+)
+RAN = {
+    "start_time": "1795548994.0000",
+    "end_time": "1795549000.0000",
+    "ru_wallclock": "6.0000",
+    "exit_status": "137.0000",
+}
+NEVER_RAN = {"io": "0.0000", "submission_time": "1795548994.0000", "priority": "0.0000"}
+
+
+@pytest.mark.parametrize(
+    ("info", "walltime", "reason"),
+    [
+        (JobInfo("28", True, False, "", False, False, 3, {}), 60, "exited with code 3 on Grid Engine"),
+        (
+            JobInfo("25", False, True, "SIGKILL", False, False, 0, RAN),
+            5,
+            "exceeded its wall-clock limit (h_rt) on Grid Engine",
+        ),
+        (JobInfo("25", False, True, "SIGKILL", False, False, 0, RAN), 3600, "was killed by SIGKILL on Grid Engine"),
+        (JobInfo("29", False, True, "SIGTERM", False, False, 0, RAN), 60, "was killed by SIGTERM on Grid Engine"),
+        (JobInfo("36", False, False, "", False, True, 0, RAN), 60, "was deleted on Grid Engine (qdel)"),
+        (
+            JobInfo("26", False, False, "", False, True, 0, NEVER_RAN),
+            60,
+            "was deleted on Grid Engine (qdel) before it started",
+        ),
+    ],
+)
+def test_reason_from_job_info(info, walltime, reason):
+    assert reason_from_job_info(info, walltime) == reason
+
+
+# -- loading the library, the job's environment -------------------------------------------------------
+
+
+def test_load_error_names_the_preload_setting():
+    exc = OSError("/lib/x86_64-linux-gnu/libjemalloc.so.2: cannot allocate memory in static TLS block")
+    message = load_error_message("/usr/lib/gridengine-drmaa/lib/libdrmaa.so.1.0", exc)
+    assert message.startswith("cannot load the DRMAA library /usr/lib/gridengine-drmaa/lib/libdrmaa.so.1.0: ")
+    assert "set [scheduler] drmaa_preload = /lib/x86_64-linux-gnu/libjemalloc.so.2" in message
+    missing = load_error_message("", RuntimeError("Could not find drmaa library.  Please specify its full path"))
+    assert "set [scheduler] drmaa_library" in missing
+    assert "pip install" in load_error_message("", ModuleNotFoundError("No module named 'drmaa'"))
+
+
+def test_job_environment_is_minimal():
+    environ = {
+        "PATH": "/usr/bin",
+        "PYTHONPATH": "/opt/lib",
+        "SGE_ROOT": "/var/lib/gridengine",
+        "SGE_CELL": "default",
+        "LD_PRELOAD": "/lib/libjemalloc.so.2",
+        "HPC_WPS_DATABASE_URL": "postgresql://secret@db/wps",
+        "HOME": "/root",
+    }
+    env = job_environment(environ, "/srv/hpc-wps")
+    assert env == {
+        "PATH": "/usr/bin",
+        "PYTHONPATH": "/srv/hpc-wps:/opt/lib",
+        "SGE_ROOT": "/var/lib/gridengine",
+        "SGE_CELL": "default",
+    }
+    assert job_environment({"PATH": "/bin"}, None) == {"PATH": "/bin"}
+
+
+def test_drmaa_message_drops_the_code():
+    assert drmaa_message(Exception("code 17: error: no suitable queues")) == "error: no suitable queues"
+
+
+# -- the executor over a stand-in session -------------------------------------------------------------
+
+
+class FakeErrors:
+    class DrmaaException(Exception):
+        pass
+
+    class InvalidJobException(DrmaaException):
+        pass
+
+    class ExitTimeoutException(DrmaaException):
+        pass
+
+    class DeniedByDrmException(DrmaaException):
+        pass
+
+    class DrmCommunicationException(DrmaaException):
+        pass
+
+    class NoActiveSessionException(DrmaaException):
+        pass
+
+    InvalidAttributeValueException = InvalidAttributeFormatException = DeniedByDrmException
+    ConflictingAttributeValuesException = InvalidArgumentException = DeniedByDrmException
+    AlreadyActiveSessionException = DrmaaException
+
+
+class FakeSession:
+    """Stands in for drmaa.Session (whose method names it keeps): states, JobInfos and errors by job id;
+    every call recorded."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, str] = {}
+        self.infos: dict[str, object] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.templates: list[types.SimpleNamespace] = []
+        self.run_error: Exception | None = None
+
+    def jobStatus(self, native_id):
+        self.calls.append(("jobStatus", native_id))
+        if native_id not in self.states:
+            raise FakeErrors.InvalidJobException("code 18: The job specified by the 'jobid' does not exist.")
+        return self.states[native_id]
+
+    def wait(self, native_id, timeout):
+        self.calls.append(("wait", native_id))
+        if native_id not in self.states:
+            raise FakeErrors.InvalidJobException("code 18: The job specified by the 'jobid' does not exist.")
+        if native_id not in self.infos:
+            raise FakeErrors.ExitTimeoutException("code 23: time-out condition")
+        info = self.infos.pop(native_id)
+        del self.states[native_id]  # reaped: the session forgets it
+        if isinstance(info, Exception):
+            raise info
+        return info
+
+    def control(self, native_id, action):
+        self.calls.append(("control", native_id))
+        if native_id not in self.states:
+            raise FakeErrors.InvalidJobException("code 18: There are no jobs registered")
+
+    def createJobTemplate(self):
+        return types.SimpleNamespace()
+
+    def deleteJobTemplate(self, template):
+        pass
+
+    def runJob(self, template):
+        self.calls.append(("runJob", template.jobName))
+        if self.run_error is not None:
+            raise self.run_error
+        self.templates.append(template)
+        return "101"
+
+
+@pytest.fixture
+def executor(tmp_path, monkeypatch):
+    settings = load_settings(environ={}).replace("scheduler", system="drmaa", python="/opt/py/bin/python3 -X utf8")
+    executor = DrmaaExecutor(settings.scheduler, tmp_path)
+    session = FakeSession()
+    fake = types.SimpleNamespace(
+        errors=FakeErrors,
+        Session=types.SimpleNamespace(TIMEOUT_NO_WAIT=0),
+        JobControlAction=types.SimpleNamespace(TERMINATE="terminate"),
+    )
+    executor._drmaa, executor._session, executor.drms = fake, session, "SGE 8.1.9"
+    commands: list[list[str]] = []
+    answers: dict[str, tuple[int, str, str]] = {}
+
+    def command(kind, argv):  # type: ignore[no-untyped-def]
+        executor._count(kind)
+        commands.append(argv)
+        code, out, err = answers.get(" ".join(argv), (1, "", f"error: job id {argv[-1]} not found"))
+        return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    monkeypatch.setattr(executor, "_command", command)
+    executor.fake_session, executor.commands, executor.answers = session, commands, answers  # type: ignore[attr-defined]
+    return executor
+
+
+def spec(tmp_path: Path, resources: Resources | None = None) -> JobSpec:
+    job_dir = tmp_path / "job-1"
+    job_dir.mkdir(exist_ok=True)
+    return JobSpec("job-1", "sleep", job_dir, {}, resources or Resources(2, GiB, 30, "all.q"))
+
+
+def test_submit_builds_the_template(executor, tmp_path):
+    native_id = executor.submit(spec(tmp_path))
+    assert native_id == "101"
+    (template,) = executor.fake_session.templates
+    job_dir = str(tmp_path / "job-1")
+    assert template.remoteCommand == "/opt/py/bin/python3"
+    assert template.args == ["-X", "utf8", "-m", "app.cli", "run-job", job_dir]
+    assert template.jobName == "wps-job-1" and template.workingDirectory == job_dir
+    assert template.outputPath == f":{job_dir}/stdout" and template.errorPath == f":{job_dir}/stderr"
+    assert template.joinFiles is False
+    assert template.nativeSpecification == "-l h_rt=0:00:30 -l h_vmem=512M -pe smp 2 -q all.q"
+    assert "LD_PRELOAD" not in template.jobEnvironment
+    assert (tmp_path / "job-1" / "drmaa.submitted").read_text() == "101"
+    assert executor.describe_queued(native_id) == "queued on Grid Engine as job 101"
+    # Offered again (the id never reached the job table): the same job, not a second one.
+    assert executor.submit(spec(tmp_path)) == "101"
+    assert [c for c in executor.fake_session.calls if c[0] == "runJob"] == [("runJob", "wps-job-1")]
+
+
+def test_submit_errors(executor, tmp_path):
+    with pytest.raises(SubmitError, match="cannot be passed") as refused:
+        executor.submit(spec(tmp_path, Resources(1, GiB, 30, "a -b")))
+    assert not refused.value.retry
+    executor.fake_session.run_error = FakeErrors.DeniedByDrmException("code 17: error: no suitable queues")
+    with pytest.raises(SubmitError, match="Grid Engine refused the job: error: no suitable queues") as denied:
+        executor.submit(spec(tmp_path))
+    assert not denied.value.retry and not (tmp_path / "job-1" / "drmaa.submitted").exists()
+    executor.fake_session.run_error = FakeErrors.DrmCommunicationException("code 2: failed receiving gdi request")
+    with pytest.raises(SubmitError, match="did not take the job") as unreachable:
+        executor.submit(spec(tmp_path))
+    assert unreachable.value.retry
+    # The answer never came: the job may be there. The next try finds it by name instead of submitting again.
+    executor.fake_session.run_error = None
+    qstat = QSTAT_XML.replace("<JB_name>held</JB_name>", "<JB_name>wps-job-1</JB_name>")
+    executor.answers["qstat -xml -u " + getpass.getuser()] = (0, qstat, "")
+    assert executor.submit(spec(tmp_path)) == "40"
+    assert not executor.fake_session.templates
+
+
+def test_poll_reaps_ended_jobs_once(executor):
+    session = executor.fake_session
+    session.states = {"1": "queued_active", "2": "running", "3": "done", "4": "user_on_hold", "5": "failed"}
+    session.infos = {
+        "3": JobInfo("3", True, False, "", False, False, 0, RAN),
+        "5": Exception("code 24: no usage information was returned for the completed job"),
+    }
+    executor._cancelled["5"] = 0.0  # dismissed while it waited
+    statuses = executor.poll_many(["1", "2", "3", "4", "5"])
+    assert statuses == {
+        "1": NativeStatus(NativeState.QUEUED),
+        "2": NativeStatus(NativeState.RUNNING),
+        "3": NativeStatus(NativeState.ENDED, "exited with code 0 on Grid Engine"),
+        "4": NativeStatus(NativeState.QUEUED),
+        "5": NativeStatus(NativeState.ENDED, "was deleted on Grid Engine (qdel) before it started"),
+    }
+    assert executor.queries == 7  # five jobStatus, two wait: one library call per job, none spawns a process
+    session.calls.clear()
+    again = executor.poll_many(["3", "5"])  # the settle did not happen yet: same answer, from memory
+    assert again == {k: statuses[k] for k in ("3", "5")} and session.calls == [] and executor.queries == 0
+    # A job seen running is asked with a non-blocking wait (the session's own event list, no qmaster
+    # query): still running, then ended with a signal.
+    assert executor.poll_many(["2"]) == {"2": NativeStatus(NativeState.RUNNING)}
+    session.infos["2"] = JobInfo("2", False, True, "SIGKILL", False, False, 0, RAN)
+    assert executor.poll_many(["2"]) == {"2": NativeStatus(NativeState.ENDED, "was killed by SIGKILL on Grid Engine")}
+    assert session.calls == [("wait", "2"), ("wait", "2")]
+
+
+def test_jobs_of_an_earlier_session_are_followed_with_qstat_and_qacct(executor, monkeypatch):
+    user = getpass.getuser()
+    executor.answers[f"qstat -xml -u {user}"] = (0, QSTAT_XML_STATES, "")
+    executor.answers["qacct -j 25"] = (0, qacct_record("25").replace("jobname      probe", "jobname      wps-x"), "")
+    for native_id in ("45", "46", "25", "99"):
+        executor.attach(native_id)
+    statuses = executor.poll_many(["45", "46", "25", "99"])
+    assert statuses == {
+        "45": NativeStatus(NativeState.RUNNING),
+        "46": NativeStatus(NativeState.QUEUED),
+        "25": NativeStatus(NativeState.ENDED, "exceeded its wall-clock limit (h_rt) on Grid Engine"),
+    }  # 99: in neither qstat nor qacct yet: no news until the grace period is over
+    assert executor.queries == 4 + 1 + 2  # each id asked once, one qstat for all, qacct for the two not listed
+    executor.fake_session.calls.clear()
+    monkeypatch.setattr("scheduler.drmaa_executor.VANISHED_GRACE", 0.0)
+    statuses = executor.poll_many(["45", "46", "25", "99"])
+    assert statuses["99"].reason == "left Grid Engine without an accounting record (deleted before it started?)"
+    assert executor.fake_session.calls == []  # known to be foreign: no more jobStatus calls for them
+    assert executor.queries == 1 + 1  # one qstat, one qacct (for 99; 25 is remembered)
+
+
+def test_cancel_terminates_once_and_uses_qdel_for_earlier_sessions(executor):
+    executor.fake_session.states = {"7": "running"}
+    executor.cancel("7")
+    executor.cancel("7")  # the dispatcher asks every poll until the job has ended: sent once
+    assert executor.fake_session.calls == [("control", "7")]
+    executor.cancel("8")  # unknown to the session: an earlier dispatcher's
+    assert executor.commands == [["qdel", "8"]]
+
+
+def test_no_session_answer_before_runjob_leaves_no_marker(executor, tmp_path, monkeypatch):
+    def unreachable():  # type: ignore[no-untyped-def]
+        raise FakeErrors.DrmCommunicationException("code 2: failed receiving gdi request")
+
+    monkeypatch.setattr(executor.fake_session, "createJobTemplate", unreachable)
+    with pytest.raises(SubmitError, match="did not take the job") as error:
+        executor.submit(spec(tmp_path))
+    assert error.value.retry and not (tmp_path / "job-1" / "drmaa.submitted").exists()
+
+
+def test_a_failed_reap_is_no_news_not_a_crash(executor):
+    executor.fake_session.states = {"9": "failed"}
+    executor.fake_session.infos = {"9": Exception("code 1: an internal error")}
+    assert executor.poll_many(["9"]) == {}
