@@ -72,6 +72,7 @@ def _preload_for_drmaa(settings: Settings) -> None:
 
 def cmd_dispatcher(args: argparse.Namespace) -> int:
     from app.factory import configure_logging
+    from processes.container.config import configured
     from processes.registry import build_registry
     from scheduler.db import make_engine
     from scheduler.dispatcher import Dispatcher
@@ -82,7 +83,9 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    registry = build_registry(settings.processing.demo_processes, settings.processing.processes)
+    registry = build_registry(
+        settings.processing.demo_processes, settings.processing.processes, configured(settings).processes
+    )
     dispatcher = Dispatcher(settings, make_engine(settings.database_url), registry)
     log.info("dispatcher started: mode %s, %d local slots", settings.processing.mode, settings.processing.slots)
     dispatcher.run(stop)

@@ -9,6 +9,7 @@ from flask import Flask
 from app.settings import Settings, load_settings
 from app.wps.service import WPSService
 from app.wps.views import bp
+from processes.container.config import configured
 from processes.registry import build_registry
 from scheduler.db import make_engine
 
@@ -29,7 +30,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_size
     engine = make_engine(settings.database_url)
-    registry = build_registry(settings.processing.demo_processes, settings.processing.processes)
+    registry = build_registry(
+        settings.processing.demo_processes, settings.processing.processes, configured(settings).processes
+    )
     app.extensions["hpc_wps"] = WPSService(settings, engine, registry)
     app.register_blueprint(bp)
     return app

@@ -48,7 +48,9 @@ def import_processes(path: str) -> list[Process]:
     return found
 
 
-def build_registry(demo: bool, paths: Iterable[str]) -> Registry:
+def build_registry(demo: bool, paths: Iterable[str], extra: Iterable[Process] = ()) -> Registry:
+    """The demos, the processes named by import paths, then ``extra`` (the container processes of the
+    ``[docker] processes`` file) unless an import path already brought the very same objects."""
     processes: list[Process] = []
     if demo:
         from processes.builtin import BUILTIN_PROCESSES
@@ -56,4 +58,5 @@ def build_registry(demo: bool, paths: Iterable[str]) -> Registry:
         processes.extend(BUILTIN_PROCESSES)
     for path in paths:
         processes.extend(import_processes(path))
+    processes.extend(p for p in extra if not any(p is q for q in processes))
     return Registry(processes)

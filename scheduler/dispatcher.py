@@ -26,7 +26,7 @@ from processes.registry import Registry
 from scheduler import lifecycle
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.db import after_fork
-from scheduler.executors import build_batch_executor
+from scheduler.executors import build_batch_executor, build_docker_executor, wants_docker
 from scheduler.launcher import (
     Outcome,
     ProgressReporter,
@@ -99,6 +99,8 @@ class Dispatcher:
         scheduler = settings.scheduler
         if settings.processing.mode == "scheduler" or scheduler.scheduler_processes:
             self.executors[scheduler.system] = build_batch_executor(settings)
+        if wants_docker(settings, registry):  # mode = docker, or container processes in the registry
+            self.executors["docker"] = build_docker_executor(settings, registry)
         # Batch systems are asked at most every scheduler poll interval; the local pool every cycle.
         self._next_poll: dict[str, float] = {}
         # Back-off per executor after a failed submission (the system is down): (retry at, pause).

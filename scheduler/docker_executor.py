@@ -49,6 +49,7 @@ from processes.container.engine import (
     resolve_image,
     save_logs,
     stage_inputs,
+    start_container,
 )
 from processes.container.images import ImageRefused
 from processes.container.spec import ContainerSpec, TemplateError, container_spec, render_command
@@ -127,6 +128,7 @@ class DockerExecutor(Executor):
         self._active: set[str] = set()
         self._cancelled: set[str] = set()
         self._listing: dict[str, dict[str, Any]] = {}  # native id -> the container's list entry
+        self._deadlines: dict[str, float] = {}  # native id -> when its wall-clock limit ends (epoch seconds)
         self._listed_at = float("-inf")
         self._heard_at = float("-inf")  # the engine's last answer
 
@@ -253,21 +255,20 @@ class DockerExecutor(Executor):
         if nid in self._cancelled:
             return NativeStatus(NativeState.ENDED, "was dismissed")
         job_dir = self.jobs_dir / nid
+        result = (job_dir / RESULT_FILE).exists()
+        if nid in self._busy:  # a result is final: no need to wait for a finalizer removing the container
+            return NativeStatus(NativeState.ENDED if result else NativeState.RUNNING)
         entry = self._listing.get(nid)
-        if (job_dir / RESULT_FILE).exists():  # a finalizer may still be removing the container: no need to wait
-            if entry is not None and nid not in self._busy:  # one that ended before removing it (a restart)
-                self._remove(entry["Id"])
-            return NativeStatus(NativeState.ENDED)
-        if nid in self._busy:
-            return NativeStatus(NativeState.RUNNING)
         if entry is None:
+            if result:
+                return NativeStatus(NativeState.ENDED)
             if _alive(job_dir / STAGING_FILE):  # staged by a dispatcher that has since restarted
                 return NativeStatus(NativeState.RUNNING)
             return NativeStatus(NativeState.ENDED, "lost its container (removed outside hpc-wps?)")
         state = entry.get("State", "")
         if state in ENDED_STATES or (state in NOT_STARTED and not _alive(job_dir / STAGING_FILE)):
             self._fork(nid, FINALIZING, lambda: self.finalize(nid, entry["Id"]))
-        else:
+        elif not result:  # (a Python process's launcher writes its result just before it exits)
             self._enforce_walltime(nid, entry["Id"])
         return NativeStatus(NativeState.RUNNING)
 
@@ -276,22 +277,13 @@ class DockerExecutor(Executor):
         self._cancelled.discard(nid)
         self._listing.pop(nid, None)
         self._reaped_at.pop(nid, None)
-
-    def _remove(self, container_id: str) -> None:
-        from docker.errors import DockerException, NotFound
-        from requests.exceptions import RequestException
-
-        try:
-            self.client.api.remove_container(container_id, force=True)
-        except NotFound:
-            pass
-        except (DockerException, RequestException) as exc:
-            log.warning("cannot remove container %s: %s", container_id, exc)
+        self._deadlines.pop(nid, None)
 
     def _enforce_walltime(self, nid: str, container_id: str) -> None:
         job_dir = self.jobs_dir / nid
-        info = _read_json(job_dir / CONTAINER_FILE) or {}
-        if time.time() < info.get("deadline", float("inf")) or (job_dir / KILLED_FILE).exists():
+        if nid not in self._deadlines:
+            self._deadlines[nid] = (_read_json(job_dir / CONTAINER_FILE) or {}).get("deadline", float("inf"))
+        if time.time() < self._deadlines[nid] or (job_dir / KILLED_FILE).exists():
             return
         (job_dir / KILLED_FILE).write_text("timeout", encoding="utf-8")
         from docker.errors import DockerException
@@ -382,15 +374,12 @@ class DockerExecutor(Executor):
             options = create_options(spec, docker, relax, limits, paths, labels)
             if volumes is not None:
                 options["volumes"] = volumes
-            container = client.containers.create(image_id, list(spec.command), **options)
-            info = {"id": container.id, "memory": limits.memory, "walltime": limits.walltime}
-            write_json(job_dir / CONTAINER_FILE, info | {"deadline": time.time() + limits.walltime})
-            try:
-                container.start()
-            except Exception:
-                with contextlib.suppress(Exception):
-                    container.remove(force=True)
-                raise
+
+            def record(container: Any) -> None:
+                info = {"id": container.id, "memory": limits.memory, "walltime": limits.walltime}
+                write_json(job_dir / CONTAINER_FILE, info | {"deadline": time.time() + limits.walltime})
+
+            start_container(client, image_id, list(spec.command), options, record)
         finally:
             client.close()
 
@@ -413,46 +402,53 @@ class DockerExecutor(Executor):
                 item = {k: v for k, v in item.items() if k not in ("href", "method", "body", "headers")}
                 item["href"] = f"file://{JOB_MOUNT}/{STAGED_INPUTS}/{index}"
             specs.append(item)
-        limits = dataclasses.replace(
+        # Inside, the launcher reads only the staged files; it reports through result.json (no database).
+        fetch_limits = dataclasses.replace(
             self.settings.fetch_limits, allowed_dirs=(Path(JOB_MOUNT) / STAGED_INPUTS,), allow_http=False
         )
-        payload = Payload(job_id, process, {**request, "inputs": specs}, "sqlite:///:memory:", limits, 0.0)
+        payload = Payload(job_id, process, {**request, "inputs": specs}, "sqlite:///:memory:", fetch_limits, 0.0)
         write_payload(job_dir, payload)
         for path in (job_dir, staged):
             prepare_outputs_dir(path, user)
         spec = ContainerSpec(
-            image=self.docker.python_image, command=("hpc-wps", "run-job", JOB_MOUNT), workdir=JOB_MOUNT
+            image=self.docker.python_image,
+            command=("run-job", JOB_MOUNT),
+            entrypoint=("hpc-wps",),
+            workdir=JOB_MOUNT,
         )
         return spec, {str(job_dir): {"bind": JOB_MOUNT, "mode": "rw"}}
 
     # -- in the finalizer child ------------------------------------------------------------------------------
 
     def finalize(self, job_id: str, container_id: str) -> None:
-        """Logs, outputs and result of an exited container, then the container removed."""
+        """Logs, outputs and result of an exited container; then its mounts and the container removed."""
         from docker.errors import NotFound
 
         job_dir = self.jobs_dir / job_id
         paths = JobPaths(job_dir)
         client = make_client(self.docker)
+        container = None
         try:
-            try:
-                container = client.containers.get(container_id)
-            except NotFound:
-                if not (job_dir / RESULT_FILE).exists():
-                    write_result(job_dir, _failed("the container disappeared before its end was recorded"))
-                return
-            try:
-                if not (job_dir / RESULT_FILE).exists() and job_dir.is_dir():
-                    write_result(job_dir, self._outcome(container, job_dir, paths))
-            except Exception as exc:
-                log.exception("job %s: finalizing failed", job_id)
+            container = client.containers.get(container_id)
+            if (job_dir / RESULT_FILE).exists():  # a Python process's launcher, or a finalizer cut short
+                save_logs(container, paths, self.docker.log_limit)
+            elif job_dir.is_dir():
+                write_result(job_dir, self._outcome(container, job_dir, paths))
+        except NotFound:
+            if job_dir.is_dir() and not (job_dir / RESULT_FILE).exists():
+                write_result(job_dir, _failed("the container disappeared before its end was recorded"))
+        except Exception as exc:
+            log.exception("job %s: finalizing failed", job_id)
+            if job_dir.is_dir():
                 write_result(job_dir, _failed(f"recording the container's end failed: {type(exc).__name__}: {exc}"))
-            finally:
-                container.remove(force=True)
         finally:
-            client.close()
             shutil.rmtree(paths.container_dir, ignore_errors=True)
             shutil.rmtree(job_dir / STAGED_INPUTS, ignore_errors=True)
+            try:
+                if container is not None:
+                    container.remove(force=True)
+            finally:
+                client.close()
 
     def _outcome(self, container: Any, job_dir: Path, paths: JobPaths) -> Outcome:
         state = container.attrs.get("State", {})

@@ -205,7 +205,8 @@ def run_job_dir(job_dir: Path) -> int:
     except SQLAlchemyError:
         log.warning("job %s: the job table is out of reach from this node", payload.job_id)
         engine = None
-    write_json(job_dir / STATUS_FILE, {"message": f"running on {socket.gethostname()}", "percent": 0})
+    if engine is None:  # the file is the dispatcher's only news of a node cut off from the table
+        write_json(job_dir / STATUS_FILE, {"message": f"running on {socket.gethostname()}", "percent": 0})
     reporter = ProgressReporter(engine, payload.job_id, job_dir)
     outcome = run_to_outcome(payload.process, payload.request, job_dir, payload.fetch_limits, reporter)
     write_result(job_dir, outcome)

@@ -200,7 +200,7 @@ def parse_sacct(output: str) -> dict[str, NativeStatus]:
     return statuses
 
 
-def first_line(text: str) -> str:
+def error_text(text: str) -> str:
     """The message of a failed command: its error lines joined, without the "Try --help" noise."""
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("Try ")]
     return " ".join(lines)[:1000]
@@ -260,7 +260,7 @@ class SlurmExecutor(BatchExecutor):
             if native_id.isdigit():
                 return native_id
             raise SchedulerUnavailable(f"sbatch answered {done.stdout.strip()!r} instead of a job id")
-        message = first_line(done.stderr) or f"sbatch exited with code {done.returncode}"
+        message = error_text(done.stderr) or f"sbatch exited with code {done.returncode}"
         if _UNREACHABLE.search(message):
             raise SchedulerUnavailable(f"Slurm is unavailable: {message}", bool(_CONNECT_REFUSED.search(message)))
         if _REFUSED.search(message):
@@ -270,7 +270,7 @@ class SlurmExecutor(BatchExecutor):
     def find_submitted(self, spec: JobSpec) -> str | None:
         done = self.run(["squeue", "-h", "-t", "all", "-n", self.job_name(spec.job_id), "-O", "JobID:|,WorkDir:|"])
         if done.returncode != 0:
-            raise SchedulerUnavailable(f"Slurm is unavailable: {first_line(done.stderr)}")
+            raise SchedulerUnavailable(f"Slurm is unavailable: {error_text(done.stderr)}")
         for line in done.stdout.splitlines():
             native_id, _, workdir = line.removesuffix("|").partition("|")
             if workdir.strip() == str(spec.job_dir):
@@ -286,9 +286,10 @@ class SlurmExecutor(BatchExecutor):
             return done.stdout
         if _INVALID_ID.search(done.stderr):
             return None
-        raise SchedulerUnavailable(f"squeue failed: {first_line(done.stderr) or f'exit code {done.returncode}'}")
+        raise SchedulerUnavailable(f"squeue failed: {error_text(done.stderr) or f'exit code {done.returncode}'}")
 
     def query_status(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
+        """One squeue for every job; a second only in the rare cycle where none of the ids is known."""
         everyone = ["-u", str(os.getuid())]
         if len(native_ids) > MAX_LISTED_IDS:
             output = self._squeue(everyone)
@@ -312,7 +313,7 @@ class SlurmExecutor(BatchExecutor):
             log.warning("sacct cannot be used: %s", exc)
             return {}
         if done.returncode != 0:
-            message = first_line(done.stderr)
+            message = error_text(done.stderr)
             if _ACCOUNTING_OFF.search(message):
                 log.info("Slurm accounting is not available (%s): finished jobs are known from squeue only", message)
                 self.accounting = False

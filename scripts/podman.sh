@@ -14,6 +14,8 @@
 #              localhost/hpc-wps/busybox:latest      (scripts/images/busybox)
 #              docker.io/library/debian:bookworm-slim (debootstrap minbase;
 #                                                      scripts/images/debian-bookworm-slim)
+#              localhost/hpc-wps/examples:latest     (scripts/build-example-images.sh,
+#                                                      with busybox; rebuilt when changed)
 #            `images busybox` (or `images --no-debian`) builds only the first,
 #            `images debian` only the second. Needs no running API service.
 #
@@ -435,6 +437,8 @@ cmd_images() {
     timed config write_conf
     if ((busybox)); then
         timed "image busybox" ensure_image "$BUSYBOX_IMAGE" build_busybox
+        # The example container processes' image, FROM busybox; rebuilt when its sources change.
+        timed "image examples" "$(dirname "$IMAGES_DIR")/build-example-images.sh" 9>&-
     fi
     if ((debian)); then
         timed "image debian" ensure_image "$DEBIAN_IMAGE" \

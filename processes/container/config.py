@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.settings import parse_size
+from app.settings import SettingsError, parse_size
 from processes.container.images import ImageRefused, admitted
 from processes.container.spec import OutputSource, Relaxations, TemplateError, container_process
 from processes.literals import TYPES
@@ -81,7 +81,7 @@ RESOURCE_KEYS = {"memory", "cores", "pids", "walltime"}
 RELAX_KEYS = {"network", "root", "read_only", "cap_add"}
 
 
-class ContainerConfigError(ValueError):
+class ContainerConfigError(SettingsError):
     pass
 
 

@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -275,7 +275,6 @@ def create_options(
         },
         "working_dir": spec.workdir,
         "environment": {"HOME": "/tmp", "TMPDIR": "/tmp", **dict(spec.env)},
-        "detach": True,
     }
     if relax.cap_add:
         options["cap_add"] = list(relax.cap_add)
@@ -284,12 +283,20 @@ def create_options(
     return options
 
 
-def start_container(client: DockerClient, image_id: str, argv: list[str], options: dict[str, Any]) -> Container:
-    """Create and start; a container that does not start is removed again."""
+def start_container(
+    client: DockerClient,
+    image_id: str,
+    argv: list[str],
+    options: dict[str, Any],
+    created: Callable[[Container], None] | None = None,
+) -> Container:
+    """Create, call ``created`` (to record the id), start; a container that does not start is removed."""
     container = client.containers.create(image_id, argv, **options)
     try:
+        if created is not None:
+            created(container)
         container.start()
-    except Exception:
+    except BaseException:
         with contextlib.suppress(Exception):
             container.remove(force=True)
         raise
