@@ -198,10 +198,13 @@ def run_job_dir(job_dir: Path) -> int:
     engine: Engine | None = None
     try:
         engine = make_engine(payload.database_url)
-        if not lifecycle.mark_running(engine, payload.job_id, f"running on {socket.gethostname()}"):
+        running_on = f"running on {socket.gethostname()}"
+        if not lifecycle.mark_running(engine, payload.job_id, running_on):
             row = lifecycle.get_job(engine, payload.job_id)
             if row is not None and row["status"] == JobStatus.DISMISSED.value:
                 return 0
+            # The dispatcher saw the batch job start first and marked it running; say where it runs.
+            lifecycle.update_progress(engine, payload.job_id, running_on, None)
     except SQLAlchemyError:
         log.warning("job %s: the job table is out of reach from this node", payload.job_id)
         engine = None
