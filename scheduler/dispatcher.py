@@ -259,11 +259,10 @@ class Dispatcher:
         did = False
         now = time.monotonic()
         for executor in self.executors.values():
-            if executor.starts_now:
-                pass  # the local pool: its children are reaped every cycle
-            elif self._next_poll.get(executor.name, 0.0) > now:
-                continue
-            else:
+            # The local pool's children are reaped every cycle; other systems once per poll interval.
+            if not executor.starts_now:
+                if self._next_poll.get(executor.name, 0.0) > now:
+                    continue
                 self._next_poll[executor.name] = now + self.settings.scheduler.poll_interval
             rows = [r for r in lifecycle.active_native_jobs(self.engine, executor.name) if r["native_id"]]
             if not rows:

@@ -9,7 +9,7 @@ from typing import Any
 
 from lxml import etree
 
-from app.wps.namespaces import is_xml_safe
+from app.wps.namespaces import Maker, is_xml_safe
 from app.wps.parse_xml import PARSER
 
 TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/geo+json")
@@ -55,3 +55,8 @@ def selected_outputs(job: Mapping[str, Any]) -> list[tuple[dict[str, Any], bool]
         by_reference = requested.get(record["id"], {}).get("transmission") == "reference" and bool(record.get("file"))
         selected.append((record, by_reference))
     return selected
+
+
+def corners(ows: Maker, lower: list[float], upper: list[float]) -> list[etree._Element]:
+    """ows:LowerCorner and ows:UpperCorner of a bounding box, in either OWS version."""
+    return [ows.LowerCorner(" ".join(map(str, lower))), ows.UpperCorner(" ".join(map(str, upper)))]

@@ -10,7 +10,7 @@ from lxml import etree
 
 from app.wps.namespaces import OWS1, WPS1, WPS10, WPS10_SCHEMA, XLINK_HREF, XML_LANG, xml_safe
 from app.wps.render.common import iso, serialize
-from app.wps.render.data import embed, selected_outputs
+from app.wps.render.data import corners, embed, selected_outputs
 from app.wps.urls import output_url, status_url
 from processes.model import Process
 from scheduler.models import JobStatus
@@ -48,8 +48,7 @@ def _output_data(record: dict[str, Any], job_dir: Path) -> etree._Element:
     if record["kind"] == "bbox":
         return WPS1.Data(
             WPS1.BoundingBoxData(
-                OWS1.LowerCorner(" ".join(map(str, record["lower"]))),
-                OWS1.UpperCorner(" ".join(map(str, record["upper"]))),
+                corners(OWS1, record["lower"], record["upper"]),
                 crs=record.get("crs"),
                 dimensions=len(record["lower"]),
             )
@@ -97,8 +96,7 @@ def _lineage(process: Process, job: Mapping[str, Any]) -> list[etree._Element]:
         elif spec["kind"] == "bbox":
             data = WPS1.Data(
                 WPS1.BoundingBoxData(
-                    OWS1.LowerCorner(" ".join(map(str, spec["lower"]))),
-                    OWS1.UpperCorner(" ".join(map(str, spec["upper"]))),
+                    corners(OWS1, spec["lower"], spec["upper"]),
                     crs=spec.get("crs"),
                 )
             )

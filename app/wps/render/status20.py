@@ -11,7 +11,7 @@ from lxml import etree
 
 from app.wps.namespaces import OWS2, WPS2, WPS20, WPS20_SCHEMA, XLINK_HREF, xml_safe
 from app.wps.render.common import iso, serialize
-from app.wps.render.data import embed, selected_outputs
+from app.wps.render.data import corners, embed, selected_outputs
 from app.wps.urls import output_url
 from scheduler.models import JobStatus
 
@@ -65,8 +65,7 @@ def _data(record: dict[str, Any], job_dir: Path) -> etree._Element:
     if record["kind"] == "bbox":
         return WPS2.Data(
             OWS2.BoundingBox(
-                OWS2.LowerCorner(" ".join(map(str, record["lower"]))),
-                OWS2.UpperCorner(" ".join(map(str, record["upper"]))),
+                corners(OWS2, record["lower"], record["upper"]),
                 crs=record.get("crs"),
                 dimensions=len(record["lower"]),
             ),
