@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Single-node Slurm and Grid Engine (with DRMAA) for tests and development.
+# Single-node Slurm (with slurmdbd accounting on MariaDB) and Grid Engine
+# (with DRMAA) for tests and development.
 #
 # Usage: scripts/clusters.sh start|stop|status|env
 #   start   install the packages if missing, configure, start the daemons, and
 #           verify that each system really runs a job (idempotent: quick when
 #           everything already runs).
-#   stop    stop slurmd, slurmctld, sge_execd, sge_qmaster and munged.
-#   status  one line per system; exit 0 only if both are up.
+#   stop    stop slurmd, slurmctld, slurmdbd, sge_execd, sge_qmaster and
+#           munged (not MariaDB: the machine's own server, left running).
+#   status  one line per system; exit 0 only if all are up.
 #   env     `export` lines for a test run: eval "$(scripts/clusters.sh env)"
 #
 # Meant for a throw-away Debian 12 machine where we are root and nothing is
 # started for us (no systemd, no init scripts, no sudo): CI's .ci/run and
 # developers' machines. `stop` stops munged too (only Slurm uses it here).
+# Slurm's accounting (sacct) is stored by slurmdbd in the database
+# slurm_acct_db of the local MariaDB server, as on production clusters; the
+# server is installed and started only when it is not already running.
 # Logs: /var/log/slurm, /var/log/munge, /var/log/gridengine.
 set -euo pipefail
 
@@ -23,6 +28,13 @@ readonly DRMAA_LIB=/usr/lib/gridengine-drmaa/lib/libdrmaa.so.1.0
 readonly JEMALLOC=/lib/x86_64-linux-gnu/libjemalloc.so.2
 
 readonly SLURM_CONF=/etc/slurm/slurm.conf
+readonly SLURMDBD_CONF=/etc/slurm/slurmdbd.conf
+readonly SLURMDBD_PID=/run/slurmdbd.pid
+readonly SLURM_CLUSTER=hpcwps
+readonly SLURM_MIN_JOB_AGE=10
+# slurmdbd's database, reached through MariaDB's socket as the MariaDB user
+# `slurm` authenticated by its Unix user (unix_socket): no password to keep.
+readonly SLURM_DB=slurm_acct_db
 readonly SLURM_LOG_DIR=/var/log/slurm
 readonly SLURMCTLD_PID=/run/slurmctld.pid
 readonly SLURMD_PID=/run/slurmd.pid
@@ -37,8 +49,10 @@ readonly SGE_REPORTING="accounting=true reporting=false flush_time=00:00:15 jobl
 # the machine's host name is.
 readonly NODE=localhost
 
-readonly APT_PACKAGES=(slurm-wlm munge gridengine-master gridengine-exec
+readonly APT_PACKAGES=(slurm-wlm slurmdbd munge gridengine-master gridengine-exec
     gridengine-client gridengine-drmaa1.0 libjemalloc2)
+# Only installed when no MariaDB (or MySQL) server answers already.
+readonly MARIADB_PACKAGES=(mariadb-server)
 
 export SGE_ROOT=$SGE_ROOT_DIR SGE_CELL=$SGE_CELL_NAME
 
@@ -117,16 +131,21 @@ wait_until() {
 # --------------------------------------------------------------------------
 # Installation
 
+# packages_installed PACKAGE...: all of them are installed.
 packages_installed() {
     local p status
-    for p in "${APT_PACKAGES[@]}"; do
+    for p in "$@"; do
         status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
         [[ $status == "install ok installed" ]] || return 1
     done
 }
 
 install_packages() {
-    if packages_installed; then
+    local wanted=("${APT_PACKAGES[@]}")
+    # A database server that answers already (the machine's own) is used as
+    # it is, whichever package it came from.
+    mariadb_up || wanted+=("${MARIADB_PACKAGES[@]}")
+    if packages_installed "${wanted[@]}"; then
         log "packages already installed"
         return 0
     fi
@@ -142,11 +161,11 @@ EOF
     done
     # Other scripts may run apt at the same moment: wait for the lock.
     local apt=(apt-get -o DPkg::Lock::Timeout=600 -q -y)
-    log "installing ${APT_PACKAGES[*]}"
+    log "installing ${wanted[*]}"
     DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >/dev/null
     DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends \
-        "${APT_PACKAGES[@]}" >/dev/null
-    packages_installed || die "packages still missing after apt-get install"
+        "${wanted[@]}" >/dev/null
+    packages_installed "${wanted[@]}" || die "packages still missing after apt-get install"
     [[ -d $SGE_ROOT/$SGE_CELL/common ]] \
         || die "Grid Engine cell $SGE_ROOT/$SGE_CELL was not created (debconf preseeding ignored?)"
 }
@@ -162,6 +181,76 @@ munge_start() {
         runuser -u munge -- /usr/sbin/munged 9>&-
     fi
     wait_until 10 "munge to answer" sh -c 'munge -n | unmunge >/dev/null 2>&1'
+}
+
+# --------------------------------------------------------------------------
+# MariaDB and slurmdbd (Slurm's accounting: what sacct reads)
+
+# The local server answers root on its socket (Debian authenticates root by
+# its Unix user).
+mariadb_up() {
+    command -v mysqladmin >/dev/null || return 1
+    timeout 10 mysqladmin --protocol=socket -u root ping >/dev/null 2>&1
+}
+
+# Start the machine's MariaDB if it is not running (never stopped here: other
+# programs may use it), and let the Unix user slurm, which slurmdbd runs as,
+# own the accounting database.
+mariadb_start() {
+    if ! mariadb_up; then
+        [[ -x /etc/init.d/mariadb ]] || die "no MariaDB server answers and /etc/init.d/mariadb is missing"
+        log "starting MariaDB"
+        /etc/init.d/mariadb start >/dev/null 9>&-
+        wait_until 60 "MariaDB to answer" mariadb_up
+    fi
+    mysql --protocol=socket -u root <<EOF
+CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED VIA unix_socket;
+GRANT ALL PRIVILEGES ON $SLURM_DB.* TO 'slurm'@'localhost';
+EOF
+}
+
+slurmdbd_conf_text() {
+    cat <<EOF
+# Written by scripts/clusters.sh (hpc-wps): accounting of the test cluster.
+AuthType=auth/munge
+DbdHost=$NODE
+SlurmUser=slurm
+PidFile=$SLURMDBD_PID
+LogFile=$SLURM_LOG_DIR/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StorageLoc=$SLURM_DB
+EOF
+}
+
+slurmdbd_answers() {
+    timeout 10 sacctmgr -n -P list cluster format=cluster >/dev/null 2>&1
+}
+
+# slurmdbd up, and the cluster known to it (needs the new slurm.conf:
+# sacctmgr finds slurmdbd through it).
+slurmdbd_start() {
+    mariadb_start
+    local new
+    new=$(mktemp)
+    slurmdbd_conf_text >"$new"
+    if ! cmp -s "$new" "$SLURMDBD_CONF"; then
+        log "writing $SLURMDBD_CONF"
+        # It may hold a database password on other sites: slurm's eyes only.
+        install -m 0600 -o slurm -g slurm "$new" "$SLURMDBD_CONF"
+        stop_pidfile "$SLURMDBD_PID" slurmdbd
+    fi
+    rm -f "$new"
+    if ! pid_alive "$SLURMDBD_PID" slurmdbd; then
+        log "starting slurmdbd"
+        /usr/sbin/slurmdbd 9>&-
+    fi
+    wait_until 60 "slurmdbd to answer (see $SLURM_LOG_DIR/slurmdbd.log)" slurmdbd_answers
+    if ! sacctmgr -n -P list cluster format=cluster | grep -qxF "$SLURM_CLUSTER"; then
+        log "registering cluster $SLURM_CLUSTER with slurmdbd"
+        sacctmgr -i add cluster "$SLURM_CLUSTER" >/dev/null
+    fi
 }
 
 # --------------------------------------------------------------------------
@@ -183,7 +272,7 @@ slurm_conf_text() {
     mem=$((mem * 95 / 100))
     cat <<EOF
 # Written by scripts/clusters.sh (hpc-wps): single-node test cluster.
-ClusterName=hpcwps
+ClusterName=$SLURM_CLUSTER
 SlurmctldHost=$NODE
 SlurmUser=slurm
 AuthType=auth/munge
@@ -200,11 +289,15 @@ SelectTypeParameters=CR_Core
 # A node that was down (daemon killed, machine rebooted) comes back by itself.
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+# Accounting through slurmdbd: sacct knows every job after it has left
+# squeue, as on production clusters.
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=$NODE
 MpiDefault=none
-# No accounting database: finished jobs stay visible to squeue/scontrol for
-# MinJobAge seconds only.
-MinJobAge=300
+# Finished jobs stay visible to squeue/scontrol for MinJobAge seconds (then
+# sacct only). Shorter than Slurm's 300 s default so that the tests see jobs
+# leave squeue without waiting minutes.
+MinJobAge=$SLURM_MIN_JOB_AGE
 NodeName=$NODE CPUs=$cpus SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -248,16 +341,19 @@ slurm_start() {
     mkdir -p "$SLURM_LOG_DIR" "$SLURM_STATE_DIR" "$SLURMD_SPOOL_DIR" /etc/slurm
     chown slurm:slurm "$SLURM_LOG_DIR" "$SLURM_STATE_DIR"
 
-    local new
+    local new changed=false
     new=$(mktemp)
     slurm_conf_text >"$new"
     if ! cmp -s "$new" "$SLURM_CONF"; then
         log "writing $SLURM_CONF"
         install -m 0644 "$new" "$SLURM_CONF"
-        # Daemons read the node definitions at start only.
-        slurm_stop
+        changed=true
     fi
     rm -f "$new"
+    slurmdbd_start
+    # Daemons read the node definitions and the accounting storage at start
+    # only. Jobs survive: slurmctld keeps its state in StateSaveLocation.
+    if $changed; then slurm_stop; fi
 
     if ! pid_alive "$SLURMCTLD_PID" slurmctld; then
         log "starting slurmctld"
@@ -287,7 +383,9 @@ slurm_verify() {
         (($(date +%s) < deadline)) || die "Slurm check job $id not COMPLETED after 60 s (state '$state')"
         sleep 0.2
     done
-    log "Slurm OK: job $id COMPLETED"
+    wait_until 30 "sacct to know Slurm check job $id (see $SLURM_LOG_DIR/slurmdbd.log)" \
+        sh -c "sacct -n -X -P -j $id -o State 2>/dev/null | grep -qx COMPLETED"
+    log "Slurm OK: job $id COMPLETED, in squeue and in sacct"
 }
 
 # --------------------------------------------------------------------------
@@ -532,6 +630,7 @@ cmd_start() {
 
 cmd_stop() {
     slurm_stop
+    stop_pidfile "$SLURMDBD_PID" slurmdbd
     sge_stop
     # munged was started by us and nothing else here uses it.
     stop_pidfile "$MUNGE_PID" munged
@@ -551,6 +650,12 @@ cmd_status() {
         fi
     else
         echo "slurm: down (slurmctld/slurmd not running)"
+        rc=1
+    fi
+    if pid_alive "$SLURMDBD_PID" slurmdbd && slurmdbd_answers; then
+        echo "slurm accounting: up (slurmdbd, database $SLURM_DB in MariaDB)"
+    else
+        echo "slurm accounting: down (slurmdbd not running or not answering)"
         rc=1
     fi
     if [[ -f $SGE_ROOT/$SGE_CELL/common/bootstrap ]] && sge_running; then

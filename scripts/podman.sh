@@ -3,7 +3,7 @@
 # container backend's tests and for development.
 #
 # Usage: scripts/podman.sh start|stop|status|env|images [busybox|debian|--no-debian]
-#   start    install podman, runc and busybox-static if missing, write the
+#   start    install podman, runc, busybox-static (and curl, procps) if missing, write the
 #            containers.conf drop-in, start `podman system service` on
 #            unix:///run/hpc-wps/podman.sock (log: /var/log/hpc-wps-podman.log)
 #            and wait until it answers /_ping. Quick when already running.
@@ -46,7 +46,7 @@ readonly DEFAULT_MIRROR=http://deb.debian.org/debian
 IMAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/images
 readonly IMAGES_DIR
 
-readonly BASE_PACKAGES=(podman runc busybox-static curl)
+readonly BASE_PACKAGES=(podman runc busybox-static curl procps)
 
 APT_UPDATED=0
 TMP_CTX=""
@@ -178,18 +178,23 @@ ping_ok() {
 }
 
 # Print the pid of our running service, if any (a stale pid file may name a
-# pid reused by another program, so check the command line too).
+# pid reused by another program, so check the command line too). Where the pid
+# file names no service, look the service up by its command line and record it.
 service_pid() {
-    local pid
-    [[ -r $PIDFILE ]] || return 1
-    pid=$(tr -dc '0-9' <"$PIDFILE")
-    [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "system service.*unix://$SOCKET" \
-        || return 1
+    local pid=
+    [[ -r $PIDFILE ]] && pid=$(tr -dc '0-9' <"$PIDFILE")
+    if [[ -n $pid && -r /proc/$pid/cmdline ]] \
+        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "system service.*unix://$SOCKET"; then
+        echo "$pid"
+        return 0
+    fi
+    pid=$(pgrep -o -f "^podman system service --time=0 unix://$SOCKET\$") || return 1
+    echo "$pid" >"$PIDFILE"
     echo "$pid"
 }
 
 start_service() {
+    local launched=
     if ping_ok; then
         log "API service already answers on $SOCKET"
         return 0
@@ -201,14 +206,21 @@ start_service() {
         printf '=== %s start\n' "$(date -Is)" >>"$LOGFILE"
         # Own session and no inherited stdio: the service outlives this script
         # and does not hold a CI step's output pipe open.
-        # fd 9 is our lock: the service must not keep it.
-        setsid podman system service --time=0 "unix://$SOCKET" \
+        # fd 9 is our lock: the service must not keep it. It runs in $RUN_DIR: conmon leaves files
+        # (an `oom` marker when a container runs out of memory) in the service's working directory.
+        # The subshell's pid is the service's: it execs setsid, which execs podman (a background
+        # child of a script without job control is no group leader, so setsid does not fork).
+        (cd "$RUN_DIR" && exec setsid podman system service --time=0 "unix://$SOCKET") \
             </dev/null >>"$LOGFILE" 2>&1 9>&- &
-        echo $! >"$PIDFILE"
+        launched=$!
+        echo "$launched" >"$PIDFILE"
     fi
     local deadline=$(($(date +%s) + PING_TIMEOUT))
     until ping_ok; do
-        if ! service_pid >/dev/null; then
+        # The child we launched is alive by kill -0 first: until it has exec'd podman its
+        # command line is still this script's, and service_pid alone would call a healthy
+        # start dead (CI saw exactly that on a busy machine).
+        if ! { [[ -n $launched ]] && kill -0 "$launched" 2>/dev/null; } && ! service_pid >/dev/null; then
             tail -n 20 "$LOGFILE" >&2 || true
             die "podman system service exited (see $LOGFILE)"
         fi
