@@ -75,5 +75,21 @@ class Executor(ABC):
     def attach(self, native_id: str) -> None:  # noqa: B027 (deliberately a no-op by default)
         """Take up a job submitted before a restart. Most systems need nothing: polling by id works."""
 
+    def start(self) -> None:  # noqa: B027 (deliberately a no-op by default)
+        """Get ready before the first job (the local pool forks its workers)."""
+
+    def find_native_id(self, job_dir: Path) -> str | None:
+        """The native id of a job handed over by a dispatcher that stopped before recording it, if the
+        system left a trace of it; None when it cannot tell."""
+        return None
+
+    def wakeup_fds(self) -> Sequence[int]:
+        """Descriptors that become readable when a job ends, so the dispatcher wakes at once instead of
+        waiting out its poll interval."""
+        return ()
+
+    def close(self) -> None:  # noqa: B027 (deliberately a no-op by default)
+        """Let go of the system when the dispatcher stops; running jobs go on and are re-attached later."""
+
     def describe_queued(self, native_id: str) -> str:
         return f"queued on {self.name} as job {native_id}"

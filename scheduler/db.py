@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -29,8 +31,33 @@ def make_engine(url: str) -> Engine:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        os.register_at_fork(before=_closing_before_fork(engine))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _closing_before_fork(engine: Engine) -> Callable[[], None]:
+    """A hook that closes the engine's idle SQLite connections in a process about to fork.
+
+    SQLite's locks are POSIX locks, which a child does not inherit, while its in-memory record of
+    them is copied: a child that opens a connection beside an inherited one shares that record,
+    believes it holds the locks already and takes none. In WAL mode every open connection holds a
+    shared lock on the database file and on the wal-index, and their absence is how SQLite concludes
+    that nobody else uses the database. Once the parent and its peers are gone (a restart while a
+    pool worker still finishes its job, or ``kill -9`` of the service), the next process to open the
+    database resets the wal-index, or checkpoints and deletes the WAL, under the worker still writing
+    to it, and the database is corrupt ("database disk image is malformed"). With no SQLite
+    connection open at the fork, the child's connections are its own, and take their locks.
+    A fork inside a transaction (a connection checked out) cannot be helped this way: do not.
+    """
+    ref = weakref.ref(engine)
+
+    def close_idle_connections() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.dispose()
+
+    return close_idle_connections
 
 
 def after_fork(engine: Engine) -> None:

@@ -16,18 +16,23 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.logs import job_context
 from app.settings import Settings
 from processes.registry import Registry
 from scheduler import lifecycle
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.db import after_fork
 from scheduler.executors import build_batch_executor, build_docker_executor, wants_docker
+from scheduler.heartbeat import Heartbeat
 from scheduler.launcher import (
+    RESULT_FILE,
+    STATUS_FILE,
     Outcome,
     ProgressReporter,
     expiry,
@@ -37,24 +42,28 @@ from scheduler.launcher import (
     run_to_outcome,
     write_result,
 )
-from scheduler.local import LocalExecutor
-from scheduler.maintenance import fail_abandoned_web_jobs, remove_expired
-from scheduler.models import JobStatus
+from scheduler.local import RESTARTED, LocalExecutor
+from scheduler.maintenance import evict_over_high_water, fail_abandoned_web_jobs, remove_expired
+from scheduler.models import JobStatus, utcnow
 from scheduler.payload import Payload, write_payload
+from scheduler.pids import identity, running_here
 from scheduler.resources import resolve
 
 log = logging.getLogger(__name__)
 
 BATCH = 64  # accepted jobs looked at per cycle and executor
 MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for abandoned and expired jobs
+HANDOVER_GRACE = 120.0  # seconds after its claim before a job without a native id counts as abandoned
+RUN_AGAIN_MARK = ".run-again"  # in a job directory: the job was already queued again once after a restart
 
 
 class ChildWakeup:
-    """Ends the dispatcher's idle wait as soon as a child exits (or any signal arrives).
+    """Ends the dispatcher's idle wait as soon as a child exits, any signal arrives, or an executor's
+    descriptor (a local worker reporting a job done) becomes readable.
 
     Without it a finished local job would wait out the poll interval before its slot is reused,
-    which caps throughput at slots / interval. Uses the signal wakeup fd, so only in the main thread;
-    elsewhere the wait is a plain timed wait.
+    which caps throughput at slots / interval. Signals use the signal wakeup fd, so only in the main
+    thread; elsewhere only the executors' descriptors end the timed wait early.
     """
 
     def __enter__(self) -> ChildWakeup:
@@ -72,12 +81,16 @@ class ChildWakeup:
         self.previous_handler = signal.signal(signal.SIGCHLD, lambda *_: None)
         return self
 
-    def wait(self, stop: threading.Event, seconds: float) -> None:
+    def wait(self, stop: threading.Event, seconds: float, fds: list[int]) -> None:
+        """Wait until a signal arrives, one of ``fds`` becomes readable, or ``seconds`` pass."""
         if self.read_fd is None:
-            stop.wait(seconds)
+            if fds:
+                select.select(fds, [], [], seconds)
+            else:
+                stop.wait(seconds)
             return
-        ready, _, _ = select.select([self.read_fd], [], [], seconds)
-        if ready:
+        ready, _, _ = select.select([self.read_fd, *fds], [], [], seconds)
+        if self.read_fd in ready:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self.read_fd, 512):
                     pass
@@ -95,7 +108,17 @@ class Dispatcher:
         self.settings = settings
         self.engine = engine
         self.registry = registry
-        self.executors: dict[str, Executor] = {"local": LocalExecutor(settings.processing.slots, self._run_local)}
+        processing = settings.processing
+        self.identity = identity()  # host/pid:starttime, in its claims and its local jobs' native ids
+        self.executors: dict[str, Executor] = {
+            "local": LocalExecutor(
+                processing.slots,
+                self._run_local,
+                lambda: after_fork(self.engine),
+                processing.worker_max_jobs,
+                self.identity,
+            )
+        }
         scheduler = settings.scheduler
         if settings.processing.mode == "scheduler" or scheduler.scheduler_processes:
             self.executors[scheduler.system] = build_batch_executor(settings)
@@ -106,6 +129,9 @@ class Dispatcher:
         # Back-off per executor after a failed submission (the system is down): (retry at, pause).
         self._backoff: dict[str, tuple[float, float]] = {}
         self._next_maintenance = 0.0
+        # Recordings of submitted jobs that the job table did not take yet (it was out of reach).
+        self._unrecorded: list[Callable[[Connection], None]] = []
+        self.heartbeat = Heartbeat(engine, self.executors, settings.monitoring.heartbeat_interval)
 
     def job_dir(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
@@ -117,10 +143,9 @@ class Dispatcher:
         name = self.settings.executor_name(process_id)
         return self.executors.get(name) or self.executors["local"]
 
-    def _run_local(self, spec: JobSpec) -> int:
-        """Runs in the forked child. It writes its outcome to the job directory only; the dispatcher
+    def _run_local(self, spec: JobSpec) -> None:
+        """Runs in a local worker. It writes its outcome to the job directory only; the dispatcher
         records it, with the other jobs that ended in the same cycle, in one transaction."""
-        after_fork(self.engine)
         process = self.registry.get(spec.process_id)
         assert process is not None  # checked before the fork
         spec.job_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +153,6 @@ class Dispatcher:
         write_result(
             spec.job_dir, run_to_outcome(process, spec.request, spec.job_dir, self.settings.fetch_limits, reporter)
         )
-        return 0
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -137,12 +161,53 @@ class Dispatcher:
         for executor in self.executors.values():
             for row in lifecycle.active_native_jobs(self.engine, executor.name):
                 if row["native_id"]:
-                    executor.attach(row["native_id"])
-                elif lifecycle.release(self.engine, row["id"], "queued again after a restart of the service"):
-                    log.info("job %s: claimed but never submitted before a restart; queued again", row["id"])
+                    with job_context(row["id"]):
+                        executor.attach(row["native_id"])
+
+    def recover_unsubmitted(self) -> None:
+        """Jobs claimed but without a native id, whose dispatcher stopped while handing them over: on
+        this host, one no longer running; elsewhere, one whose claim is older than HANDOVER_GRACE (a live
+        dispatcher records the ids within a cycle, or retries while the table is out of reach).
+
+        Where the executor left a trace of the hand-over (a local worker writes the native id into
+        the job directory), the id is recorded and the job followed as any other. Otherwise such a
+        job runs again if it certainly never started (a local job makes its directory first
+        thing) or its process is rerunnable; otherwise it may be running unrecorded somewhere, and
+        is failed.
+        """
+        cutoff = utcnow() - dt.timedelta(seconds=HANDOVER_GRACE)
+        for executor in self.executors.values():
+            for row in lifecycle.active_native_jobs(self.engine, executor.name):
+                if row["native_id"]:
+                    continue
+                found = executor.find_native_id(self.job_dir(row["id"]))
+                if found is not None:  # handed over after all: record it, and polls follow it
+                    lifecycle.mark_submitted_many(self.engine, [(row["id"], found, None)])
+                elif self._hand_over_abandoned(row, cutoff):
+                    with job_context(row["id"]):
+                        self._recover_hand_over(executor, row)
+
+    @staticmethod
+    def _hand_over_abandoned(row: RowMapping, cutoff: dt.datetime) -> bool:
+        """Its claimer no longer runs on this host, or, claimed elsewhere (or before claims named their
+        dispatcher), the claim is older than ``cutoff``."""
+        claimer_runs = running_here(row["claimed_by"] or "")
+        return row["updated_at"] < cutoff if claimer_runs is None else not claimer_runs
+
+    def _recover_hand_over(self, executor: Executor, row: RowMapping) -> None:
+        process = self.registry.get(row["process_id"])
+        never_started = executor.starts_now and not self.job_dir(row["id"]).exists()
+        if never_started or (process is not None and process.rerunnable):
+            if lifecycle.release(self.engine, row["id"], "queued again after a restart of the service"):
+                log.info("job %s: claimed but never handed over before a restart; queued again", row["id"])
+        else:
+            message = f"interrupted by a restart of the service before its hand-over to {executor.name} was recorded"
+            lifecycle.mark_failed(self.engine, row["id"], message, self._expires(), native_active=False)
 
     def cycle(self) -> bool:
         """One pass; True if it did anything (then the next pass follows without a pause)."""
+        self.heartbeat.beat()  # from the loop itself (at most once per interval): a hung loop goes stale
+        self.record_submissions()
         busy = self.poll()
         busy = self.submit_waiting() or busy
         if time.monotonic() >= self._next_maintenance:
@@ -151,69 +216,117 @@ class Dispatcher:
         return busy
 
     def maintain(self) -> None:
+        self.recover_unsubmitted()
         fail_abandoned_web_jobs(self.engine, self.settings.processing.sync_time_limit, self._expires())
         remove_expired(self.engine, self.settings.jobs_dir)
+        processing = self.settings.processing
+        evict_over_high_water(self.engine, self.settings.jobs_dir, processing.disk_high_water, processing.jobs_budget)
 
     def run(self, stop: threading.Event) -> None:
         self.recover()
+        for executor in self.executors.values():
+            executor.start()
         interval = self.settings.processing.poll_interval
         with ChildWakeup() as wakeup:
-            while not stop.is_set():
-                try:
-                    busy = self.cycle()
-                except SQLAlchemyError:
-                    log.exception("the job table is out of reach; trying again")
-                    busy = False
-                    stop.wait(1.0)
-                if not busy:
-                    wakeup.wait(stop, interval)
+            try:
+                while not stop.is_set():
+                    try:
+                        busy = self.cycle()
+                    except SQLAlchemyError:
+                        log.exception("the job table is out of reach; trying again")
+                        busy = False
+                        stop.wait(1.0)
+                    if not busy:
+                        fds = [fd for executor in self.executors.values() for fd in executor.wakeup_fds()]
+                        wakeup.wait(stop, interval, fds)
+            finally:
+                for executor in self.executors.values():
+                    executor.close()
+                self.heartbeat.stop()
 
     # -- submitting -------------------------------------------------------------------------------
 
     def submit_waiting(self) -> bool:
-        """Offer the oldest accepted jobs to executors with room: one claim per executor and cycle."""
+        """Offer the oldest accepted jobs to executors with room (first in, first out)."""
+        claims = self._claim()
+        for name, rows in claims.items():
+            self._submit_claimed(self.executors[name], rows)
+        return bool(claims)
+
+    def _claim(self) -> dict[str, list[RowMapping]]:
+        """Take the oldest accepted jobs the executors have room for, grouped by executor.
+
+        One transaction: on PostgreSQL the oldest rows are locked as they are read (SKIP LOCKED), so
+        dispatchers running side by side each take different jobs instead of racing for the same
+        ones; the conditional claim is what guarantees, on every database, that none runs twice.
+        """
         capacities = {name: e.capacity() for name, e in self.executors.items()}
         room = sum(BATCH if c is None else max(0, c) for c in capacities.values())
         if room == 0:
-            return False
-        groups: dict[str, list[RowMapping]] = {}
-        for row in lifecycle.oldest_accepted(self.engine, min(room, BATCH)):
-            process = self.registry.get(row["process_id"])
-            if process is None:
-                lifecycle.mark_failed(
-                    self.engine, row["id"], f"process {row['process_id']} is no longer offered", self._expires()
-                )
-                continue
-            groups.setdefault(self.executor_for(process.identifier).name, []).append(row)
-        did = False
-        for name, rows in groups.items():
-            executor = self.executors[name]
-            if self._backoff.get(name, (0.0, 0.0))[0] > time.monotonic():
-                continue
-            capacity = capacities[name]
-            if capacity is not None:
-                rows = rows[: max(0, capacity)]
-            claimed = lifecycle.claim_many(self.engine, [r["id"] for r in rows], name, executor.starts_now)
-            submitted = [self._submit(executor, row) for row in rows if row["id"] in claimed]
-            started = [
-                (job_id, native_id, None if executor.starts_now else executor.describe_queued(native_id))
-                for job_id, native_id, _error in submitted
-                if native_id is not None
-            ]
-            retry = [error for _job, native, error in submitted if native is None and error and error.retry]
-            pause = self._note_submissions(name, failed=bool(retry))
-            with self.engine.begin() as conn:
-                lifecycle.mark_submitted_many(conn, started)
-                for job_id, native_id, error in submitted:
-                    if native_id is not None:
-                        continue
-                    if error is not None and error.retry:
-                        lifecycle.release(conn, job_id, f"waiting for {name}: {error}; next try in {pause:.0f} s")
-                    else:
-                        message = f"could not be submitted: {error}"
-                        lifecycle.mark_failed(conn, job_id, message, self._expires(), native_active=False)
-            did = did or bool(claimed)
-        return did
+            return {}
+        claims: dict[str, list[RowMapping]] = {}
+        with self.engine.begin() as conn:
+            groups: dict[str, list[RowMapping]] = {}
+            for row in lifecycle.oldest_accepted(conn, min(room, BATCH), lock=True):
+                process = self.registry.get(row["process_id"])
+                if process is None:
+                    message = f"process {row['process_id']} is no longer offered"
+                    lifecycle.mark_failed(conn, row["id"], message, self._expires())
+                    continue
+                groups.setdefault(self.executor_for(process.identifier).name, []).append(row)
+            for name, rows in groups.items():
+                executor = self.executors[name]
+                if self._backoff.get(name, (0.0, 0.0))[0] > time.monotonic():
+                    continue
+                capacity = capacities[name]
+                if capacity is not None:
+                    rows = rows[: max(0, capacity)]
+                ids = [r["id"] for r in rows]
+                claimed = lifecycle.claim_many(conn, ids, name, executor.starts_now, self.identity)
+                if claimed:
+                    claims[name] = [row for row in rows if row["id"] in claimed]
+        return claims
+
+    def _submit_claimed(self, executor: Executor, rows: list[RowMapping]) -> None:
+        name = executor.name
+        submitted = [self._submit(executor, row) for row in rows]
+        started = [
+            (job_id, native_id, None if executor.starts_now else executor.describe_queued(native_id))
+            for job_id, native_id, _error in submitted
+            if native_id is not None
+        ]
+        retry = [error for _job, native, error in submitted if native is None and error and error.retry]
+        pause = self._note_submissions(name, failed=bool(retry))
+        expires = self._expires()
+
+        def record(conn: Connection) -> None:
+            lifecycle.mark_submitted_many(conn, started)
+            for job_id, native_id, error in submitted:
+                if native_id is not None:
+                    continue
+                if error is not None and error.retry:
+                    lifecycle.release(conn, job_id, f"waiting for {name}: {error}; next try in {pause:.0f} s")
+                else:
+                    message = f"could not be submitted: {error}"
+                    lifecycle.mark_failed(conn, job_id, message, expires, native_active=False)
+
+        self._unrecorded.append(record)
+        self.record_submissions()
+
+    def record_submissions(self) -> None:
+        """Write what submissions gave (native ids above all) to the table, oldest first.
+
+        The jobs already run: if the table is out of reach now, what they gave is kept and written by
+        a later cycle, since a job whose native id is lost could never be followed to its end.
+        """
+        while self._unrecorded:
+            try:
+                with self.engine.begin() as conn:
+                    self._unrecorded[0](conn)
+            except SQLAlchemyError as exc:
+                log.warning("submissions not recorded yet, the job table is out of reach: %s", exc)
+                return
+            self._unrecorded.pop(0)
 
     def _note_submissions(self, name: str, failed: bool) -> float:
         """Exponential back-off while an executor refuses submissions; reset by the first success."""
@@ -225,33 +338,34 @@ class Dispatcher:
         return pause
 
     def _submit(self, executor: Executor, row: RowMapping) -> tuple[str, str | None, SubmitError | None]:
-        job_id = row["id"]
-        process = self.registry.get(row["process_id"])
-        assert process is not None
-        job_dir = self.job_dir(job_id)
-        resources = None
-        try:
-            if executor.needs_payload:
-                request = row["request"]
-                resources = resolve(self.settings.scheduler, process.resources, request.get("resources"))
-                payload = Payload(
+        with job_context(row["id"]):
+            job_id = row["id"]
+            process = self.registry.get(row["process_id"])
+            assert process is not None
+            job_dir = self.job_dir(job_id)
+            resources = None
+            try:
+                if executor.needs_payload:
+                    request = row["request"]
+                    resources = resolve(self.settings.scheduler, process.resources, request.get("resources"))
+                    payload = Payload(
+                        job_id,
+                        process,
+                        request,
+                        self.settings.database_url,
+                        self.settings.fetch_limits,
+                        self.settings.processing.retention,
+                    )
+                    write_payload(job_dir, payload)
+                return (
                     job_id,
-                    process,
-                    request,
-                    self.settings.database_url,
-                    self.settings.fetch_limits,
-                    self.settings.processing.retention,
+                    executor.submit(JobSpec(job_id, process.identifier, job_dir, row["request"], resources)),
+                    None,
                 )
-                write_payload(job_dir, payload)
-            return (
-                job_id,
-                executor.submit(JobSpec(job_id, process.identifier, job_dir, row["request"], resources)),
-                None,
-            )
-        except SubmitError as exc:
-            return job_id, None, exc
-        except (OSError, ValueError) as exc:
-            return job_id, None, SubmitError(f"cannot prepare the job: {exc}", retry=False)
+            except SubmitError as exc:
+                return job_id, None, exc
+            except (OSError, ValueError) as exc:
+                return job_id, None, SubmitError(f"cannot prepare the job: {exc}", retry=False)
 
     # -- following ------------------------------------------------------------------------------
 
@@ -280,7 +394,8 @@ class Dispatcher:
                 if status.state is NativeState.ENDED:
                     ended.append((row, status))
                 elif row["status"] == JobStatus.DISMISSED.value:
-                    executor.cancel(row["native_id"])
+                    with job_context(row["id"]):
+                        executor.cancel(row["native_id"])
                 elif status.state is NativeState.RUNNING and not executor.starts_now:
                     self.follow_running(row)
             if ended:
@@ -298,23 +413,47 @@ class Dispatcher:
     def follow_running(self, row: RowMapping) -> None:
         """A batch job the system reports running: mark it so (the launcher may not reach the table)
         and carry over the progress it left in its job directory."""
-        if row["status"] == JobStatus.QUEUED.value:
-            lifecycle.mark_running(self.engine, row["id"], "running")
-        status = read_status(self.job_dir(row["id"]))
-        if status is not None:
-            lifecycle.update_progress(self.engine, row["id"], status.get("message") or "running", status.get("percent"))
+        with job_context(row["id"]):
+            if row["status"] == JobStatus.QUEUED.value:
+                lifecycle.mark_running(self.engine, row["id"], "running")
+            progress = read_status(self.job_dir(row["id"]))
+            if progress is not None:
+                message = progress.get("message") or "running"
+                lifecycle.update_progress(self.engine, row["id"], message, progress.get("percent"))
+
+    def _run_again(self, conn: Connection, row: RowMapping) -> bool:
+        """Queue a job of a rerunnable process that a restart interrupted, from a clean directory.
+
+        Once only: a job that keeps ending with the service (say, it exhausts the machine's memory)
+        would otherwise come back for ever. The mark left in its directory remembers the first time.
+        """
+        process = self.registry.get(row["process_id"])
+        job_dir = self.job_dir(row["id"])
+        mark = job_dir / RUN_AGAIN_MARK
+        if process is None or not process.rerunnable or mark.exists():
+            return False
+        for name in ("work", "outputs"):
+            shutil.rmtree(job_dir / name, ignore_errors=True)
+        for name in (RESULT_FILE, STATUS_FILE):
+            (job_dir / name).unlink(missing_ok=True)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+        return lifecycle.release(conn, row["id"], "queued again: interrupted by a restart of the service")
 
     def settle(self, conn: Connection, row: RowMapping, status: NativeStatus, outcome: Outcome | None) -> None:
         """The executor no longer holds the job: make sure its row reaches a final state."""
-        job_id = row["id"]
-        retention = self.settings.processing.retention
-        recorded = False
-        if not lifecycle.is_final(row["status"]):
-            if outcome is not None:
-                recorded = record_outcome(conn, job_id, outcome, retention, native_active=False)
-            else:
-                reason = status.reason or "ended without a result"
-                message = f"the job's process {reason}"
-                recorded = lifecycle.mark_failed(conn, job_id, message, expiry(retention), native_active=False)
-        if not recorded:  # already final (dismissed, or recorded by the job itself): only release it
-            lifecycle.mark_native_done(conn, job_id)
+        with job_context(row["id"]):
+            job_id = row["id"]
+            retention = self.settings.processing.retention
+            recorded = False
+            if not lifecycle.is_final(row["status"]):
+                if outcome is not None:
+                    recorded = record_outcome(conn, job_id, outcome, retention, native_active=False)
+                elif status.reason == RESTARTED and self._run_again(conn, row):
+                    return
+                else:
+                    reason = status.reason or "ended without a result"
+                    message = f"the job's process {reason}"
+                    recorded = lifecycle.mark_failed(conn, job_id, message, expiry(retention), native_active=False)
+            if not recorded:  # already final (dismissed, or recorded by the job itself): only release it
+                lifecycle.mark_native_done(conn, job_id)

@@ -7,6 +7,9 @@ without ever moving a final state or running a job twice: the loser's UPDATE mat
 Every function takes an Engine (it then runs in a transaction of its own) or an open Connection (it
 joins the caller's transaction): the dispatcher settles a whole poll cycle in one transaction, which
 on SQLite means one write lock instead of one per job.
+
+A change that ends a job for good hands the row (returned by the UPDATE itself) to the job metrics,
+which count it when the transaction commits (``scheduler/job_metrics.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.sql.dml import Update
 
-from scheduler.models import ACTIVE_STATES, JOBS, JobStatus, utcnow
+from scheduler import job_metrics
+from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobStatus, utcnow
 
 MESSAGE_LIMIT = 4000
+DISMISSED_BY_CLIENT = "dismissed by the client"
 Bind = Engine | Connection
 _INSERT = JOBS.insert()
 _COUNT_WAITING = select(func.count()).select_from(JOBS).where(JOBS.c.status == JobStatus.ACCEPTED.value)
@@ -36,11 +41,12 @@ def new_job_id() -> str:
 
 
 @contextmanager
-def _transaction(bind: Bind) -> Iterator[Connection]:
+def _transaction(bind: Bind, write: bool = True) -> Iterator[Connection]:
+    """The caller's connection, or one of the engine's: in a transaction to commit when ``write``."""
     if isinstance(bind, Connection):
         yield bind
     else:
-        with bind.begin() as conn:
+        with bind.begin() if write else bind.connect() as conn:
             yield conn
 
 
@@ -57,20 +63,30 @@ def _values(status: JobStatus | None = None, **values: Any) -> dict[str, Any]:
 
 
 @functools.cache
-def _update(allowed: frozenset[JobStatus], columns: tuple[str, ...]) -> Update:
+def _update(allowed: frozenset[JobStatus], columns: tuple[str, ...], ends: bool) -> Update:
     """One UPDATE per transition shape, built once: on the hot path only parameters change."""
     stmt = update(JOBS).where(JOBS.c.id == bindparam("job_id"))
     if allowed:
         stmt = stmt.where(JOBS.c.status.in_([s.value for s in sorted(allowed)]))
-    return stmt.values({c: bindparam(f"v_{c}") for c in columns})
+    stmt = stmt.values({c: bindparam(f"v_{c}") for c in columns})
+    return stmt.returning(*job_metrics.ENDED_COLUMNS) if ends else stmt
 
 
 def _transition(bind: Bind, job_id: str, allowed: Iterable[JobStatus], **values: Any) -> bool:
     values = _values(**values)
-    stmt = _update(frozenset(allowed), tuple(sorted(values)))
+    allowed = frozenset(allowed)
+    # From an active state to a final one: the job may have ended for good, which the metrics count.
+    ends = values.get("status") in FINAL_VALUES and bool(allowed) and allowed <= ACTIVE_STATES
+    stmt = _update(allowed, tuple(sorted(values)), ends)
     params = {f"v_{k}": v for k, v in values.items()} | {"job_id": job_id}
     with _transaction(bind) as conn:
-        return conn.execute(stmt, params).rowcount == 1
+        result = conn.execute(stmt, params)
+        if not ends:
+            return result.rowcount == 1
+        row = result.first()
+        if row is not None:
+            job_metrics.note_settled(conn, row)
+        return row is not None
 
 
 def create_job(
@@ -115,7 +131,7 @@ def get_job(bind: Bind, job_id: str) -> RowMapping | None:
 
 
 def count_waiting(bind: Bind) -> int:
-    with _transaction(bind) as conn:
+    with _transaction(bind, write=False) as conn:
         return conn.execute(_COUNT_WAITING).scalar_one()
 
 
@@ -127,9 +143,14 @@ _OLDEST_ACCEPTED = (
 )
 
 
-def oldest_accepted(bind: Bind, limit: int) -> list[RowMapping]:
+_OLDEST_ACCEPTED_LOCKED = _OLDEST_ACCEPTED.with_for_update(skip_locked=True)  # SQLite ignores the clause
+
+
+def oldest_accepted(bind: Bind, limit: int, lock: bool = False) -> list[RowMapping]:
+    """``lock``: on PostgreSQL, lock the rows read until the transaction ends, skipping rows another
+    dispatcher holds."""
     with _transaction(bind) as conn:
-        return list(conn.execute(_OLDEST_ACCEPTED, {"limit": limit}).mappings())
+        return list(conn.execute(_OLDEST_ACCEPTED_LOCKED if lock else _OLDEST_ACCEPTED, {"limit": limit}).mappings())
 
 
 _CLAIM = (
@@ -137,6 +158,7 @@ _CLAIM = (
     .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.status == JobStatus.ACCEPTED.value)
     .values(
         executor=bindparam("executor"),
+        claimed_by=bindparam("claimed_by"),
         native_active=True,
         status=bindparam("new_status"),
         started_at=bindparam("started_at"),
@@ -147,15 +169,17 @@ _CLAIM = (
 )
 
 
-def claim_many(bind: Bind, job_ids: list[str], executor: str, starts_now: bool) -> set[str]:
+def claim_many(bind: Bind, job_ids: list[str], executor: str, starts_now: bool, claimed_by: str) -> set[str]:
     """Take accepted jobs for an executor in one UPDATE; returns the ids it got (a Dismiss or another
-    dispatcher may have taken some). ``starts_now``: the executor runs them at once (local pool)."""
+    dispatcher may have taken some). ``starts_now``: the executor runs them at once (local pool);
+    ``claimed_by``: the dispatcher, as ``host/pid:starttime``."""
     if not job_ids:
         return set()
     now = utcnow()
     params = {
         "ids": job_ids,
         "executor": executor,
+        "claimed_by": claimed_by,
         "new_status": (JobStatus.RUNNING if starts_now else JobStatus.QUEUED).value,
         "started_at": now if starts_now else None,
         "message": "running" if starts_now else f"submitting to {executor}",
@@ -167,7 +191,8 @@ def claim_many(bind: Bind, job_ids: list[str], executor: str, starts_now: bool) 
 
 _MARK_SUBMITTED = (
     update(JOBS)
-    .where(JOBS.c.id == bindparam("job_id"))
+    # Only a claim still waiting for its id: never one that recovery has since queued again or failed.
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.native_active.is_(True), JOBS.c.native_id.is_(None))
     .values(
         native_id=bindparam("native_id"),
         message=func.coalesce(bindparam("new_message"), JOBS.c.message),
@@ -187,14 +212,18 @@ def mark_submitted_many(bind: Bind, submitted: list[tuple[str, str, str | None]]
 
 
 def release(bind: Bind, job_id: str, message: str) -> bool:
-    """Give a claimed job back to the queue (its executor could not take it now)."""
+    """Give a claimed job back to the queue: its executor could not take it now, or it was interrupted
+    and is safe to run again (``Process.rerunnable``). It leaves no trace of a native job behind, so
+    the next claim starts from scratch and a restart cannot re-attach to the old one."""
     return _transition(
         bind,
         job_id,
         [JobStatus.QUEUED, JobStatus.RUNNING],
         status=JobStatus.ACCEPTED,
         native_active=False,
+        native_id=None,
         started_at=None,
+        progress=0,
         message=message,
     )
 
@@ -240,15 +269,20 @@ def mark_failed(bind: Bind, job_id: str, message: str, expires_at: dt.datetime |
     )
 
 
-def dismiss(bind: Bind, job_id: str) -> bool:
-    """Mark a job dismissed, running or finished; the dispatcher then cancels it and removes its files."""
-    allowed = ACTIVE_STATES | {JobStatus.SUCCEEDED, JobStatus.FAILED}
-    return _transition(bind, job_id, allowed, status=JobStatus.DISMISSED, message="dismissed by the client")
+def dismiss(bind: Bind, job_id: str, message: str = DISMISSED_BY_CLIENT) -> bool:
+    """Mark a job dismissed, running or finished; the dispatcher then cancels it and removes its files.
+
+    Two UPDATEs in one transaction, so that a job that had ended already is not counted twice."""
+    with _transaction(bind) as conn:
+        if _transition(conn, job_id, ACTIVE_STATES, status=JobStatus.DISMISSED, message=message):
+            return True
+        ended = {JobStatus.SUCCEEDED, JobStatus.FAILED}
+        return _transition(conn, job_id, ended, status=JobStatus.DISMISSED, message=message)
 
 
-_ACTIVE_NATIVE = select(JOBS.c.id, JOBS.c.status, JOBS.c.native_id, JOBS.c.process_id).where(
-    JOBS.c.executor == bindparam("executor"), JOBS.c.native_active.is_(True)
-)
+_ACTIVE_NATIVE = select(
+    JOBS.c.id, JOBS.c.status, JOBS.c.native_id, JOBS.c.process_id, JOBS.c.updated_at, JOBS.c.claimed_by
+).where(JOBS.c.executor == bindparam("executor"), JOBS.c.native_active.is_(True))
 
 
 def active_native_jobs(bind: Bind, executor: str) -> list[RowMapping]:
@@ -257,8 +291,20 @@ def active_native_jobs(bind: Bind, executor: str) -> list[RowMapping]:
         return list(conn.execute(_ACTIVE_NATIVE, {"executor": executor}).mappings())
 
 
+_NATIVE_DONE = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.native_active.is_(True))
+    .values(native_active=False, updated_at=bindparam("now"))
+    .returning(*job_metrics.ENDED_COLUMNS)
+)
+
+
 def mark_native_done(bind: Bind, job_id: str) -> None:
-    _transition(bind, job_id, (), native_active=False)
+    """The executor no longer holds a job that is final already (its launcher or a Dismiss made it so)."""
+    with _transaction(bind) as conn:
+        row = conn.execute(_NATIVE_DONE, {"job_id": job_id, "now": utcnow()}).first()
+        if row is not None:
+            job_metrics.note_settled(conn, row)
 
 
 def is_final(status: str) -> bool:

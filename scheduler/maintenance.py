@@ -1,29 +1,35 @@
-"""Periodic upkeep the dispatcher runs between cycles: jobs whose web worker died, expired jobs.
+"""Periodic upkeep the dispatcher runs between cycles: jobs whose web worker died, expired jobs, and
+finished jobs evicted while the job directories are over their high-water mark.
 
 A synchronous Execute (and an ``inline_async`` one) runs inside a web worker; if gunicorn kills that
 worker (timeout, OOM, kill -9) nothing else would ever end its job. Such a job cannot outlive its time
 limit, so one still running well past it is failed here. Expired jobs lose their files and their row:
-their ``ExpirationDate`` has passed, and clients then get NoSuchJob.
+their ``ExpirationDate`` has passed, and clients then get NoSuchJob. When the disk fills faster than
+jobs expire, the oldest finished jobs go early, so that new jobs still have room to write; a job
+that is waiting or running is never touched.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import shutil
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from scheduler import lifecycle
-from scheduler.models import ACTIVE_STATES, JOBS, JobStatus, utcnow
+from scheduler.models import ACTIVE_STATES, JOBS, utcnow
+from scheduler.removal import delete_finished_jobs, directory_size, removable
 
 log = logging.getLogger(__name__)
 
 WEB_EXECUTOR = "web"
 GRACE = 60.0  # seconds past the time limit before a web job counts as abandoned
 EXPIRED_BATCH = 500
+EVICTION_BATCH = 100  # oldest finished jobs looked at per pass; usage is measured again after each pass
 
 
 def fail_abandoned_web_jobs(engine: Engine, time_limit: float, expires_at: dt.datetime) -> int:
@@ -48,21 +54,80 @@ def fail_abandoned_web_jobs(engine: Engine, time_limit: float, expires_at: dt.da
 
 def remove_expired(engine: Engine, jobs_dir: Path) -> int:
     """Delete finished jobs past their expiration date: directory first, then the row."""
-    stmt = (
-        select(JOBS.c.id)
-        .where(
-            JOBS.c.expires_at < utcnow(),
-            JOBS.c.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.DISMISSED.value]),
-            JOBS.c.native_active.is_(False),
-        )
-        .limit(EXPIRED_BATCH)
-    )
+    stmt = select(JOBS.c.id).where(JOBS.c.expires_at < utcnow(), removable()).limit(EXPIRED_BATCH)
     with engine.connect() as conn:
         ids = [row[0] for row in conn.execute(stmt)]
-    for job_id in ids:
-        shutil.rmtree(jobs_dir / job_id, ignore_errors=True)
-    if ids:
-        with engine.begin() as conn:
-            conn.execute(delete(JOBS).where(JOBS.c.id.in_(ids)))
-        log.info("removed %d expired job(s)", len(ids))
-    return len(ids)
+    removed = delete_finished_jobs(engine, jobs_dir, ids)
+    if removed:
+        log.info("removed %d expired job(s)", removed)
+    return removed
+
+
+def bytes_over_high_water(jobs_dir: Path, high_water: float, budget: int) -> int:
+    """How many bytes must go for the job directories to be within both limits (0: they are).
+
+    ``high_water`` is a percentage of the filesystem holding ``jobs_dir``, counted as ``df`` counts it
+    (space reserved for root is not space the service can use); ``budget`` caps the bytes under
+    ``jobs_dir`` itself, for a filesystem shared with others. 0 switches either off.
+    """
+    over = 0.0
+    if high_water:
+        usage = shutil.disk_usage(jobs_dir)
+        over = usage.used - (usage.used + usage.free) * high_water / 100
+    if budget:
+        over = max(over, directory_size(jobs_dir) - budget)
+    return max(0, math.ceil(over))
+
+
+_OLDEST_FINISHED = (
+    select(JOBS.c.id, JOBS.c.process_id, JOBS.c.status, JOBS.c.finished_at)
+    .where(removable())
+    .order_by(func.coalesce(JOBS.c.finished_at, JOBS.c.created_at), JOBS.c.id)
+    .limit(EVICTION_BATCH)
+)
+
+
+def evict_over_high_water(engine: Engine, jobs_dir: Path, high_water: float, budget: int) -> list[str]:
+    """While the job directories are over a limit, delete the oldest finished jobs (files and rows).
+
+    Usage is measured again after each batch rather than trusted to the sizes counted, since a file
+    still open elsewhere or hard-linked frees nothing. Returns the ids evicted, oldest first.
+    """
+    if not (high_water or budget) or not jobs_dir.is_dir():
+        return []
+    evicted: list[str] = []
+    over = bytes_over_high_water(jobs_dir, high_water, budget)
+    while over > 0:
+        with engine.connect() as conn:
+            rows = list(conn.execute(_OLDEST_FINISHED).mappings())
+        if not rows:
+            log.warning(
+                "the job directories are still %s over their high-water mark with no finished job left to evict",
+                _mib(over),
+            )
+            break
+        batch, freed = [], 0
+        for row in rows:
+            size = directory_size(jobs_dir / row["id"])
+            batch.append(row["id"])
+            freed += size
+            log.warning(
+                "evicted job %s (%s, %s, finished %s) to free disk space: %s",
+                row["id"],
+                row["process_id"],
+                row["status"],
+                row["finished_at"],
+                _mib(size),
+            )
+            if freed >= over:
+                break
+        delete_finished_jobs(engine, jobs_dir, batch)
+        evicted.extend(batch)
+        over = bytes_over_high_water(jobs_dir, high_water, budget)
+    if evicted:
+        log.warning("disk high-water mark: evicted %d finished job(s), oldest first", len(evicted))
+    return evicted
+
+
+def _mib(size: float) -> str:
+    return f"{size / 1024**2:.1f} MiB"

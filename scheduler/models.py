@@ -27,6 +27,7 @@ class JobStatus(enum.StrEnum):
 
 FINAL_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DISMISSED})
 ACTIVE_STATES = frozenset({JobStatus.ACCEPTED, JobStatus.QUEUED, JobStatus.RUNNING})
+FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)  # as stored: compared with rows without an Enum
 
 
 def utcnow() -> dt.datetime:
@@ -55,6 +56,8 @@ class Job(Base):
     outputs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     executor: Mapped[str | None] = mapped_column(String(32))
     native_id: Mapped[str | None] = mapped_column(String(255))
+    # The dispatcher that claimed it, as host/pid:starttime: the one handing it to its executor.
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
     # True while the executor may still hold the job: the dispatcher polls, cancels and cleans up these.
     native_active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -71,3 +74,21 @@ class Job(Base):
 
 
 JOBS = Job.__table__
+
+
+class DispatcherBeat(Base):
+    """One row per running dispatcher, rewritten every heartbeat interval: /health and the metrics
+    tell from it whether a dispatcher is alive, and operators see where each one runs."""
+
+    __tablename__ = "dispatchers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    # The executors it runs jobs on, comma-separated ("local,slurm").
+    executors: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    beat_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+DISPATCHERS = DispatcherBeat.__table__

@@ -35,23 +35,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
+@contextlib.contextmanager
+def fresh_pg_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """A new database with a random name on the PostgreSQL server of ``admin_url``, dropped at the end.
+
+    A server out of reach is a skip outside CI and a failure in CI.
+    """
     name = f"hpcwps_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # no server: a skip outside CI, a failure in CI
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    except Exception as exc:
+        admin.dispose()
+        need_backend(f"PostgreSQL is not reachable at {admin_url}: {exc}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -74,7 +84,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     if database_url.startswith("postgresql"):  # one database per session: each test starts with no jobs
         engine = create_engine(database_url)
         with engine.begin() as conn:
-            conn.execute(text("TRUNCATE jobs"))
+            conn.execute(text("TRUNCATE jobs, dispatchers"))
         engine.dispose()
     return base
 
@@ -179,6 +189,8 @@ def settings_environ(settings: Settings) -> dict[str, str]:
         HPC_WPS_INPUTS_ALLOWED_DIRS=",".join(str(d) for d in settings.inputs.allowed_dirs),
         HPC_WPS_PROCESSING_SLOTS=str(settings.processing.slots),
         HPC_WPS_PROCESSING_POLL_INTERVAL="0.05",
+        HPC_WPS_MONITORING_HEARTBEAT_INTERVAL=str(settings.monitoring.heartbeat_interval),
+        HPC_WPS_MONITORING_HEARTBEAT_TIMEOUT=str(settings.monitoring.heartbeat_timeout),
     )
     return env
 

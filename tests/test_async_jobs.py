@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from scheduler import lifecycle
+from scheduler.local import worker_pid
 from scheduler.models import JobStatus
 from tests.conftest import settings_environ, wait_for
 from tests.xsd import OWS11, OWS20, ROOT, WPS10, WPS20
@@ -85,7 +86,7 @@ def test_dismiss_running_job_kills_it_and_removes_outputs(wps, dispatcher, app, 
     engine = app.extensions["hpc_wps"].engine
     wait_for(lambda: status20(wps, job_id)[0] == "Running")
     native = wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"])
-    pid = int(native.split(":")[0])
+    pid = worker_pid(native)
     os.kill(pid, 0)  # the job's process exists
     response = wps.post(
         "/wps",
@@ -113,7 +114,7 @@ def test_crashed_process_marks_job_failed(wps, dispatcher, app):
     job_id = submit_sleep(wps, 60)
     engine = app.extensions["hpc_wps"].engine
     wait_for(lambda: status20(wps, job_id)[0] == "Running")
-    pid = int(wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"]).split(":")[0])
+    pid = worker_pid(wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"]))
     os.kill(pid, signal.SIGKILL)
     failed = wait_status10(wps, job_id, "ProcessFailed")
     assert "killed by signal SIGKILL" in failed.findtext(f".//{{{OWS11}}}ExceptionText")

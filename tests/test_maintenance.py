@@ -1,18 +1,28 @@
-"""The dispatcher's upkeep: jobs abandoned by a dead web worker end Failed; expired jobs disappear."""
+"""The dispatcher's upkeep: jobs abandoned by a dead web worker end Failed; expired jobs disappear; over
+the disk high-water mark the oldest finished jobs go first."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import shutil
+from pathlib import Path
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import select, update
 
+from app.settings import SettingsError, load_settings
 from processes.registry import build_registry
 from scheduler import lifecycle
 from scheduler.dispatcher import Dispatcher
-from scheduler.maintenance import fail_abandoned_web_jobs, remove_expired
+from scheduler.maintenance import bytes_over_high_water, evict_over_high_water, fail_abandoned_web_jobs, remove_expired
 from scheduler.models import JOBS, JobStatus, utcnow
+from scheduler.pids import identity
+from scheduler.removal import directory_size
+from tests.tmpfs import mounted_tmpfs
 
 REQUEST = {"inputs": [], "outputs": [], "response": "document"}
+MIB = 1024**2
 
 
 def _age(engine, job_id: str, **values) -> None:  # type: ignore[no-untyped-def]
@@ -52,3 +62,95 @@ def test_dispatcher_runs_maintenance(app, settings):
     _age(engine, job_id, updated_at=utcnow() - dt.timedelta(days=1))
     Dispatcher(settings, engine, build_registry(True, [])).cycle()
     assert lifecycle.get_job(engine, job_id)["status"] == "failed"
+
+
+# -- the disk high-water mark ---------------------------------------------------------------------------
+
+BIG1 = "/wps?service=WPS&version=1.0.0&request=Execute&identifier=bigoutput&DataInputs=size_mb=1"
+
+
+def finished_big_jobs(wps, engine, count: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """``count`` succeeded jobs with a 1 MiB output each, oldest first."""
+    before = {row[0] for row in _ids(engine)}
+    for _ in range(count):
+        assert wps.get(BIG1).status_code == 200
+    rows = sorted((lifecycle.get_job(engine, i) for i in {r[0] for r in _ids(engine)} - before), key=_finished)
+    assert [r["status"] for r in rows] == ["succeeded"] * count
+    return [r["id"] for r in rows]
+
+
+def _ids(engine):  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return list(conn.execute(select(JOBS.c.id)))
+
+
+def _finished(row):  # type: ignore[no-untyped-def]
+    return row["finished_at"]
+
+
+def running_job_with_files(engine, jobs_dir: Path, size: int) -> str:  # type: ignore[no-untyped-def]
+    """A job claimed by the local pool (running, held by its executor) that wrote ``size`` bytes; created
+    before every other job, so it is the oldest of all."""
+    job_id = lifecycle.create_job(engine, "bigoutput", "1.0.0", "async", REQUEST)["id"]
+    _age(engine, job_id, created_at=utcnow() - dt.timedelta(days=30))
+    assert lifecycle.claim_many(engine, [job_id], "local", True, identity()) == {job_id}
+    (jobs_dir / job_id / "outputs").mkdir(parents=True)
+    (jobs_dir / job_id / "outputs" / "output.bin").write_bytes(b"\1" * size)
+    return job_id
+
+
+def test_budget_evicts_oldest_finished_jobs_and_never_a_running_one(app, settings, wps, caplog):
+    engine = app.extensions["hpc_wps"].engine
+    running = running_job_with_files(engine, settings.jobs_dir, 2 * MIB)
+    waiting = lifecycle.create_job(engine, "sleep", "1.0.0", "async", REQUEST)["id"]
+    oldest, middle, newest = finished_big_jobs(wps, engine, 3)
+    assert directory_size(settings.jobs_dir) >= 5 * MIB
+    # 5 MiB and a little in all, 3.5 MiB allowed: the two oldest finished jobs must go, no more.
+    with caplog.at_level(logging.WARNING, logger="scheduler.maintenance"):
+        evicted = evict_over_high_water(engine, settings.jobs_dir, 0, int(3.5 * MIB))
+    assert evicted == [oldest, middle]
+    for job_id in (oldest, middle):
+        assert lifecycle.get_job(engine, job_id) is None and not (settings.jobs_dir / job_id).exists()
+        assert f"evicted job {job_id} (bigoutput, succeeded" in caplog.text
+    assert lifecycle.get_job(engine, newest)["status"] == "succeeded"
+    assert (settings.jobs_dir / newest / "outputs" / "output.bin").stat().st_size == MIB
+    assert lifecycle.get_job(engine, running)["status"] == "running"
+    assert (settings.jobs_dir / running / "outputs" / "output.bin").exists()
+    assert lifecycle.get_job(engine, waiting)["status"] == "accepted"
+    assert directory_size(settings.jobs_dir) <= 3.5 * MIB
+    assert evict_over_high_water(engine, settings.jobs_dir, 0, int(3.5 * MIB)) == []
+    # The newest finished job still served: eviction leaves the jobs it keeps whole.
+    served = wps.get(f"/wps?service=WPS&version=2.0.0&request=GetResult&jobId={newest}")
+    assert served.status_code == 200
+
+
+def test_high_water_mark_of_a_real_small_filesystem(app, settings, wps, tmp_path, caplog):
+    """A 4 MiB filesystem holds the job directories; above 50 % the oldest finished jobs go, and when
+    only a running job is left over the mark, it stays and the log says so."""
+    engine = app.extensions["hpc_wps"].engine
+    with mounted_tmpfs(settings.jobs_dir, "4m"):
+        oldest, middle, newest = finished_big_jobs(wps, engine, 3)
+        assert bytes_over_high_water(settings.jobs_dir, 50, 0) >= MIB - 64 * 1024
+        assert evict_over_high_water(engine, settings.jobs_dir, 0, 0) == []  # both limits off
+        assert evict_over_high_water(engine, settings.jobs_dir, 50, 0) == [oldest]
+        usage = shutil.disk_usage(settings.jobs_dir)
+        assert usage.used <= usage.total / 2
+        assert bytes_over_high_water(settings.jobs_dir, 50, 0) == 0
+        assert [lifecycle.get_job(engine, j) is not None for j in (oldest, middle, newest)] == [False, True, True]
+        running = running_job_with_files(engine, settings.jobs_dir, int(1.5 * MIB))
+        with caplog.at_level(logging.WARNING, logger="scheduler.maintenance"):
+            assert evict_over_high_water(engine, settings.jobs_dir, 10, 0) == [middle, newest]
+        assert "no finished job left to evict" in caplog.text
+        assert lifecycle.get_job(engine, running)["status"] == "running"
+        assert (settings.jobs_dir / running / "outputs" / "output.bin").exists()
+        assert sorted(p.name for p in settings.jobs_dir.iterdir()) == [running]
+
+
+def test_high_water_settings_and_their_errors():
+    settings = load_settings(environ={"HPC_WPS_PROCESSING_DISK_HIGH_WATER": "85%"})
+    assert settings.processing.disk_high_water == 85.0
+    assert load_settings(environ={}).processing.disk_high_water == 90.0
+    budget = load_settings(environ={"HPC_WPS_PROCESSING_JOBS_BUDGET": "2GiB"})
+    assert budget.processing.jobs_budget == 2 * 1024**3
+    with pytest.raises(SettingsError, match=r"\[processing\] disk_high_water: '120%' is not a percentage"):
+        load_settings(environ={"HPC_WPS_PROCESSING_DISK_HIGH_WATER": "120%"})

@@ -1,0 +1,1 @@
+"""Processes that only tests enable (through ``[processing] processes``), to observe what the service does."""
