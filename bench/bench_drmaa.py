@@ -1,14 +1,17 @@
 """Benchmark of the DRMAA executor on the single-node Grid Engine of scripts/clusters.sh.
 
-    .venv/bin/python bench/bench_drmaa.py [--submits 50] [--jobs 200] [--latency-runs 5]
+    .venv/bin/python bench/bench_drmaa.py [--submits 50] [--jobs 200] [--held 200] [--latency-runs 5]
 
 1. Submission overhead: our ``DrmaaExecutor.submit()`` against a bare DRMAA ``runJob`` of an equivalent
    template, interleaved, N each. Jobs are submitted on hold (``-h``) and deleted unrun, so the
    figures are the submission alone. Target: ours <= 1.3x bare.
-2. Throughput: ``--jobs`` asynchronous ``sleep`` jobs (delay=0) through a real ``hpc-wps serve`` in
-   drmaa mode; all must succeed. The dispatcher's DEBUG lines give the scheduler calls of every poll
-   against the jobs in flight.
-3. Latency: one ``sleep`` job through the service (Execute -> ProcessSucceeded seen by a client polling
+2. One poll of ``--held`` jobs in flight (submitted on hold): ``poll_many`` (one ``qstat -xml`` for all)
+   against what DRMAA alone offers, one ``jobStatus`` per job; queries counted by the executor.
+3. Throughput: ``--jobs`` asynchronous ``sleep`` jobs (delay=0) through a real ``hpc-wps serve`` in
+   drmaa mode; all must succeed. The dispatcher's DEBUG lines give every poll's queries against the
+   jobs in flight, and Grid Engine's commands reach the server through logging wrappers first on its
+   PATH, which count the processes it really ran. Target: a constant number of queries per poll.
+4. Latency: one ``sleep`` job through the service (Execute -> ProcessSucceeded seen by a client polling
    every 50 ms) against a bare ``runJob`` + ``wait`` of ``/bin/true``.
 
 Prints a table and writes every figure as JSON to bench/results/drmaa-<time>.json. Needs Grid Engine up
@@ -33,12 +36,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+from command_log import read_calls, write_wrappers
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
 RESULTS = ROOT / "bench" / "results"
 CLUSTERS = ROOT / "scripts" / "clusters.sh"
 WPS10 = "http://www.opengis.net/wps/1.0.0"
-POLL_LINE = re.compile(r"drmaa poll: (\d+) jobs, (\d+) calls \((\d+) foreign\) in ([\d.]+) ms")
+POLL_LINE = re.compile(r"drmaa poll: (\d+) jobs, (\d+) queries \(([^)]*)\), (\d+) reaps in ([\d.]+) ms")
+# Grid Engine's commands the service may run: each reaches it through a wrapper that logs the call.
+COMMANDS = ("qstat", "qacct", "qdel")
 
 
 def cluster_env() -> dict[str, str]:
@@ -129,7 +137,57 @@ def bench_submit(env: dict[str, str], n: int, tmp: Path) -> dict:
     return result
 
 
-# -- a real server ---------------------------------------------------------------------------------------
+# -- 2. one poll of many jobs ----------------------------------------------------------------------------
+
+
+def bench_poll(env: dict[str, str], n: int, tmp: Path, rounds: int = 5) -> dict:
+    """``n`` held jobs in flight: the executor's poll (one listing) against one jobStatus per job."""
+    import drmaa
+
+    from app.settings import load_settings
+    from scheduler.base import JobSpec, NativeState
+    from scheduler.drmaa_executor import DrmaaExecutor
+    from scheduler.resources import Resources
+
+    settings = load_settings(environ={}).replace("scheduler", system="drmaa", drmaa_library=env["DRMAA_LIBRARY_PATH"])
+    executor = DrmaaExecutor(settings.scheduler, tmp)
+    session = executor.session()
+    held = Resources(1, 1024**3, 600, "", "-h")
+    ids = []
+    try:
+        for i in range(n):
+            job_dir = tmp / f"held-{i}"
+            job_dir.mkdir()
+            ids.append(executor.submit(JobSpec(f"held-{i}", "sleep", job_dir, {}, held)))
+        ours, bare, queries, calls = [], [], set(), []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            statuses = executor.poll_many(ids)
+            ours.append(time.perf_counter() - start)
+            assert len(statuses) == n and all(s.state is NativeState.QUEUED for s in statuses.values()), statuses
+            queries.add(executor.queries)
+            calls.append(dict(executor.last_poll))
+            start = time.perf_counter()
+            states = [session.jobStatus(native_id) for native_id in ids]
+            bare.append(time.perf_counter() - start)
+            assert set(states) == {drmaa.JobState.USER_ON_HOLD}, set(states)
+    finally:
+        for native_id in ids:
+            with contextlib.suppress(drmaa.errors.DrmaaException):
+                session.control(native_id, drmaa.JobControlAction.TERMINATE)
+        executor.close()
+    return {
+        "jobs": n,
+        "rounds": rounds,
+        "ours_queries_per_poll": sorted(queries),
+        "ours_calls_per_poll": calls[0],
+        "ours_median_ms": statistics.median(ours) * 1000,
+        "per_job_jobstatus_queries": n,
+        "per_job_jobstatus_median_ms": statistics.median(bare) * 1000,
+    }
+
+
+# -- 3. a real server ------------------------------------------------------------------------------------
 
 
 class Service:
@@ -151,7 +209,9 @@ class Service:
             "[logging]\nlevel = DEBUG\n",
             encoding="utf-8",
         )
+        self.calls_log = write_wrappers(tmp / "tools", COMMANDS)
         child_env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "HPC_WPS_CONFIG")}
+        child_env["PATH"] = f"{tmp / 'tools'}:{child_env['PATH']}"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "--config", str(config), "serve"],
@@ -199,6 +259,7 @@ class Service:
 
 def bench_throughput(service: Service, jobs: int) -> dict:
     start_line = len(service.log.read_text(errors="replace").splitlines())
+    since = time.time()
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         locations = list(pool.map(lambda _: service.submit_sleep(), range(jobs)))
@@ -213,27 +274,32 @@ def bench_throughput(service: Service, jobs: int) -> dict:
                     final[location] = state
         time.sleep(0.5)
     elapsed = time.monotonic() - started
+    # (jobs in flight, queries, "qstat 1, ...", reaps, milliseconds) of every poll
     polls = [
-        tuple(float(x) for x in m.groups())
+        (int(m.group(1)), int(m.group(2)), m.group(3), int(m.group(4)), float(m.group(5)))
         for line in service.log.read_text(errors="replace").splitlines()[start_line:]
         if (m := POLL_LINE.search(line))
     ]
-    buckets: dict[str, list[tuple[float, ...]]] = {}
+    buckets: dict[str, list[tuple]] = {}
     step = max(1, jobs // 4)
     for poll in polls:
-        low = int(poll[0]) // step * step
+        low = (poll[0] - 1) // step * step + 1
         buckets.setdefault(f"{low}-{low + step - 1}", []).append(poll)
     by_load = {
         name: {
             "polls": len(rows),
             "jobs_mean": statistics.fmean(r[0] for r in rows),
-            "calls_mean": statistics.fmean(r[1] for r in rows),
-            "calls_per_job": statistics.fmean(r[1] / r[0] for r in rows if r[0]),
-            "poll_ms_mean": statistics.fmean(r[3] for r in rows),
-            "poll_ms_max": max(r[3] for r in rows),
+            "queries_mean": statistics.fmean(r[1] for r in rows),
+            "queries_max": max(r[1] for r in rows),
+            "reaps_mean": statistics.fmean(r[3] for r in rows),
+            "poll_ms_mean": statistics.fmean(r[4] for r in rows),
+            "poll_ms_max": max(r[4] for r in rows),
         }
         for name, rows in sorted(buckets.items(), key=lambda kv: int(kv[0].split("-")[0]))
     }
+    commands: dict[str, int] = {}
+    for _when, name, _args in read_calls(service.calls_log, since):
+        commands[name] = commands.get(name, 0) + 1
     return {
         "jobs": jobs,
         "succeeded": sum(1 for s in final.values() if s == "ProcessSucceeded"),
@@ -243,13 +309,16 @@ def bench_throughput(service: Service, jobs: int) -> dict:
         "total_seconds": elapsed,
         "jobs_per_second": len(final) / elapsed,
         "polls": len(polls),
-        "max_jobs_in_flight": max((int(p[0]) for p in polls), default=0),
-        "max_calls_per_poll": max((int(p[1]) for p in polls), default=0),
+        "max_jobs_in_flight": max((p[0] for p in polls), default=0),
+        "max_queries_per_poll": max((p[1] for p in polls), default=0),
+        "query_kinds": sorted({kind for p in polls for kind in p[2].split(", ") if kind}),
+        "reaps": sum(p[3] for p in polls),
+        "commands_seen_by_wrappers": commands,
         "by_jobs_in_flight": by_load,
     }
 
 
-# -- 3. latency ------------------------------------------------------------------------------------------
+# -- 4. latency ------------------------------------------------------------------------------------------
 
 
 def bench_latency(service: Service, env: dict[str, str], runs: int) -> dict:
@@ -293,23 +362,42 @@ def bench_latency(service: Service, env: dict[str, str], runs: int) -> dict:
 
 
 def table(result: dict) -> str:
-    s, t, lat = result["submit"], result["throughput"], result["latency"]
+    s, p, t, lat = result["submit"], result["poll"], result["throughput"], result["latency"]
     rows = [
         ("submission, ours (median)", f"{s['ours']['median_ms']:.2f} ms", ""),
         ("submission, bare runJob (median)", f"{s['bare_runjob']['median_ms']:.2f} ms", ""),
         ("submission, bare template + runJob", f"{s['bare_template_and_runjob']['median_ms']:.2f} ms", ""),
         ("ratio ours / bare runJob", f"{s['ratio_vs_runjob']:.2f}x", "<= 1.3x"),
         ("ratio ours / bare template + runJob", f"{s['ratio_vs_template_and_runjob']:.2f}x", "<= 1.3x"),
+        (
+            f"one poll of {p['jobs']} held jobs, ours",
+            f"{'/'.join(map(str, p['ours_queries_per_poll']))} queries, {p['ours_median_ms']:.1f} ms",
+            f"median of {p['rounds']}",
+        ),
+        (
+            f"  one jobStatus per job ({p['jobs']})",
+            f"{p['per_job_jobstatus_queries']} queries, {p['per_job_jobstatus_median_ms']:.1f} ms",
+            "DRMAA alone",
+        ),
         (f"{t['jobs']} sleep jobs: succeeded", f"{t['succeeded']} ({t['failed']} failed)", "all"),
         ("  wall time / jobs per second", f"{t['total_seconds']:.1f} s / {t['jobs_per_second']:.2f}", ""),
-        ("  most jobs in one poll / most calls", f"{t['max_jobs_in_flight']} / {t['max_calls_per_poll']}", ""),
+        (
+            "  most jobs in one poll / most queries",
+            f"{t['max_jobs_in_flight']} / {t['max_queries_per_poll']}",
+            f"constant (1); kinds: {', '.join(t['query_kinds'])}",
+        ),
+        (
+            "  polls / processes seen by the wrappers",
+            f"{t['polls']} / {t['commands_seen_by_wrappers']}",
+            f"{t['reaps']} reaps (local)",
+        ),
     ]
     for name, b in t["by_jobs_in_flight"].items():
         rows.append(
             (
                 f"  poll with {name} jobs in flight",
-                f"{b['calls_mean']:.1f} calls ({b['calls_per_job']:.2f}/job), {b['poll_ms_mean']:.1f} ms",
-                f"{b['polls']} polls",
+                f"{b['queries_mean']:.2f} queries (max {b['queries_max']}), {b['poll_ms_mean']:.1f} ms",
+                f"{b['polls']} polls, {b['reaps_mean']:.1f} reaps",
             )
         )
     rows += [
@@ -325,6 +413,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--submits", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--held", type=int, default=200)
     parser.add_argument("--latency-runs", type=int, default=5)
     parser.add_argument("--keep-tmp", action="store_true")
     args = parser.parse_args()
@@ -337,12 +426,15 @@ def main() -> int:
         print(f"1. submission overhead, {args.submits} each ...", flush=True)
         (tmp / "submit").mkdir()
         result["submit"] = bench_submit(env, args.submits, tmp / "submit")
+        print(f"2. one poll of {args.held} held jobs ...", flush=True)
+        (tmp / "poll").mkdir()
+        result["poll"] = bench_poll(env, args.held, tmp / "poll")
         (tmp / "service").mkdir()
         service = Service(env, tmp / "service")
         try:
-            print(f"2. {args.jobs} jobs through the service ...", flush=True)
+            print(f"3. {args.jobs} jobs through the service ...", flush=True)
             result["throughput"] = bench_throughput(service, args.jobs)
-            print(f"3. latency, {args.latency_runs} runs each ...", flush=True)
+            print(f"4. latency, {args.latency_runs} runs each ...", flush=True)
             result["latency"] = bench_latency(service, env, args.latency_runs)
         finally:
             service.stop()
@@ -356,7 +448,12 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(table(result))
     print(f"JSON: {out}")
-    ok = result["submit"]["ratio_vs_runjob"] <= 1.3 and result["throughput"]["succeeded"] == args.jobs
+    ok = (
+        result["submit"]["ratio_vs_runjob"] <= 1.3
+        and result["throughput"]["succeeded"] == args.jobs
+        and result["throughput"]["max_queries_per_poll"] <= 1
+        and result["poll"]["ours_queries_per_poll"] == [1]
+    )
     return 0 if ok else 1
 
 

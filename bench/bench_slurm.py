@@ -10,9 +10,10 @@
     statusLocation polled every 50 ms) vs a bare `sbatch --wrap true` job from submission to COMPLETED
     seen by polling squeue at the service's own poll interval; repeated, interleaved; the gap.
 (b) 200 `sleep delay=0` jobs submitted at once through `hpc-wps serve` in scheduler mode: all must
-    succeed, and the scheduler commands per poll cycle must not grow with the jobs in flight. Slurm's
-    commands reach the server through wrappers first on its PATH that log each call, so the count is
-    Slurm's own view of what the dispatcher ran, not the executor's word for it.
+    succeed, and the scheduler commands per poll cycle must not grow with the jobs in flight: one
+    squeue, and one sacct when some jobs have left squeue (MinJobAge) before the dispatcher saw their
+    end. Slurm's commands reach the server through wrappers first on its PATH that log each call, so
+    the count is Slurm's own view of what the dispatcher ran, not the executor's word for it.
 
 Prints a table and writes every figure as JSON to bench/results/ (git-ignored). Every job it starts
 is cancelled and the server's process group killed at the end, whatever happens.
@@ -25,7 +26,6 @@ import concurrent.futures
 import datetime
 import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -37,6 +37,7 @@ import uuid
 from pathlib import Path
 
 import servers
+from command_log import read_calls, write_wrappers
 
 sys.path.insert(0, servers.REPO_DIR)
 
@@ -46,6 +47,7 @@ from scheduler.resources import Resources
 from scheduler.slurm import SlurmExecutor
 
 RESULTS = Path(servers.BENCH_DIR) / "results"
+SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "sacct")
 POLL_INTERVAL = 0.5  # the service's [scheduler] poll_interval, and the bare job's squeue interval
 CLIENT_POLL = 0.05
 SLEEP0 = (
@@ -136,25 +138,6 @@ def bench_submit(tmp: Path, n: int) -> dict:
 
 
 # -- the service ------------------------------------------------------------------------------------
-
-
-def write_wrappers(directory: Path) -> Path:
-    """Slurm's commands, each logging "time name args" before running the real one."""
-    directory.mkdir(parents=True)
-    log = directory / "calls.log"
-    for name in ("sbatch", "squeue", "scancel", "sacct"):
-        real = shutil.which(name)
-        if real is None:
-            raise RuntimeError(f"{name} is not installed: start Slurm with scripts/clusters.sh start")
-        wrapper = directory / name
-        wrapper.write_text(
-            "#!/bin/bash\n"
-            f'printf "%s %s %s\\n" "$EPOCHREALTIME" {name} "$*" >> {shlex.quote(str(log))}\n'
-            f'exec {shlex.quote(real)} "$@"\n',
-            encoding="utf-8",
-        )
-        wrapper.chmod(0o755)
-    return log
 
 
 def start_service(tmp: Path, tools: Path) -> servers.Server:
@@ -250,16 +233,6 @@ def bench_latency(server: servers.Server, runs: int) -> dict:
 # -- (b) many jobs ----------------------------------------------------------------------------------
 
 
-def read_calls(log: Path, since: float) -> list[tuple[float, str, str]]:
-    calls = []
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        stamp, _, rest = line.partition(" ")
-        name, _, args = rest.partition(" ")
-        if float(stamp.replace(",", ".")) >= since:
-            calls.append((float(stamp.replace(",", ".")), name, args))
-    return calls
-
-
 def cycles(calls: list[tuple[float, str, str]]) -> list[dict]:
     """Poll cycles from the command log: each status squeue starts one; the status and accounting
     commands up to the next one are that cycle's. Submissions and cancels are counted apart."""
@@ -268,9 +241,10 @@ def cycles(calls: list[tuple[float, str, str]]) -> list[dict]:
         words = args.split()
         if name == "squeue" and ("-j" in words or "-u" in words):
             in_flight = len(words[words.index("-j") + 1].split(",")) if "-j" in words else None
-            found.append({"in_flight": in_flight, "commands": 1})
+            found.append({"in_flight": in_flight, "commands": 1, "squeue": 1, "sacct": 0})
         elif name in ("squeue", "sacct") and found:
             found[-1]["commands"] += 1
+            found[-1][name] += 1
     return found
 
 
@@ -307,7 +281,7 @@ def bench_many(server: servers.Server, log: Path, jobs: int, timeout: float) -> 
     }
     calls = read_calls(log, since)
     succeeded = sum(1 for s in outcomes.values() if s == "ProcessSucceeded")
-    steady = [c["commands"] for c in found[1:]]  # the first cycle may ask sacct once whether accounting works
+    steady = [c["commands"] for c in found]
     return {
         "jobs": jobs,
         "submitted_in_s": submitted,
@@ -319,9 +293,12 @@ def bench_many(server: servers.Server, log: Path, jobs: int, timeout: float) -> 
         "max_in_flight": max((c["in_flight"] or 0 for c in found), default=0),
         "commands_per_cycle": per_bucket,
         "steady_max_commands_per_cycle": max(steady, default=0),
+        "max_squeue_per_cycle": max((c["squeue"] for c in found), default=0),
+        "max_sacct_per_cycle": max((c["sacct"] for c in found), default=0),
+        "cycles_with_sacct": sum(1 for c in found if c["sacct"]),
         "sbatch_calls": sum(1 for _s, name, _a in calls if name == "sbatch"),
         "sacct_calls": sum(1 for _s, name, _a in calls if name == "sacct"),
-        "met": succeeded == jobs and max(steady, default=0) <= 1,
+        "met": succeeded == jobs and max(steady, default=0) <= 2,
     }
 
 
@@ -390,11 +367,12 @@ def table(results: dict) -> str:
         rows.append(
             (
                 "(b) commands per poll cycle (max)",
-                str(b["steady_max_commands_per_cycle"]),
+                f"{b['steady_max_commands_per_cycle']} (squeue {b['max_squeue_per_cycle']}, "
+                f"sacct {b['max_sacct_per_cycle']})",
                 "",
-                f"{b['poll_cycles']} cycles",
-                "constant (1)",
-                "yes" if b["steady_max_commands_per_cycle"] <= 1 else "NO",
+                f"{b['poll_cycles']} cycles, {b['cycles_with_sacct']} with sacct",
+                "constant (<= 2)",
+                "yes" if b["steady_max_commands_per_cycle"] <= 2 else "NO",
             )
         )
         for label, figures in sorted(
@@ -440,7 +418,7 @@ def main() -> int:
             print(f"(a) submission overhead, {sizes['submit_n']} jobs each ...", flush=True)
             results["submit"] = bench_submit(tmp, sizes["submit_n"])
         if "latency" in parts or "many" in parts:
-            log = write_wrappers(tmp / "tools")
+            log = write_wrappers(tmp / "tools", SLURM_COMMANDS)
             server = start_service(tmp, tmp / "tools")
             if "latency" in parts:
                 print(f"(c) end-to-end latency, {sizes['latency_runs']} runs ...", flush=True)

@@ -80,6 +80,7 @@ class BatchExecutor(Executor):
         self.commands: collections.Counter[str] = collections.Counter()
         self._template = string.Template((TEMPLATES / self.template).read_text(encoding="utf-8"))
         self._cancelled: dict[str, float] = {}  # native id -> when a cancel was last requested
+        self._missing: dict[str, float] = {}  # native id -> since when neither status nor accounting lists it
 
     # -- hooks --------------------------------------------------------------------------------------
 
@@ -102,6 +103,12 @@ class BatchExecutor(Executor):
     def query_finished(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
         """Jobs the status command no longer lists, from the system's accounting (one command), if any."""
         return {}
+
+    def vanish_grace(self) -> float:
+        """Seconds a job may be missing from both the status command and the accounting before it ends
+        as "no longer known": accounting records may reach the database a moment after the job has
+        left the status command. No grace without accounting."""
+        return 0.0
 
     @abstractmethod
     def cancel_command(self, native_id: str) -> list[str]: ...
@@ -182,10 +189,21 @@ class BatchExecutor(Executor):
         if missing:
             statuses.update(self.query_finished(missing))
         gone = NativeStatus(NativeState.ENDED, f"is no longer known to {self.display_name}")
-        result = {native_id: statuses.get(native_id, gone) for native_id in native_ids}
-        for native_id, status in result.items():
+        now, grace = time.monotonic(), self.vanish_grace()
+        result = {}
+        for native_id in native_ids:
+            status = statuses.get(native_id)
+            if status is None:
+                if now - self._missing.setdefault(native_id, now) < grace:
+                    continue  # no news yet: asked again next poll
+                status = gone
+            self._missing.pop(native_id, None)
+            result[native_id] = status
             if status.state is NativeState.ENDED:
                 self._cancelled.pop(native_id, None)
+        asked = set(native_ids)
+        for native_id in [n for n in self._missing if n not in asked]:
+            del self._missing[native_id]
         return result
 
     def cancel(self, native_id: str) -> None:

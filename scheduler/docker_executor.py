@@ -60,6 +60,7 @@ from processes.runtime import collect_outputs, materialize_inputs
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.launcher import RESULT_FILE, Outcome, read_result, write_json, write_result
 from scheduler.models import JobStatus
+from scheduler.pids import alive, process_key
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -80,21 +81,11 @@ ENGINE_RECHECK = 5.0  # seconds after which submit pings an engine it has not he
 STAGING, FINALIZING = "staging", "finalizing"
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
 def _alive(marker: Path) -> bool:
     """True while the process named in ``marker`` (pid:starttime) runs: an orphaned staging child."""
     try:
-        pid, _, start = marker.read_text(encoding="ascii").strip().partition(":")
-        return _start_time(int(pid)) == start
-    except (OSError, ValueError):
+        return alive(marker.read_text(encoding="ascii").strip())
+    except OSError:
         return False
 
 
@@ -333,7 +324,7 @@ class DockerExecutor(Executor):
         from docker.errors import DockerException
 
         marker = job_dir / STAGING_FILE
-        marker.write_text(f"{os.getpid()}:{_start_time(os.getpid())}", encoding="ascii")
+        marker.write_text(process_key(os.getpid()), encoding="ascii")
         work = job_dir / "work"
         try:
             work.mkdir(parents=True, exist_ok=True)

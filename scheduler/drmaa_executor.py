@@ -3,13 +3,18 @@ and TORQUE/PBS (pbs-drmaa).
 
 One DRMAA session lives as long as the dispatcher. A job is ``hpc-wps run-job DIR`` (``python -m
 app.cli run-job DIR``) with the job directory as working directory and its stdout and stderr there.
-DRMAA has no bulk status call: each poll makes one library call per job, none of which spawns a
-process. A job not yet seen running is asked with ``jobStatus`` (a request to the qmaster); a running
-one with a non-blocking ``wait``, which the session answers from the job ends it has been told of, so
-that the qmaster is not asked about it again (and a poll does not block, as ``jobStatus`` does for up to
-a second on a job that has just left the qmaster). ``wait`` also says how a job ended.
-A session only knows its own jobs: those of an earlier dispatcher (after a restart) are followed on
-Grid Engine with one ``qstat -xml`` per poll for all of them, and ``qacct -j`` once each when they end.
+
+DRMAA has no bulk status call (``jobStatus`` is one request to the system per job), so a poll asks the
+system's own listing command once for all jobs whatever their number (``scheduler.drm_listing``:
+``qstat -xml`` on Grid Engine, ``squeue`` under slurm-drmaa, ``qstat -x`` under TORQUE). Only a job that
+has left the listing needs more, once: this session's own jobs are reaped with a non-blocking ``wait``,
+which the session answers from the job ends the system has sent it (no request, no process; it also
+frees what the session keeps of the job) and which tells how the job ended: exit status, signal,
+deletion, usage. Jobs of an earlier session (after a restart) end with the result file their launcher
+wrote, which decides their outcome anyway; only those without one (killed, deleted, over their limit)
+are looked up in Grid Engine's accounting, ``qacct -j``, at most ACCOUNTING_PER_POLL of them per poll.
+Where the listing command is missing or prints what this code cannot read (PBS Professional), polls
+fall back to one ``jobStatus`` per job, with a warning in the log.
 
 The library is loaded, and the session opened, at the first submit or poll; a library that cannot be
 loaded fails submissions with the reason and the fix (Grid Engine's libdrmaa needs libjemalloc preloaded
@@ -26,36 +31,57 @@ import logging
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import sysconfig
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from app.settings import SchedulerSettings
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.drm_listing import (
+    GRID_ENGINE,
+    SLURM,
+    Listed,
+    UnknownListing,
+    cancel_command,
+    drm_family,
+    job_key,
+    listing_command,
+    parse_listing,
+    qstat_names,
+)
+from scheduler.drmaa_endings import (
+    deleted_reason,
+    parse_qacct,
+    reason_from_job_info,
+    status_from_qacct,
+)
+from scheduler.launcher import read_result
 from scheduler.resources import Resources
 
 log = logging.getLogger(__name__)
 
-GRID_ENGINE = "Grid Engine"
-SLURM = "Slurm"
-PBS = "PBS"
 # Written into the job directory after runJob: the native id, or nothing when runJob got no answer (the
 # job may be there). A submission offered again (a restart before the id reached the job table, a retry
 # after that missing answer) takes up the job submitted before instead of starting a second one.
 SUBMITTED_FILE = "drmaa.submitted"
-JOB_NAME_PREFIX = "wps-"  # Grid Engine job names: wps-<WPS job id>
-COMMAND_TIMEOUT = 30.0  # seconds qstat, qacct or qdel may take
+JOB_NAME_PREFIX = "wps-"  # job names: wps-<WPS job id>
+COMMAND_TIMEOUT = 30.0  # seconds a listing, qacct or qdel may take
 CANCEL_REPEAT = 30.0  # seconds before a cancel of the same job is sent again
-# How long a job of an earlier session may be missing from both qstat and qacct before it counts as
-# ended: Grid Engine writes accounting records every accounting_flush_time (15 s by default).
+# How long a job may be missing from the listing with no news of its end (no reap, no result file, no
+# accounting record) before it counts as ended: Grid Engine writes accounting records every
+# accounting_flush_time (15 s by default), and a session hears of an end a moment after the qmaster.
 VANISHED_GRACE = 60.0
+# Most accounting lookups (one qacct process each, which reads the whole accounting file) in one poll;
+# jobs beyond it wait for the next poll, so that a poll stays a bounded number of queries.
+ACCOUNTING_PER_POLL = 4
+NOT_INSTALLED = 127  # exit code _command reports for a command that is not found, as a shell does
 ENDED_KEPT = 600.0  # seconds an ended job's status is kept once the dispatcher stops asking for it
+# Calls that are requests to the system (or processes run), as opposed to the session's local reaps.
+LOCAL_CALLS = frozenset({"wait"})
 # Environment variables a job gets from the dispatcher: what the launcher and the batch system need.
 JOB_ENVIRONMENT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ")
 JOB_ENVIRONMENT_PREFIXES = ("SGE_",)
@@ -70,36 +96,27 @@ ENDED_STATES = ("done", "failed")
 # -- what goes to the system ------------------------------------------------------------------------
 
 
-def drm_family(drms_info: str) -> str:
-    """Which batch system a DRMAA library drives, from its ``drmsInfo`` ("SGE 8.1.9", "SLURM 22.05")."""
-    lowered = drms_info.lower()
-    if "slurm" in lowered:
-        return SLURM
-    if "pbs" in lowered or "torque" in lowered:
-        return PBS
-    return GRID_ENGINE  # SGE, OGE, UGE, Son of Grid Engine, Altair Grid Engine
-
-
 def _word(what: str, value: str) -> str:
     if not _WORD.fullmatch(value) or value.startswith("-"):
         raise ValueError(f"{what} {value!r} cannot be passed to the batch system (one word of letters, digits, ._-)")
     return value
 
 
-def native_specification(resources: Resources, family: str = GRID_ENGINE) -> str:
+def native_specification(resources: Resources, family: str = GRID_ENGINE, parallel_environment: str = "smp") -> str:
     """The options a job is submitted with; the site's own ``native`` options come last, as they are.
 
     Grid Engine: ``h_rt`` (enforced by the qmaster: SIGKILL at the limit) and ``h_vmem`` per slot,
     which is what it enforces and what it accepts without complex configuration (``mem_free`` is
-    refused at submission, as DRMAA verifies requests); cores are slots of the parallel environment
-    ``smp``. Slurm and PBS follow slurm-drmaa's and pbs-drmaa's documented options.
+    refused at submission, as DRMAA verifies requests); cores are slots of the site's parallel
+    environment (``[scheduler] parallel_environment``: ``-pe smp 4``), asked for only for more than one
+    core, as a serial job needs none. Slurm and PBS follow slurm-drmaa's and pbs-drmaa's documented options.
     """
     cores = max(1, resources.cores)
     words: list[str] = []
     if family == GRID_ENGINE:
         words += ["-l", f"h_rt={resources.walltime_hms}", "-l", f"h_vmem={-(-resources.memory_mb // cores)}M"]
         if cores > 1:
-            words += ["-pe", "smp", str(cores)]
+            words += ["-pe", _word("parallel environment", parallel_environment), str(cores)]
         if resources.queue:
             words += ["-q", _word("queue", resources.queue)]
     elif family == SLURM:
@@ -179,123 +196,6 @@ def is_no_rusage(exc: BaseException) -> bool:
     return str(exc).startswith("code 24:")
 
 
-# -- how a job ended ------------------------------------------------------------------------------
-
-
-def _signal_name(value: str | int) -> str:
-    if isinstance(value, int) or str(value).isdigit():
-        with contextlib.suppress(ValueError):
-            return signal.Signals(int(value)).name
-        return f"signal {value}"
-    return str(value)
-
-
-def h_rt_reason(system: str = GRID_ENGINE) -> str:
-    limit = " (h_rt)" if system == GRID_ENGINE else ""
-    return f"exceeded its wall-clock limit{limit} on {system}"
-
-
-def deleted_reason(system: str = GRID_ENGINE, started: bool = True) -> str:
-    command = " (qdel)" if system == GRID_ENGINE else ""
-    return f"was deleted on {system}{command}" + ("" if started else " before it started")
-
-
-def reason_from_job_info(info: Any, walltime: float | None, system: str = GRID_ENGINE) -> str:
-    """Why a job ended, from DRMAA's JobInfo (exit, signal or abort) and its resource usage.
-
-    Grid Engine kills a job over its h_rt with SIGKILL and reports no more than the signal: a SIGKILL
-    after at least the requested wall-clock time is taken for the limit.
-    """
-    usage = info.resourceUsage or {}
-    if info.hasExited:
-        return f"exited with code {info.exitStatus} on {system}"
-    if info.hasSignal:
-        name = _signal_name(info.terminatedSignal)
-        if name == "SIGKILL" and walltime and _wallclock(usage) >= max(1.0, walltime - 1.0):
-            return h_rt_reason(system)
-        return f"was killed by {name} on {system}"
-    if info.wasAborted:
-        return deleted_reason(system, started="start_time" in usage or "exit_status" in usage)
-    return f"ended on {system} without an exit status"
-
-
-def _wallclock(usage: Mapping[str, str]) -> float:
-    def number(key: str) -> float:
-        try:
-            return float(usage.get(key, 0.0))
-        except ValueError:
-            return 0.0
-
-    return max(number("ru_wallclock"), number("end_time") - number("start_time"))
-
-
-def parse_qstat_xml(text: str) -> dict[str, str]:
-    """``qstat -xml``: job number -> Grid Engine state letters (``qw``, ``hqw``, ``r``, ``t``, ``Eqw``...)."""
-    states = {}
-    root = ET.fromstring(text)
-    for job in root.iter("job_list"):
-        number = (job.findtext("JB_job_number") or "").strip()
-        if number:
-            states[number] = (job.findtext("state") or "").strip()
-    return states
-
-
-def qstat_names(text: str) -> dict[str, str]:
-    """``qstat -xml``: job name -> job number (the last listed of each name)."""
-    return {
-        (job.findtext("JB_name") or "").strip(): (job.findtext("JB_job_number") or "").strip()
-        for job in ET.fromstring(text).iter("job_list")
-    }
-
-
-def status_from_qstat(state: str) -> NativeStatus:
-    """Waiting (``q`` in the letters: qw, hqw, Eqw, hRwq) or started (r, t, s, S, T, R, d on a running job)."""
-    return NativeStatus(NativeState.QUEUED if "q" in state else NativeState.RUNNING)
-
-
-def parse_qacct(text: str) -> list[dict[str, str]]:
-    """``qacct -j``: one dict per accounting record (a job number may repeat after a qmaster crash)."""
-    records: list[dict[str, str]] = []
-    current: dict[str, str] | None = None
-    for line in text.splitlines():
-        if line.startswith("====="):
-            current = {}
-            records.append(current)
-            continue
-        if current is None or not line.strip():
-            continue
-        key, _, value = line.partition(" ")
-        current[key] = value.strip()
-    return [r for r in records if r]
-
-
-def status_from_qacct(record: Mapping[str, str]) -> NativeStatus:
-    """An ended job's reason from its accounting record (``failed`` and ``exit_status``)."""
-    failed_text = record.get("failed", "0")
-    code_text, _, why = failed_text.partition(":")
-    try:
-        failed = int(code_text.strip() or 0)
-    except ValueError:
-        failed = -1
-    why = why.strip()
-    try:
-        exit_status = int(record.get("exit_status", "0").split()[0])
-    except (ValueError, IndexError):
-        exit_status = 0
-    if failed == 37 and "h_rt" in why:  # the qmaster enforced the limit, with SIGKILL
-        return NativeStatus(NativeState.ENDED, h_rt_reason())
-    if failed == 0:
-        return NativeStatus(NativeState.ENDED, f"exited with code {exit_status} on {GRID_ENGINE}")
-    if failed == 100 and exit_status > 128:  # ended by a signal: qdel, a limit enforced on the node, kill
-        name = _signal_name(exit_status - 128)
-        return NativeStatus(NativeState.ENDED, f"was killed by {name} on {GRID_ENGINE} (deleted, or over a limit)")
-    if record.get("start_time", "-/-") in ("-/-", ""):
-        return NativeStatus(NativeState.ENDED, f"could not be started by {GRID_ENGINE}: {why} (failed {failed})")
-    return NativeStatus(
-        NativeState.ENDED, f"failed on {GRID_ENGINE}: {why} (failed {failed}, exit status {exit_status})"
-    )
-
-
 def _write(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -318,21 +218,25 @@ class DrmaaExecutor(Executor):
         # The launcher's interpreter on the nodes, with any options: [scheduler] python, or our own.
         self.python = shlex.split(settings.python) or [sys.executable]
         self.environment = job_environment(os.environ, code_root())
-        self.queries = 0  # scheduler calls (library calls and commands) of the last poll: the benchmark reads it
-        self.calls: collections.Counter[str] = collections.Counter()  # every scheduler call since the start
+        # What the last poll asked: every call by kind (``wait`` is a local reap, the rest are requests to
+        # the system or processes run), and the number of those requests. The benchmark reads both.
+        self.last_poll: collections.Counter[str] = collections.Counter()
+        self.queries = 0
+        self.calls: collections.Counter[str] = collections.Counter()  # every call since the start
         self.system = GRID_ENGINE  # from the library's drmsInfo once the session is open
         self.drms = ""
         self._drmaa: Any = None  # the drmaa module, once loaded
         self._load_error = ""
         self._session: Any = None
+        self._listing_unusable = ""  # why the system's listing command cannot be used: polls ask per job
         self._failures = 0  # consecutive polls the system did not answer
         self._walltime: dict[str, float] = {}  # jobs this session submitted: their h_rt in seconds ...
-        self._job_dirs: dict[str, Path] = {}  # ... and their directories
-        self._started: set[str] = set()  # this session's jobs seen running: their end comes from wait()
-        self._foreign: set[str] = set()  # jobs of an earlier session, followed with qstat/qacct
-        self._vanished: dict[str, float] = {}  # foreign jobs in neither qstat nor qacct: since when
-        self._ended: dict[str, tuple[NativeStatus, float]] = {}  # reaped jobs: status, when last asked for
+        self._job_dirs: dict[str, Path] = {}  # ... and the job directories of all jobs, where known
+        self._foreign: set[str] = set()  # jobs this session does not know (an earlier session's)
+        self._missing: dict[str, float] = {}  # jobs gone from the listing with no news of their end: since when
+        self._ended: dict[str, tuple[NativeStatus, float]] = {}  # ended jobs: status, when last asked for
         self._cancelled: dict[str, float] = {}  # native id -> when a cancel was last sent
+        self._accounting_left = 0  # qacct lookups the current poll may still make
 
     # -- the session -------------------------------------------------------------------------------
 
@@ -412,7 +316,7 @@ class DrmaaExecutor(Executor):
                 return earlier
         resources = self._resources(spec)
         try:
-            native = native_specification(resources, self.system)
+            native = native_specification(resources, self.system, self.settings.parallel_environment)
         except ValueError as exc:
             raise SubmitError(str(exc), retry=False) from None
         try:
@@ -486,13 +390,13 @@ class DrmaaExecutor(Executor):
 
     def _find_by_name(self, name: str) -> str | None:
         done = self._command("qstat", ["qstat", "-xml", "-u", getpass.getuser()])
-        if done is not None and done.returncode == 0:
-            with contextlib.suppress(ET.ParseError):
+        if done.returncode == 0:
+            with contextlib.suppress(UnknownListing):
                 number = qstat_names(done.stdout).get(name)
                 if number:
                     return number
         done = self._command("qacct", ["qacct", "-j", name])
-        if done is not None and done.returncode == 0:
+        if done.returncode == 0:
             records = parse_qacct(done.stdout)
             if records:
                 return records[-1].get("jobnumber", "").strip() or None
@@ -501,76 +405,139 @@ class DrmaaExecutor(Executor):
     # -- following ---------------------------------------------------------------------------------
 
     def poll_many(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
+        """One listing command for all jobs; the jobs it no longer shows waiting or running are reaped."""
         started = time.perf_counter()
-        calls = self.calls.total()
+        before = self.calls.copy()
         session = self.session()
-        errors = self._drmaa.errors
-        statuses: dict[str, NativeStatus] = {}
-        foreign: list[str] = []
         now = time.monotonic()
+        self._accounting_left = ACCOUNTING_PER_POLL
+        statuses: dict[str, NativeStatus] = {}
+        asking = []
         for native_id in native_ids:
-            if native_id in self._ended:
+            if native_id in self._ended:  # reaped before; the dispatcher has not settled it yet
                 status, _asked = self._ended[native_id]
                 self._ended[native_id] = (status, now)
                 statuses[native_id] = status
-                continue
-            if native_id in self._foreign:
-                foreign.append(native_id)
-                continue
-            if native_id in self._started:  # its end is news from the session's events: no qmaster query
-                status = self._reap(session, native_id)
-                if status is not None:
-                    statuses[native_id] = status
-                continue
-            try:
-                self._count("jobStatus")
-                state = session.jobStatus(native_id)
-            except errors.InvalidJobException:
-                self._foreign.add(native_id)
-                foreign.append(native_id)
-                continue
-            except errors.DrmaaException as exc:
-                self._lost_contact()
-                self.queries = self.calls.total() - calls
-                raise SubmitError(f"{self.system} does not answer: {drmaa_message(exc)}") from None
-            status = self._status(session, native_id, state)
-            if status is not None:
-                statuses[native_id] = status
-        self._failures = 0
-        if foreign:
-            statuses.update(self._poll_foreign(foreign))
+            else:
+                asking.append(native_id)
+        try:
+            if asking:
+                listed = self._listing()
+                if listed is None:
+                    statuses.update(self._poll_each(session, asking, now))
+                else:
+                    statuses.update(self._from_listing(session, asking, listed, now))
+        finally:
+            self.last_poll = self.calls - before
+            self.queries = sum(n for kind, n in self.last_poll.items() if kind not in LOCAL_CALLS)
         self._forget(native_ids, now)
-        self.queries = self.calls.total() - calls
         log.debug(
-            "drmaa poll: %d jobs, %d calls (%d foreign) in %.1f ms",
+            "drmaa poll: %d jobs, %d queries (%s), %d reaps in %.1f ms",
             len(native_ids),
             self.queries,
-            len(foreign),
+            ", ".join(f"{kind} {n}" for kind, n in sorted(self.last_poll.items()) if kind not in LOCAL_CALLS),
+            self.last_poll["wait"],
             (time.perf_counter() - started) * 1000,
         )
         return statuses
 
-    def _status(self, session: Any, native_id: str, state: str) -> NativeStatus | None:
-        if state in WAITING_STATES:
-            return NativeStatus(NativeState.QUEUED)
-        if state in STARTED_STATES:
-            self._started.add(native_id)
-            return NativeStatus(NativeState.RUNNING)
-        if state not in ENDED_STATES:
-            return None  # undetermined: ask again next time
-        return self._reap(session, native_id)
+    def _listing(self) -> dict[str, Listed] | None:
+        """Every job the system lists (by job_key), from one command; None when that command cannot be
+        used on this site (polls then ask per job). SubmitError when the system does not answer."""
+        if self._listing_unusable:
+            return None
+        argv = listing_command(self.system, getpass.getuser())
+        done = self._command(argv[0], argv)
+        if done.returncode == NOT_INSTALLED:
+            return self._without_listing(f"{argv[0]} is not installed on this host")
+        if done.returncode != 0:
+            message = done.stderr.strip()[:500] or f"exit code {done.returncode}"
+            raise SubmitError(f"{self.system} does not answer: {' '.join(argv[:2])}: {message}")
+        try:
+            return parse_listing(self.system, done.stdout)
+        except UnknownListing as exc:
+            return self._without_listing(str(exc))
+
+    def _without_listing(self, why: str) -> None:
+        self._listing_unusable = why
+        log.warning("%s: %s; every poll now asks DRMAA for each job's status (jobStatus)", self.system, why)
+
+    def _from_listing(
+        self, session: Any, native_ids: Sequence[str], listed: Mapping[str, Listed], now: float
+    ) -> dict[str, NativeStatus]:
+        statuses = {}
+        for native_id in native_ids:
+            job = listed.get(job_key(native_id))
+            if job is not None:
+                self._note_job_dir(native_id, job)
+                if job.state is not NativeState.ENDED:
+                    self._missing.pop(native_id, None)
+                    statuses[native_id] = NativeStatus(job.state)
+                    continue
+            status = self._left(session, native_id, job, now)
+            if status is not None:
+                statuses[native_id] = status
+        return statuses
+
+    def _poll_each(self, session: Any, native_ids: Sequence[str], now: float) -> dict[str, NativeStatus]:
+        """Without a usable listing: DRMAA's own status call, once per job."""
+        errors = self._drmaa.errors
+        statuses = {}
+        for native_id in native_ids:
+            try:
+                self._count("jobStatus")
+                state = session.jobStatus(native_id)
+            except errors.InvalidJobException:  # the system no longer knows it (or only another session does)
+                state = "done"
+            except errors.DrmaaException as exc:
+                self._lost_contact()
+                raise SubmitError(f"{self.system} does not answer: {drmaa_message(exc)}") from None
+            if state in WAITING_STATES or state in STARTED_STATES:
+                self._missing.pop(native_id, None)
+                statuses[native_id] = NativeStatus(
+                    NativeState.QUEUED if state in WAITING_STATES else NativeState.RUNNING
+                )
+            elif state in ENDED_STATES:
+                status = self._left(session, native_id, None, now, listed_gone=False)
+                if status is not None:
+                    statuses[native_id] = status
+        self._failures = 0
+        return statuses
+
+    def _note_job_dir(self, native_id: str, job: Listed) -> None:
+        """Where a job of an earlier session runs, from the listing: its working directory, or its name."""
+        if native_id in self._job_dirs:
+            return
+        if job.workdir:
+            self._job_dirs[native_id] = Path(job.workdir)
+        elif job.name.startswith(JOB_NAME_PREFIX) and Path(job.name).name == job.name:
+            self._job_dirs[native_id] = self.jobs_dir / job.name.removeprefix(JOB_NAME_PREFIX)
+
+    def _left(
+        self, session: Any, native_id: str, listed: Listed | None, now: float, listed_gone: bool = True
+    ) -> NativeStatus | None:
+        """How a job the system no longer shows waiting or running ended; None while there is no news.
+        ``listed_gone``: a listing showed it gone. Without one (jobStatus only, which Grid Engine answers
+        "unknown" for any job of an earlier session, running or not) only a record ends it, never time."""
+        missing_for = now - self._missing.setdefault(native_id, now) if listed_gone else 0.0
+        if native_id not in self._foreign:
+            status = self._reap(session, native_id)
+            if status is not None:
+                return status
+            if native_id not in self._foreign and missing_for < VANISHED_GRACE:
+                return None  # its end has not reached the session yet
+        return self._end_unheard(native_id, listed, missing_for)
 
     def _reap(self, session: Any, native_id: str) -> NativeStatus | None:
-        """How the job ended, if it has: a non-blocking wait, answered from the finished jobs the
-        session has heard of (it reaps the job: the session forgets it, we keep the status)."""
+        """How the job ended, if the session has heard of its end: a non-blocking wait, answered from the
+        job ends the system sent the session (it reaps the job: the session forgets it, we keep the status)."""
         errors = self._drmaa.errors
         try:
             self._count("wait")
             info = session.wait(native_id, self._drmaa.Session.TIMEOUT_NO_WAIT)
-        except errors.ExitTimeoutException:  # not ended, or its end not heard of yet
-            return NativeStatus(NativeState.RUNNING) if native_id in self._started else None
-        except errors.InvalidJobException:  # the session does not know it (reopened): accounting does
-            self._started.discard(native_id)
+        except errors.ExitTimeoutException:  # its end has not reached the session yet
+            return None
+        except errors.InvalidJobException:  # not this session's job (a restart, or a reopened session)
             self._foreign.add(native_id)
             return None
         except Exception as exc:  # DRMAA errors, and the bare Exception the drmaa package raises for code 24
@@ -585,16 +552,41 @@ class DrmaaExecutor(Executor):
             reason = self._with_stderr(native_id, reason)
         return self._end(native_id, reason)
 
+    def _end_unheard(self, native_id: str, listed: Listed | None, missing_for: float) -> NativeStatus | None:
+        """The end of a job this session cannot reap (an earlier session's): its result file, which
+        decides the outcome anyway; else what the listing still says of it (Slurm's squeue shows
+        finished jobs for a while); else Grid Engine's accounting. None while none of them knows."""
+        job_dir = self._job_dirs.get(native_id)
+        if job_dir is not None and read_result(job_dir) is not None:
+            return self._end(native_id, f"ended on {self.system}")
+        if listed is not None:  # listed as ended
+            return self._end(native_id, listed.reason or f"ended on {self.system} without writing its result")
+        if self.system != GRID_ENGINE:
+            return self._end(native_id, f"is no longer known to {self.system}")
+        if self._accounting_left <= 0:
+            return None  # looked up in a later poll
+        record = self._accounting(native_id)
+        if record is not None:
+            return self._end(native_id, status_from_qacct(record).reason)
+        if native_id in self._cancelled:  # deleted here before it ran: it leaves no record
+            return self._end(native_id, deleted_reason(started=False))
+        if missing_for >= VANISHED_GRACE:
+            reason = f"left {GRID_ENGINE} without an accounting record (deleted before it started?)"
+            return self._end(native_id, reason)
+        return None
+
     def _end(self, native_id: str, reason: str) -> NativeStatus:
         """An ended job's status, kept: the session has forgotten the job once it was reaped, and the
         dispatcher may ask again (a settle that did not reach the job table)."""
         status = NativeStatus(NativeState.ENDED, reason)
         self._ended[native_id] = (status, time.monotonic())
+        self._missing.pop(native_id, None)
         return status
 
     def _not_started_reason(self, native_id: str) -> str:
-        """A job aborted before it ran: deleted while waiting, or unable to start (its accounting says)."""
-        if native_id in self._cancelled or self.system != GRID_ENGINE:
+        """A job aborted before it ran: deleted while waiting, or unable to start (its accounting says,
+        if this poll may still look it up)."""
+        if native_id in self._cancelled or self.system != GRID_ENGINE or self._accounting_left <= 0:
             return deleted_reason(self.system, started=False)
         record = self._accounting(native_id)
         if record is None:  # never ran: no accounting record
@@ -612,59 +604,32 @@ class DrmaaExecutor(Executor):
         last = [line for line in lines if line][-1:]
         return f"{reason}: {last[0][:300]}" if last else reason
 
-    def _poll_foreign(self, native_ids: list[str]) -> dict[str, NativeStatus]:
-        """Jobs this session does not know: one qstat for all, qacct for those no longer listed."""
-        if self.system != GRID_ENGINE:
-            return {n: self._end(n, f"is no longer known to {self.system}") for n in native_ids}
-        done = self._command("qstat", ["qstat", "-xml", "-u", getpass.getuser()])
-        if done is None or done.returncode != 0:
-            log.warning("qstat failed: %s", done.stderr.strip() if done else "not run")
-            return {}
-        try:
-            listed = parse_qstat_xml(done.stdout)
-        except ET.ParseError as exc:
-            log.warning("qstat -xml answered no XML: %s", exc)
-            return {}
-        statuses = {}
-        now = time.monotonic()
-        for native_id in native_ids:
-            if native_id in listed:
-                self._vanished.pop(native_id, None)
-                statuses[native_id] = status_from_qstat(listed[native_id])
-                continue
-            record = self._accounting(native_id)
-            if record is not None:
-                self._vanished.pop(native_id, None)
-                statuses[native_id] = self._end(native_id, status_from_qacct(record).reason)
-            elif native_id in self._cancelled:  # deleted here before it ran: it leaves no record
-                statuses[native_id] = self._end(native_id, deleted_reason(started=False))
-            elif now - self._vanished.setdefault(native_id, now) >= VANISHED_GRACE:
-                self._vanished.pop(native_id, None)
-                reason = f"left {GRID_ENGINE} without an accounting record (deleted before it started?)"
-                statuses[native_id] = self._end(native_id, reason)
-        return statuses
-
     def _accounting(self, native_id: str) -> dict[str, str] | None:
         """The job's accounting record, or None. Job numbers repeat after a qmaster crash: the newest
-        record of one of our jobs (named wps-...) is taken."""
+        record of one of our jobs (named wps-...) is taken. Counts against the poll's lookups."""
+        self._accounting_left -= 1
         done = self._command("qacct", ["qacct", "-j", native_id])
-        if done is None or done.returncode != 0:
+        if done.returncode != 0:
             return None
         records = [r for r in parse_qacct(done.stdout) if r.get("jobname", "").startswith(JOB_NAME_PREFIX)]
         return records[-1] if records else None
 
-    def _command(self, kind: str, argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+    def _command(self, kind: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run one of the system's commands and count it; a command that cannot run answers exit code
+        NOT_INSTALLED (not found) or -1 (timed out, not executable), with the reason as its stderr."""
         self._count(kind)
         try:
             return subprocess.run(
                 argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False, stdin=subprocess.DEVNULL
             )
+        except FileNotFoundError:
+            return subprocess.CompletedProcess(argv, NOT_INSTALLED, "", f"{argv[0]}: not found")
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("%s: %s", argv[0], exc)
-            return None
+            return subprocess.CompletedProcess(argv, -1, "", str(exc))
 
     def _forget(self, asked: Iterable[str], now: float) -> None:
-        """Drop what is kept about ended jobs the dispatcher has stopped asking for."""
+        """Drop what is kept about jobs the dispatcher has stopped asking for (ended ones after a while)."""
         asked = set(asked)
         for native_id, (_status, last) in list(self._ended.items()):
             if native_id not in asked and now - last > ENDED_KEPT:
@@ -672,12 +637,14 @@ class DrmaaExecutor(Executor):
                 for kept in (self._walltime, self._job_dirs, self._cancelled):
                     kept.pop(native_id, None)
                 self._foreign.discard(native_id)
-                self._started.discard(native_id)
+        for native_id in [n for n in self._missing if n not in asked]:
+            del self._missing[native_id]
 
     # -- the rest of the interface -----------------------------------------------------------------
 
     def cancel(self, native_id: str) -> None:
-        """Terminate through the session; jobs of an earlier session with qdel. Ended jobs are ignored."""
+        """Terminate through the session; jobs of an earlier session with the system's own command (qdel,
+        scancel). Ended jobs are ignored."""
         now = time.monotonic()
         if native_id in self._ended or now - self._cancelled.get(native_id, -CANCEL_REPEAT) < CANCEL_REPEAT:
             return
@@ -699,13 +666,15 @@ class DrmaaExecutor(Executor):
                 log.warning("cannot cancel %s job %s: %s", self.system, native_id, drmaa_message(exc))
                 self._cancelled.pop(native_id, None)
                 return
-        if self.system == GRID_ENGINE:
-            done = self._command("qdel", ["qdel", native_id])
-            if done is not None and done.returncode != 0 and "does not exist" not in done.stderr:
-                log.warning("qdel %s: %s", native_id, done.stderr.strip())
+        argv = cancel_command(self.system, native_id)
+        done = self._command(argv[0], argv)
+        if done.returncode != 0 and not re.search(r"does not exist|invalid job id|unknown job", done.stderr, re.I):
+            log.warning("%s %s: %s", argv[0], native_id, done.stderr.strip())
 
     def attach(self, native_id: str) -> None:
-        """A job submitted before a restart: polling finds it (through qstat if the session does not)."""
+        """A job submitted before a restart: this session cannot reap it, so the listing follows it and
+        its end comes from its result file or the system's records."""
+        self._foreign.add(native_id)
         log.info("following %s job %s submitted before the restart", self.system, native_id)
 
     def describe_queued(self, native_id: str) -> str:

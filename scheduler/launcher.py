@@ -8,6 +8,7 @@ file to settle a job whose process ended without reaching the table.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import signal
 import socket
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.logs import job_context
 from processes.context import ProcessError
 from processes.fetch import FetchLimits, InputError
 from processes.model import Process
@@ -148,6 +150,22 @@ def record_outcome(bind: lifecycle.Bind, job_id: str, outcome: Outcome, retentio
     return lifecycle.mark_failed(bind, job_id, outcome.message, expiry(retention), **extra)
 
 
+DISK_FULL = {
+    errno.ENOSPC: "the disk holding the job's files is full (no space left on device)",
+    errno.EDQUOT: "the disk quota of the job's files is used up (disk quota exceeded)",
+}
+
+
+def disk_full_reason(exc: BaseException) -> str | None:
+    """The readable reason when ``exc`` or an exception it was raised from is a full disk, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL:
+            return DISK_FULL[seen.errno]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def run_to_outcome(
     process: Process,
     request: dict[str, Any],
@@ -156,13 +174,28 @@ def run_to_outcome(
     reporter: ProgressReporter,
     seconds: float | None = None,
 ) -> Outcome:
-    """Run the process and turn whatever happens into an Outcome; never raises for the job's faults."""
+    """Run the process and turn whatever happens into an Outcome; never raises for the job's faults.
+
+    A failed job keeps no outputs: none is ever served, and on a full disk their space is what the
+    result file and the next jobs need.
+    """
+    with job_context(reporter.job_id):  # every record logged while it runs names the job
+        try:
+            outcome = _outcome(lambda: run_process(process, request, job_dir, limits, reporter), seconds, job_dir)
+        finally:
+            shutil.rmtree(job_dir / "work", ignore_errors=True)
+    if outcome.status != JobStatus.SUCCEEDED.value:
+        shutil.rmtree(job_dir / "outputs", ignore_errors=True)
+    return outcome
+
+
+def _outcome(run: Callable[[], list[dict[str, Any]]], seconds: float | None, job_dir: Path) -> Outcome:
     try:
         if seconds is None:
-            outputs = run_process(process, request, job_dir, limits, reporter)
+            outputs = run()
         else:
             with time_limit(seconds):
-                outputs = run_process(process, request, job_dir, limits, reporter)
+                outputs = run()
         return Outcome(JobStatus.SUCCEEDED.value, "succeeded", outputs)
     except InputError as exc:
         return Outcome(JobStatus.FAILED.value, f"input {exc.identifier}: {exc}", [], exc.identifier, exc.reason)
@@ -170,14 +203,12 @@ def run_to_outcome(
         return Outcome(JobStatus.FAILED.value, str(exc) or "the process failed")
     except TimeLimitExceeded as exc:
         return Outcome(JobStatus.FAILED.value, str(exc))
-    except OSError as exc:
+    except Exception as exc:  # the process's own bug, or its environment: report it, keep the traceback in the log
         log.warning("job in %s failed: %s", job_dir, traceback.format_exc())
-        return Outcome(JobStatus.FAILED.value, f"{type(exc).__name__}: {exc.strerror or exc}")
-    except Exception as exc:  # the process's own bug: report it, keep the traceback in the log
-        log.warning("job in %s failed: %s", job_dir, traceback.format_exc())
-        return Outcome(JobStatus.FAILED.value, f"the process raised {type(exc).__name__}: {exc}")
-    finally:
-        shutil.rmtree(job_dir / "work", ignore_errors=True)
+        reason = disk_full_reason(exc)
+        if reason is None and isinstance(exc, OSError):
+            reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+        return Outcome(JobStatus.FAILED.value, reason or f"the process raised {type(exc).__name__}: {exc}")
 
 
 def run_job_dir(job_dir: Path) -> int:

@@ -19,12 +19,13 @@ import os
 import re
 import shlex
 import signal
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from app.settings import SchedulerSettings
 from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.batch import BatchExecutor, SchedulerUnavailable, tail
+from scheduler.batch import SUBMITTED_FILE, BatchExecutor, SchedulerUnavailable, tail
 from scheduler.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ _PLAIN_REASONS = frozenset({"", "None", "NonZeroExitCode"})
 SQUEUE_FIELDS = ("JobID", "State", "Reason", "exit_code", "TimeLimit", "MinMemory", "WorkDir")
 SQUEUE_FORMAT = ",".join(f"{field}:|" for field in SQUEUE_FIELDS)
 SACCT_FIELDS = ("JobIDRaw", "State", "Reason", "ExitCode", "Timelimit", "ReqMem", "WorkDir")
+# Seconds a finished job may be missing from both squeue and sacct (its record on its way to slurmdbd)
+# before it ends as "no longer known to Slurm".
+ACCOUNTING_LAG = 60.0
 # More ids than this are not listed on squeue's command line: all our user's jobs are asked for.
 MAX_LISTED_IDS = 2000
 
@@ -176,16 +180,17 @@ def native_status(
     return NativeStatus(ENDED, template.format(**details))
 
 
-def parse_squeue(output: str) -> dict[str, NativeStatus]:
-    """squeue's lines in SQUEUE_FORMAT as {native id: status}."""
-    statuses = {}
+def squeue_rows(output: str) -> Iterator[tuple[str, ...]]:
+    """squeue's lines in SQUEUE_FORMAT, each as its fields (in SQUEUE_FIELDS' order, stripped)."""
     for line in output.splitlines():
         fields = line.removesuffix("|").split("|", len(SQUEUE_FIELDS) - 1)
-        if len(fields) != len(SQUEUE_FIELDS) or not fields[0].strip():
-            continue
-        native_id, state, reason, exit_code, limit, memory, workdir = (f.strip() for f in fields)
-        statuses[native_id] = native_status(native_id, state, reason, exit_code, limit, memory, workdir)
-    return statuses
+        if len(fields) == len(SQUEUE_FIELDS) and fields[0].strip():
+            yield tuple(f.strip() for f in fields)
+
+
+def parse_squeue(output: str) -> dict[str, NativeStatus]:
+    """squeue's lines in SQUEUE_FORMAT as {native id: status}."""
+    return {row[0]: native_status(*row) for row in squeue_rows(output)}
 
 
 def parse_sacct(output: str) -> dict[str, NativeStatus]:
@@ -198,6 +203,16 @@ def parse_sacct(output: str) -> dict[str, NativeStatus]:
         native_id, state, reason, exit_code, limit, memory, workdir = (f.strip() for f in fields)
         statuses[native_id] = native_status(native_id, state, reason, exit_code, limit, memory, workdir)
     return statuses
+
+
+def _in_directory(listing: str, job_dir: Path) -> str | None:
+    """The id on the last "id|workdir" line whose directory is ``job_dir`` (squeue's lines end in "|")."""
+    found = None
+    for line in listing.splitlines():
+        native_id, _, workdir = line.removesuffix("|").partition("|")
+        if workdir.strip() == str(job_dir) and native_id.strip():
+            found = native_id.strip()
+    return found
 
 
 def error_text(text: str) -> str:
@@ -268,14 +283,25 @@ class SlurmExecutor(BatchExecutor):
         raise SchedulerUnavailable(f"sbatch failed: {message}")
 
     def find_submitted(self, spec: JobSpec) -> str | None:
-        done = self.run(["squeue", "-h", "-t", "all", "-n", self.job_name(spec.job_id), "-O", "JobID:|,WorkDir:|"])
+        """squeue by the job's name and directory; then accounting, which still knows a job that ran
+        and left squeue (MinJobAge) while the dispatcher was away."""
+        name = self.job_name(spec.job_id)
+        done = self.run(["squeue", "-h", "-t", "all", "-n", name, "-O", "JobID:|,WorkDir:|"])
         if done.returncode != 0:
             raise SchedulerUnavailable(f"Slurm is unavailable: {error_text(done.stderr)}")
-        for line in done.stdout.splitlines():
-            native_id, _, workdir = line.removesuffix("|").partition("|")
-            if workdir.strip() == str(spec.job_dir):
-                return native_id.strip()
-        return None
+        found = _in_directory(done.stdout, spec.job_dir)
+        if found or self.accounting is False:
+            return found
+        try:  # the marker was written just before the earlier sbatch: that job started after it
+            since = (spec.job_dir / SUBMITTED_FILE).stat().st_mtime - 60
+        except OSError:
+            since = time.time() - 7 * 86400
+        start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
+        done = self.run(["sacct", "-n", "-P", "-X", "--name", name, "-S", start, "-o", "JobIDRaw,WorkDir"])
+        if done.returncode != 0:
+            log.info("sacct cannot look for %s: %s", name, error_text(done.stderr))
+            return None
+        return _in_directory(done.stdout, spec.job_dir)
 
     # -- following ----------------------------------------------------------------------------------
 
@@ -323,6 +349,9 @@ class SlurmExecutor(BatchExecutor):
         self.accounting = True
         wanted = set(native_ids)
         return {k: v for k, v in parse_sacct(done.stdout).items() if k in wanted}
+
+    def vanish_grace(self) -> float:
+        return ACCOUNTING_LAG if self.accounting else 0.0
 
     def cancel_command(self, native_id: str) -> list[str]:
         return ["scancel", native_id]

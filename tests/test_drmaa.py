@@ -24,7 +24,8 @@ from lxml import etree
 
 from scheduler import lifecycle
 from scheduler.db import make_engine
-from scheduler.drmaa_executor import parse_qacct, parse_qstat_xml
+from scheduler.drm_listing import parse_qstat_xml
+from scheduler.drmaa_endings import parse_qacct
 from tests.conftest import LiveServer, wait_for
 from tests.xsd import IN_CI, OWS11, ROOT, WPS10, WPS20, validate
 

@@ -1,11 +1,15 @@
 """The DRMAA executor's pure parts, without a DRMAA library or Grid Engine: the native specification
-each Resources becomes, and what captured ``qstat -xml`` and ``qacct -j`` outputs (Grid Engine 8.1.9)
-and DRMAA JobInfo records mean. The outputs below were captured on the test cluster
-(scripts/clusters.sh); only trailing blanks were removed, and the ``ru_*`` usage lines of most records.
+each Resources becomes, what captured ``qstat -xml`` and ``qacct -j`` outputs (Grid Engine 8.1.9),
+``squeue`` outputs (Slurm 22.05) and DRMAA JobInfo records mean; then the executor over a stand-in
+session and stand-in commands: how many queries a poll makes, and where each job's end comes from.
+The outputs below were captured on the test cluster (scripts/clusters.sh); only trailing blanks were
+removed, and the ``ru_*`` usage lines of most records. TORQUE's is written after its documented format
+(no TORQUE here).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import types
 from collections import namedtuple
@@ -13,24 +17,29 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import load_settings
+from app.settings import SettingsError, load_settings
 from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.drmaa_executor import (
+from scheduler.drm_listing import (
     GRID_ENGINE,
     PBS,
     SLURM,
-    DrmaaExecutor,
+    Listed,
+    UnknownListing,
     drm_family,
+    job_key,
+    listing_command,
+    parse_listing,
+    parse_qstat_xml,
+    qstat_names,
+    status_from_qstat,
+)
+from scheduler.drmaa_endings import parse_qacct, reason_from_job_info, status_from_qacct
+from scheduler.drmaa_executor import (
+    DrmaaExecutor,
     drmaa_message,
     job_environment,
     load_error_message,
     native_specification,
-    parse_qacct,
-    parse_qstat_xml,
-    qstat_names,
-    reason_from_job_info,
-    status_from_qacct,
-    status_from_qstat,
 )
 from scheduler.resources import Resources
 
@@ -303,6 +312,25 @@ def test_grid_engine_native_specification(resources, expected):
     assert native_specification(resources) == expected
 
 
+def test_parallel_environment_is_the_configured_one():
+    """[scheduler] parallel_environment names the PE whose slots a multi-core job asks for (sites call
+    it smp, make, threaded, shm...); a one-core job asks for none; a name that is not one word is
+    refused when the configuration is read, before any job."""
+    four = Resources(4, 2 * GiB, 60)
+    assert native_specification(four, GRID_ENGINE, "threaded") == "-l h_rt=0:01:00 -l h_vmem=512M -pe threaded 4"
+    assert native_specification(four) == native_specification(four, GRID_ENGINE, "smp")  # the default
+    assert "-pe" not in native_specification(Resources(1, GiB, 60), GRID_ENGINE, "threaded").split()
+    assert "threaded" not in native_specification(four, SLURM, "threaded")  # Slurm and PBS have no PEs
+    with pytest.raises(ValueError, match="parallel environment"):
+        native_specification(four, GRID_ENGINE, "-l h_rt=99:0:0")
+    settings = load_settings(environ={"HPC_WPS_SCHEDULER_PARALLEL_ENVIRONMENT": "mpi*"})
+    assert settings.scheduler.parallel_environment == "mpi*"  # Grid Engine takes wildcards here
+    assert load_settings(environ={}).scheduler.parallel_environment == "smp"
+    for bad in ("smp 4", "-pe", "a;b", ""):
+        with pytest.raises(SettingsError, match=r"\[scheduler\] parallel_environment"):
+            load_settings(environ={"HPC_WPS_SCHEDULER_PARALLEL_ENVIRONMENT": bad})
+
+
 def test_slurm_and_pbs_native_specification():
     resources = Resources(2, 3 * GiB, 3599, "short")
     assert native_specification(resources, SLURM) == (
@@ -338,7 +366,7 @@ def test_drm_family_from_drms_info():
 def test_qstat_xml_running_pending_and_held():
     states = parse_qstat_xml(QSTAT_XML)
     assert states == {"36": "r", "37": "r", "41": "qw", "38": "qw", "39": "qw", "40": "hqw"}
-    assert {n: status_from_qstat(s).state for n, s in states.items()} == {
+    assert {n: status_from_qstat(s) for n, s in states.items()} == {
         "36": NativeState.RUNNING,
         "37": NativeState.RUNNING,
         "41": NativeState.QUEUED,
@@ -352,9 +380,9 @@ def test_qstat_xml_running_pending_and_held():
 def test_qstat_xml_suspended_deleting_error_and_empty():
     states = parse_qstat_xml(QSTAT_XML_STATES)
     assert states == {"45": "s", "47": "dr", "46": "Eqw"}
-    assert status_from_qstat(states["45"]).state is NativeState.RUNNING  # suspended after it started
-    assert status_from_qstat(states["47"]).state is NativeState.RUNNING  # still ending
-    assert status_from_qstat(states["46"]).state is NativeState.QUEUED  # error state: waits for an admin
+    assert status_from_qstat(states["45"]) is NativeState.RUNNING  # suspended after it started
+    assert status_from_qstat(states["47"]) is NativeState.RUNNING  # still ending
+    assert status_from_qstat(states["46"]) is NativeState.QUEUED  # error state: waits for an admin
     assert parse_qstat_xml(QSTAT_XML_EMPTY) == {}
 
 
@@ -386,6 +414,75 @@ def test_qacct_repeated_job_number_and_padding():
     assert [r["jobnumber"] for r in records] == ["25", "25"]
     assert records[0]["failed"] == "37  : qmaster enforced h_rt, h_cpu, or h_vmem limit"
     assert status_from_qacct(records[-1]).reason == "exited with code 3 on Grid Engine"
+
+
+# -- the listing commands -----------------------------------------------------------------------------
+
+# squeue -h -t all -u root -O <SQUEUE_FORMAT> on Slurm 22.05: a failed job (exit 3), a held one, a running one.
+SQUEUE_LISTING = """\
+7|FAILED|NonZeroExitCode|768|365-00:00:00|0|/tmp|
+5|PENDING|JobHeldUser|0|UNLIMITED|0|/tmp|
+6|RUNNING|None|0|365-00:00:00|0|/srv/wps/jobs/3f2a|
+"""
+
+# TORQUE's qstat -x (one line in reality; attributes cut to those read and a few more), after its
+# documented format: a running job, a held one, a completed one.
+TORQUE_LISTING = (
+    '<?xml version="1.0"?>\n<Data>'
+    "<Job><Job_Id>665199.pbs.example.org</Job_Id><Job_Name>wps-3f2a</Job_Name><Job_Owner>wps@login1</Job_Owner>"
+    "<job_state>R</job_state><queue>batch</queue><init_work_dir>/srv/wps/jobs/3f2a</init_work_dir></Job>"
+    "<Job><Job_Id>665200.pbs.example.org</Job_Id><Job_Name>wps-77c1</Job_Name>"
+    "<job_state>H</job_state><queue>batch</queue></Job>"
+    "<Job><Job_Id>665198.pbs.example.org</Job_Id><Job_Name>wps-0b9e</Job_Name>"
+    "<job_state>C</job_state><queue>batch</queue><exit_status>0</exit_status></Job>"
+    "</Data>\n"
+)
+
+# PBS Professional's qstat -x: finished jobs too, as a table.
+PBS_PRO_LISTING = """\
+Job id            Name             User              Time Use S Queue
+----------------  ---------------- ----------------  -------- - -----
+1021.pbspro       wps-3f2a         wps               00:00:01 F workq
+"""
+
+
+def test_listing_commands():
+    assert listing_command(GRID_ENGINE, "wps") == ["qstat", "-xml", "-u", "wps"]
+    squeue = listing_command(SLURM, "wps")
+    assert squeue[:6] == ["squeue", "-h", "-t", "all", "-u", "wps"] and squeue[-2] == "-O"
+    assert listing_command(PBS, "wps") == ["qstat", "-x"]
+
+
+def test_grid_engine_listing():
+    listed = parse_listing(GRID_ENGINE, QSTAT_XML)
+    assert listed["36"] == Listed(NativeState.RUNNING, "", "run-qdel")
+    assert listed["40"] == Listed(NativeState.QUEUED, "", "held")
+    assert len(listed) == 6
+    assert parse_listing(GRID_ENGINE, QSTAT_XML_EMPTY) == {}
+    with pytest.raises(UnknownListing):
+        parse_listing(GRID_ENGINE, "error: commlib error: got select error (Connection refused)")
+
+
+def test_slurm_listing_keeps_finished_jobs_with_their_reason():
+    listed = parse_listing(SLURM, SQUEUE_LISTING)
+    assert listed == {
+        "7": Listed(NativeState.ENDED, "failed on Slurm with exit code 3", "", "/tmp"),
+        "5": Listed(NativeState.QUEUED, "", "", "/tmp"),
+        "6": Listed(NativeState.RUNNING, "", "", "/srv/wps/jobs/3f2a"),
+    }
+
+
+def test_torque_listing_and_pbs_professional_refused():
+    listed = parse_listing(PBS, TORQUE_LISTING)
+    assert listed == {
+        "665199": Listed(NativeState.RUNNING, "", "wps-3f2a", "/srv/wps/jobs/3f2a"),
+        "665200": Listed(NativeState.QUEUED, "", "wps-77c1"),
+        "665198": Listed(NativeState.ENDED, "", "wps-0b9e"),
+    }
+    assert job_key("665199.pbs") == "665199" and job_key("4711") == "4711"  # pbs-drmaa's id, Grid Engine's
+    assert parse_listing(PBS, "") == {}  # TORQUE prints nothing when there is no job
+    with pytest.raises(UnknownListing, match="PBS Professional"):
+        parse_listing(PBS, PBS_PRO_LISTING)
 
 
 # -- DRMAA JobInfo ------------------------------------------------------------------------------------
@@ -587,6 +684,14 @@ def test_submit_builds_the_template(executor, tmp_path):
     assert [c for c in executor.fake_session.calls if c[0] == "runJob"] == [("runJob", "wps-job-1")]
 
 
+def test_submit_asks_for_the_configured_parallel_environment(executor, tmp_path):
+    executor.settings = dataclasses.replace(executor.settings, parallel_environment="threaded")
+    executor.submit(spec(tmp_path))
+    assert executor.fake_session.templates[0].nativeSpecification == (
+        "-l h_rt=0:00:30 -l h_vmem=512M -pe threaded 2 -q all.q"
+    )
+
+
 def test_submit_errors(executor, tmp_path):
     with pytest.raises(SubmitError, match="cannot be passed") as refused:
         executor.submit(spec(tmp_path, Resources(1, GiB, 30, "a -b")))
@@ -607,14 +712,56 @@ def test_submit_errors(executor, tmp_path):
     assert not executor.fake_session.templates
 
 
-def test_poll_reaps_ended_jobs_once(executor):
+def qstat_xml(jobs: dict[str, tuple[str, str]]) -> str:
+    """A ``qstat -xml`` listing shaped as QSTAT_XML, of {job number: (state letters, job name)}."""
+    entries = "".join(
+        f"<job_list><JB_job_number>{number}</JB_job_number><JB_name>{name}</JB_name>"
+        f"<JB_owner>root</JB_owner><state>{letters}</state></job_list>"
+        for number, (letters, name) in jobs.items()
+    )
+    return f"<?xml version='1.0'?><job_info><queue_info>{entries}</queue_info><job_info></job_info></job_info>"
+
+
+def listing(executor, jobs: dict[str, tuple[str, str]]) -> None:
+    """What the stand-in ``qstat -xml -u USER`` answers from now on."""
+    executor.answers[" ".join(listing_command(GRID_ENGINE, getpass.getuser()))] = (0, qstat_xml(jobs), "")
+
+
+def test_a_poll_is_one_listing_whatever_the_number_of_jobs(executor):
+    """200 jobs waiting or running: one qstat, no library call. Jobs that leave the listing cost a
+    local reap each (no request to the qmaster), once in their life."""
+    ids = [str(n) for n in range(1000, 1200)]
+    executor.fake_session.states = dict.fromkeys(ids, "running")
+    listing(executor, {n: ("qw" if int(n) % 2 else "r", f"wps-{n}") for n in ids})
+    statuses = executor.poll_many(ids)
+    assert [s.state for s in statuses.values()].count(NativeState.QUEUED) == 100
+    assert [s.state for s in statuses.values()].count(NativeState.RUNNING) == 100
+    assert executor.last_poll == {"qstat": 1} and executor.queries == 1
+    assert executor.fake_session.calls == []
+    for count in (20, 2):  # fewer jobs in flight: still one query
+        listing(executor, {n: ("r", f"wps-{n}") for n in ids[:count]})
+        executor.poll_many(ids[:count])
+        assert executor.last_poll == {"qstat": 1}
+    # Three jobs end: each reaped once (wait), still one query; then remembered until settled.
+    for n in ids[:3]:
+        executor.fake_session.infos[n] = JobInfo(n, True, False, "", False, False, 0, RAN)
+    listing(executor, {n: ("r", f"wps-{n}") for n in ids[3:20]})
+    statuses = executor.poll_many(ids[:20])
+    assert all(statuses[n] == NativeStatus(NativeState.ENDED, "exited with code 0 on Grid Engine") for n in ids[:3])
+    assert executor.last_poll == {"qstat": 1, "wait": 3} and executor.queries == 1
+    executor.poll_many(ids[:20])
+    assert executor.last_poll == {"qstat": 1}
+
+
+def test_jobs_leaving_the_listing_are_reaped_once(executor):
     session = executor.fake_session
-    session.states = {"1": "queued_active", "2": "running", "3": "done", "4": "user_on_hold", "5": "failed"}
+    session.states = dict.fromkeys("12345", "running")
     session.infos = {
         "3": JobInfo("3", True, False, "", False, False, 0, RAN),
         "5": Exception("code 24: no usage information was returned for the completed job"),
     }
     executor._cancelled["5"] = 0.0  # dismissed while it waited
+    listing(executor, {"1": ("qw", "wps-a"), "2": ("r", "wps-b"), "4": ("hqw", "wps-c")})
     statuses = executor.poll_many(["1", "2", "3", "4", "5"])
     assert statuses == {
         "1": NativeStatus(NativeState.QUEUED),
@@ -623,37 +770,129 @@ def test_poll_reaps_ended_jobs_once(executor):
         "4": NativeStatus(NativeState.QUEUED),
         "5": NativeStatus(NativeState.ENDED, "was deleted on Grid Engine (qdel) before it started"),
     }
-    assert executor.queries == 7  # five jobStatus, two wait: one library call per job, none spawns a process
+    assert session.calls == [("wait", "3"), ("wait", "5")] and executor.queries == 1
     session.calls.clear()
     again = executor.poll_many(["3", "5"])  # the settle did not happen yet: same answer, from memory
     assert again == {k: statuses[k] for k in ("3", "5")} and session.calls == [] and executor.queries == 0
-    # A job seen running is asked with a non-blocking wait (the session's own event list, no qmaster
-    # query): still running, then ended with a signal.
-    assert executor.poll_many(["2"]) == {"2": NativeStatus(NativeState.RUNNING)}
+    # Gone from the listing, but the session has not heard of its end yet: no news, not an end.
+    listing(executor, {})
+    assert executor.poll_many(["2"]) == {}
     session.infos["2"] = JobInfo("2", False, True, "SIGKILL", False, False, 0, RAN)
     assert executor.poll_many(["2"]) == {"2": NativeStatus(NativeState.ENDED, "was killed by SIGKILL on Grid Engine")}
-    assert session.calls == [("wait", "2"), ("wait", "2")]
 
 
-def test_jobs_of_an_earlier_session_are_followed_with_qstat_and_qacct(executor, monkeypatch):
-    user = getpass.getuser()
-    executor.answers[f"qstat -xml -u {user}"] = (0, QSTAT_XML_STATES, "")
+def test_an_end_the_session_never_hears_of_comes_from_the_result_file(executor, tmp_path, monkeypatch):
+    executor.fake_session.states = {"8": "running"}
+    listing(executor, {"8": ("r", "wps-job-8")})
+    executor.poll_many(["8"])  # its name says where its job directory is
+    listing(executor, {})
+    assert executor.poll_many(["8"]) == {}
+    (tmp_path / "job-8").mkdir()
+    (tmp_path / "job-8" / "result.json").write_text('{"status": "succeeded", "outputs": {}, "message": ""}')
+    monkeypatch.setattr("scheduler.drmaa_executor.VANISHED_GRACE", 0.0)
+    assert executor.poll_many(["8"]) == {"8": NativeStatus(NativeState.ENDED, "ended on Grid Engine")}
+    assert executor.last_poll == {"qstat": 1, "wait": 1}  # no accounting lookup: the result decides
+
+
+def test_jobs_of_an_earlier_session_are_followed_with_the_listing_and_accounting(executor, tmp_path, monkeypatch):
     executor.answers["qacct -j 25"] = (0, qacct_record("25").replace("jobname      probe", "jobname      wps-x"), "")
-    for native_id in ("45", "46", "25", "99"):
+    for native_id in ("45", "46", "48", "25", "99"):
         executor.attach(native_id)
-    statuses = executor.poll_many(["45", "46", "25", "99"])
-    assert statuses == {
+    listing(executor, {"45": ("s", "wps-a"), "46": ("Eqw", "wps-b"), "48": ("r", "wps-done")})
+    assert executor.poll_many(["45", "46", "48", "25", "99"]) == {
         "45": NativeStatus(NativeState.RUNNING),
         "46": NativeStatus(NativeState.QUEUED),
+        "48": NativeStatus(NativeState.RUNNING),
         "25": NativeStatus(NativeState.ENDED, "exceeded its wall-clock limit (h_rt) on Grid Engine"),
-    }  # 99: in neither qstat nor qacct yet: no news until the grace period is over
-    assert executor.queries == 4 + 1 + 2  # each id asked once, one qstat for all, qacct for the two not listed
-    executor.fake_session.calls.clear()
+    }  # 99: in neither the listing nor the accounting yet: no news until the grace period is over
+    assert executor.last_poll == {"qstat": 1, "qacct": 2}  # one listing; accounting for the two gone
+    assert executor.fake_session.calls == []  # an earlier session's jobs: never asked of this session
+    # 48 ends with its result file (its name gave its directory): no accounting lookup for it.
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "result.json").write_text('{"status": "failed", "outputs": {}, "message": "boom"}')
+    listing(executor, {"45": ("s", "wps-a"), "46": ("Eqw", "wps-b")})
     monkeypatch.setattr("scheduler.drmaa_executor.VANISHED_GRACE", 0.0)
-    statuses = executor.poll_many(["45", "46", "25", "99"])
+    statuses = executor.poll_many(["45", "46", "48", "99"])
+    assert statuses["48"] == NativeStatus(NativeState.ENDED, "ended on Grid Engine")
     assert statuses["99"].reason == "left Grid Engine without an accounting record (deleted before it started?)"
-    assert executor.fake_session.calls == []  # known to be foreign: no more jobStatus calls for them
-    assert executor.queries == 1 + 1  # one qstat, one qacct (for 99; 25 is remembered)
+    assert executor.last_poll == {"qstat": 1, "qacct": 1}  # for 99 only
+
+
+def test_accounting_lookups_per_poll_are_bounded(executor):
+    """Many jobs of an earlier session gone at once, none with a result file (the service was down while
+    they were killed): at most ACCOUNTING_PER_POLL qacct per poll, the others in the next polls."""
+    ids = [str(n) for n in range(500, 510)]
+    for native_id in ids:
+        executor.attach(native_id)
+        record = qacct_record("29").replace("jobnumber    29", f"jobnumber    {native_id}")
+        executor.answers[f"qacct -j {native_id}"] = (0, record.replace("jobname      probe", "jobname      wps-y"), "")
+    listing(executor, {})
+    ended: dict[str, NativeStatus] = {}
+    polls = []
+    while len(ended) < len(ids):
+        ended.update(executor.poll_many([n for n in ids if n not in ended]))
+        polls.append(dict(executor.last_poll))
+    assert polls == [{"qstat": 1, "qacct": 4}, {"qstat": 1, "qacct": 4}, {"qstat": 1, "qacct": 2}]
+    assert {s.reason for s in ended.values()} == {"was killed by SIGTERM on Grid Engine (deleted, or over a limit)"}
+
+
+def test_without_a_usable_listing_each_job_is_asked(executor, caplog):
+    """A site whose listing command is missing (or is another product's: PBS Professional's qstat -x)
+    falls back to DRMAA's jobStatus per job, says so once, and does not run the command again."""
+    session = executor.fake_session
+    session.states = {"1": "queued_active", "2": "running", "3": "done"}
+    session.infos = {"3": JobInfo("3", True, False, "", False, False, 2, RAN)}
+    executor.answers[" ".join(listing_command(GRID_ENGINE, getpass.getuser()))] = (127, "", "qstat: not found")
+    statuses = executor.poll_many(["1", "2", "3"])
+    assert statuses == {
+        "1": NativeStatus(NativeState.QUEUED),
+        "2": NativeStatus(NativeState.RUNNING),
+        "3": NativeStatus(NativeState.ENDED, "exited with code 2 on Grid Engine"),
+    }
+    assert executor.last_poll == {"qstat": 1, "jobStatus": 3, "wait": 1}
+    assert "qstat is not installed on this host" in caplog.text
+    executor.poll_many(["1", "2"])
+    assert executor.last_poll == {"jobStatus": 2}
+    # A job of an earlier session: Grid Engine's jobStatus knows none, running or not. Without a listing
+    # only a record ends it (here, none yet), never the time it has been unknown.
+    executor.attach("4")
+    executor._missing["4"] = 0.0  # unknown for ages
+    assert executor.poll_many(["4"]) == {}
+    assert executor.last_poll == {"jobStatus": 1, "qacct": 1}
+    pbs = executor.__class__(executor.settings, executor.jobs_dir)
+    pbs._drmaa, pbs._session, pbs.system = executor._drmaa, session, PBS
+    pbs._command = lambda kind, argv: types.SimpleNamespace(returncode=0, stdout=PBS_PRO_LISTING, stderr="")
+    assert pbs.poll_many(["1"]) == {"1": NativeStatus(NativeState.QUEUED)}
+    assert "PBS Professional" in pbs._listing_unusable
+
+
+def test_a_listing_that_fails_is_a_failed_poll(executor):
+    executor.answers[" ".join(listing_command(GRID_ENGINE, getpass.getuser()))] = (
+        1,
+        "",
+        "error: unable to contact qmaster using port 6444 on host localhost",
+    )
+    with pytest.raises(SubmitError, match="Grid Engine does not answer: qstat -xml: error: unable to contact"):
+        executor.poll_many(["1"])
+    assert executor.fake_session.calls == []
+
+
+def test_slurm_drmaa_site_lists_with_squeue(executor):
+    """slurm-drmaa: one squeue for all jobs; one of an earlier session that squeue still shows as ended
+    takes Slurm's reason; cancelling it is scancel."""
+    executor.system = SLURM
+    executor.answers[" ".join(listing_command(SLURM, getpass.getuser()))] = (0, SQUEUE_LISTING, "")
+    executor.attach("7")
+    executor.fake_session.states = {"5": "queued_active", "6": "running"}
+    assert executor.poll_many(["5", "6", "7"]) == {
+        "5": NativeStatus(NativeState.QUEUED),
+        "6": NativeStatus(NativeState.RUNNING),
+        "7": NativeStatus(NativeState.ENDED, "failed on Slurm with exit code 3"),
+    }
+    assert executor.last_poll == {"squeue": 1}
+    executor.attach("5")
+    executor.cancel("5")
+    assert executor.commands[-1] == ["scancel", "5"]
 
 
 def test_cancel_terminates_once_and_uses_qdel_for_earlier_sessions(executor):
@@ -678,4 +917,5 @@ def test_no_session_answer_before_runjob_leaves_no_marker(executor, tmp_path, mo
 def test_a_failed_reap_is_no_news_not_a_crash(executor):
     executor.fake_session.states = {"9": "failed"}
     executor.fake_session.infos = {"9": Exception("code 1: an internal error")}
+    listing(executor, {})
     assert executor.poll_many(["9"]) == {}

@@ -5,8 +5,10 @@ what Slurm itself says with squeue and scancel.
 One server serves the module. Its job directories lie under a path with spaces, quotes, ``#``,
 ``%j`` and ``$``, so every job also proves the submit script's quoting. Slurm's commands reach it
 through logging wrappers first on its PATH (``Tools``), which can also play an unreachable
-controller. The over-walltime job is submitted first and checked last: Slurm ends it about 80 s
-after it starts, and the other tests run meanwhile on the node's second CPU.
+controller. The over-walltime job is submitted first and checked late: Slurm ends it about 80 s
+after it starts, and the other tests run meanwhile on the node's second CPU. The cluster keeps
+accounting in slurmdbd and finished jobs leave squeue after MinJobAge (10 s): what Slurm says of a
+finished job is read from squeue while it lists it, from sacct after.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from lxml import etree
 
 from app.settings import load_settings
 from scheduler import lifecycle
-from scheduler.base import JobSpec, NativeState
+from scheduler.base import JobSpec, NativeState, NativeStatus
 from scheduler.db import make_engine
 from scheduler.resources import Resources
 from scheduler.slurm import SlurmExecutor
 from tests.conftest import LiveServer, wait_for
-from tests.xsd import OWS11, OWS20, WPS10, WPS20, validate
+from tests.xsd import IN_CI, OWS11, OWS20, WPS10, WPS20, validate
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm")]
 
@@ -64,9 +66,30 @@ PROCESS = Process(
 '''
 
 
+CRASH_MODULE = '''"""A process that ends its interpreter with exit code 3 after a few seconds: no result file."""
+import os
+import time
+
+from processes.model import LiteralInput, Process
+
+
+def crash(job):
+    time.sleep(job.value("delay"))
+    os._exit(3)
+
+
+PROCESS = Process(
+    identifier="crash",
+    title="Exit 3",
+    handler=crash,
+    inputs=(LiteralInput("delay", "Seconds before the exit", data_type="double"),),
+)
+'''
+
+
 class Tools:
-    """Wrappers for Slurm's commands, first on the server's PATH: each call is logged, and all of them
-    answer as an unreachable controller does while the file ``down`` exists."""
+    """Wrappers for Slurm's commands, first on the server's PATH: each call is logged with its
+    arguments, and all of them answer as an unreachable controller does while the file ``down`` exists."""
 
     NAMES = ("sbatch", "squeue", "scancel", "sacct")
 
@@ -82,7 +105,7 @@ class Tools:
             failed = "Batch job submission failed: " if name == "sbatch" else ""
             wrapper.write_text(
                 "#!/bin/sh\n"
-                f"echo {name} >> {shlex.quote(str(self.log))}\n"
+                f'echo {name} "$*" >> {shlex.quote(str(self.log))}\n'
                 f"if [ -e {shlex.quote(str(self.down))} ]; then\n"
                 f'    echo "{name}: error: {failed}Unable to contact slurm controller (connect failure)" >&2\n'
                 "    exit 1\n"
@@ -91,6 +114,10 @@ class Tools:
                 encoding="utf-8",
             )
             wrapper.chmod(0o755)
+
+    def calls(self) -> list[list[str]]:
+        """Every command the server ran so far, as words."""
+        return [line.split() for line in self.log.read_text(encoding="utf-8").splitlines()]
 
 
 class Service:
@@ -102,12 +129,13 @@ class Service:
         self.modules.mkdir()
         (self.modules / "slurm_test_held.py").write_text(HELD_MODULE, encoding="utf-8")
         (self.modules / "slurm_test_vanishing.py").write_text(VANISHING_MODULE, encoding="utf-8")
+        (self.modules / "slurm_test_crash.py").write_text(CRASH_MODULE, encoding="utf-8")
         self.jobs_dir = base / NASTY
         self.server = LiveServer(
             base / "server",
             extra_config=(
                 "[processing]\nmode = scheduler\n"
-                "processes = slurm_test_held:PROCESS, slurm_test_vanishing:PROCESS\n"
+                "processes = slurm_test_held:PROCESS, slurm_test_vanishing:PROCESS, slurm_test_crash:PROCESS\n"
                 "[scheduler]\nsystem = slurm\npoll_interval = 0.5\nwalltime = 120\nretry_max = 2\n"
                 f"workdir = {self.jobs_dir}\n"
             ),
@@ -168,6 +196,19 @@ def walltime_job(service: Service) -> tuple[str, float]:
     return execute10(service, "sleep", "delay=300;resources.walltime=60"), time.monotonic()
 
 
+@pytest.fixture(scope="module")
+def accounting() -> None:
+    """sacct answering from slurmdbd, as scripts/clusters.sh sets it up: a skip without, a failure in CI."""
+    done = subprocess.run(
+        ["sacct", "-n", "-X", "-j", "1", "-o", "JobIDRaw"], capture_output=True, text=True, timeout=30
+    )
+    if done.returncode != 0:
+        message = f"Slurm accounting does not answer ({done.stderr.strip()}); start it with scripts/clusters.sh start"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture
 def diagnose(service: Service) -> Iterator[None]:
     """On a failure, show the server's log (dispatcher included)."""
@@ -185,10 +226,35 @@ def squeue(*args: str) -> str:
 
 
 def slurm_view(native_id: str) -> dict[str, str]:
-    """What squeue says of one job (finished jobs included, for MinJobAge)."""
+    """What squeue says of one job (finished jobs included, for MinJobAge); once it has left squeue,
+    what sacct says (the same fields but Comment, TimeLimit as sacct prints it)."""
     fields = ("JobID", "Name", "State", "Reason", "TimeLimit", "Partition", "Comment", "WorkDir")
     line = squeue("-t", "all", "-j", native_id, "-O", ",".join(f"{f}:|" for f in fields)).strip()
-    return dict(zip(fields, line.removesuffix("|").split("|", len(fields) - 1), strict=False)) if line else {}
+    if line:
+        return dict(zip(fields, line.removesuffix("|").split("|", len(fields) - 1), strict=False))
+    return sacct_view(native_id)
+
+
+SACCT_VIEW = {"JobID": "JobIDRaw", "Name": "JobName", "State": "State", "Reason": "Reason"}
+SACCT_VIEW |= {"TimeLimit": "Timelimit", "Partition": "Partition", "WorkDir": "WorkDir"}
+
+
+def sacct_view(native_id: str) -> dict[str, str]:
+    """What Slurm's accounting says of one job: squeue's field names, sacct's values ("CANCELLED by 0"
+    is "CANCELLED")."""
+    done = subprocess.run(
+        ["sacct", "-n", "-P", "-X", "-j", native_id, "-o", ",".join(SACCT_VIEW.values())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    line = done.stdout.strip()
+    if done.returncode != 0 or not line:
+        return {}
+    view = dict(zip(SACCT_VIEW, line.split("|", len(SACCT_VIEW) - 1), strict=False))
+    view["State"] = view["State"].split()[0]
+    return view
 
 
 def slurm_state(native_id: str) -> str:
@@ -489,7 +555,15 @@ def test_restart_reattaches_a_job_running_on_slurm(service, diagnose):
     wait10(service, job_id, "ProcessSucceeded", timeout=JOB)
     wait_for(lambda: not service.row(job_id)["native_active"], JOB, POLL)
     # It ran exactly once: one Slurm job of that name, one set of Slurm log files.
-    assert squeue("-t", "all", "-n", f"hpc-wps-{job_id[:8]}", "-o", "%i").split() == [native_id]
+    name = f"hpc-wps-{job_id[:8]}"
+    runs = subprocess.run(
+        ["sacct", "-n", "-P", "-X", "--name", name, "-S", "now-1hours", "-o", "JobIDRaw"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert runs.stdout.split() == [native_id]
     assert [p.name for p in (service.jobs_dir / job_id).glob("slurm-*.out")] == [f"slurm-{native_id}.out"]
 
 
@@ -500,3 +574,41 @@ def test_job_over_its_walltime_fails_with_the_time_limit(service, walltime_job, 
     failed = wait10(service, job_id, "ProcessFailed", timeout=max(1.0, 150 - (time.monotonic() - submitted)))
     assert failure_text(failed) == "the job's process exceeded its time limit of 0:01:00 on Slurm"
     assert slurm_state(native_id) == "TIMEOUT"
+
+
+def test_accounting_tells_the_same_end_as_squeue(service, walltime_job, accounting):
+    """The over-walltime job, as the executor reads it from sacct (one call): the same reason as from
+    squeue, once slurmdbd has its record."""
+    native_id = service.row(walltime_job[0])["native_id"]
+    executor = SlurmExecutor(load_settings(environ={}).scheduler, service.jobs_dir)
+    status = wait_for(lambda: executor.query_finished([native_id]).get(native_id), 30, POLL)
+    assert status == NativeStatus(NativeState.ENDED, "exceeded its time limit of 0:01:00 on Slurm")
+    assert sacct_view(native_id)["State"] == "TIMEOUT"
+
+
+def test_jobs_that_end_while_the_service_is_down_get_their_end_from_sacct(service, accounting, diagnose):
+    """The service is down while its jobs end and leave squeue (MinJobAge): the restarted dispatcher
+    learns each end from sacct, for all of them in one call: COMPLETED (its result file decides),
+    FAILED with its exit code, CANCELLED. (Last in the module: the node is free for a two-core job.)"""
+    blocker = execute10(service, "sleep", "delay=300;resources.cores=2")  # keeps the others pending
+    wait_launched(service, blocker)
+    completed = execute10(service, "sleep", "delay=1")
+    crashed = execute10(service, "crash", "delay=1")
+    ids = {job_id: service.native_id(job_id) for job_id in (blocker, completed, crashed)}
+    for job_id in (completed, crashed):
+        assert slurm_state(ids[job_id]) == "PENDING"
+    service.server.stop()
+    subprocess.run(["scancel", ids[blocker]], check=True, timeout=30)
+    listed = ["-t", "all", "-j", ",".join(ids.values()), "-o", "%i"]
+    wait_for(lambda: not squeue(*listed).split(), 120, 1.0)  # ended, and gone from squeue
+    assert [sacct_view(n)["State"] for n in ids.values()] == ["CANCELLED", "COMPLETED", "FAILED"]
+    before = len(service.tools.calls())
+    service.start()
+    wait10(service, completed, "ProcessSucceeded")
+    failed = wait10(service, crashed, "ProcessFailed")
+    assert failure_text(failed).startswith("the job's process failed on Slurm with exit code 3")
+    failed = wait10(service, blocker, "ProcessFailed")
+    assert failure_text(failed) == "the job's process was cancelled on Slurm (scancel)"
+    sacct_calls = [c for c in service.tools.calls()[before:] if c[0] == "sacct" and "-j" in c]
+    asked = [set(c[c.index("-j") + 1].split(",")) & set(ids.values()) for c in sacct_calls]
+    assert [a for a in asked if a] == [set(ids.values())]  # one sacct for the three, never one per job

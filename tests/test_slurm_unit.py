@@ -379,9 +379,25 @@ def test_submission_goes_ahead_when_the_earlier_one_never_arrived(tmp_path, monk
     job = spec(tmp_path / JOB_ID)
     (job.job_dir / "batch.submitted").write_text("")
     fake.answer("squeue", (0, "", ""))
+    fake.answer("sacct", (0, "", ""))
     fake.answer("sbatch", (0, "14\n", ""))
     assert executor(tmp_path).submit(job) == "14"
-    assert fake.names() == ["squeue", "sbatch"]
+    assert fake.names() == ["squeue", "sacct", "sbatch"]
+
+
+def test_a_job_that_ran_and_left_squeue_is_found_in_accounting(tmp_path, monkeypatch):
+    """The earlier sbatch's answer was lost, and the job has run and left squeue (MinJobAge) before the
+    retry: accounting still knows it by name and directory, so it is not submitted a second time."""
+    fake = FakeSlurm(monkeypatch)
+    job = spec(tmp_path / JOB_ID)
+    (job.job_dir / "batch.submitted").write_text("")
+    fake.answer("squeue", (0, "", ""))
+    fake.answer("sacct", (0, f"40|/elsewhere\n41|{job.job_dir}\n", ""))
+    assert executor(tmp_path).submit(job) == "41"
+    assert fake.names() == ["squeue", "sacct"]
+    sacct = fake.calls[1]
+    assert sacct[sacct.index("--name") + 1] == f"hpc-wps-{JOB_ID[:8]}" and "-S" in sacct
+    assert (job.job_dir / "batch.submitted").read_text() == "41"
 
 
 def test_a_refused_or_unreachable_submission_leaves_no_marker(tmp_path, monkeypatch):
@@ -419,14 +435,17 @@ def test_finished_jobs_from_accounting(tmp_path, monkeypatch):
     fake = FakeSlurm(monkeypatch)
     fake.answer("squeue", (0, "31|RUNNING|None|0|1:30|1G|/w|\n", ""))
     fake.answer("sacct", (0, "61|CANCELLED by 0|None|0:15|00:01:00|1G|/tmp/w\n", ""))
-    statuses = executor(tmp_path).poll_many(["31", "61", "62"])
+    slurm = executor(tmp_path)
+    statuses = slurm.poll_many(["31", "61", "62"])
     assert statuses == {
         "31": NativeStatus(RUNNING),
         "61": NativeStatus(ENDED, "was cancelled on Slurm (scancel)"),
-        "62": NativeStatus(ENDED, "is no longer known to Slurm"),
-    }
+    }  # 62 is in neither: its record may still be on its way to the database
     sacct = fake.calls[1]
     assert sacct[:5] == ["sacct", "-n", "-P", "-X", "-j"] and sacct[5] == "61,62"
+    monkeypatch.setattr("scheduler.slurm.ACCOUNTING_LAG", 0.0)
+    assert slurm.poll_many(["31", "62"])["62"] == NativeStatus(ENDED, "is no longer known to Slurm")
+    assert fake.names() == ["squeue", "sacct", "squeue", "sacct"]  # one of each per poll, for all jobs
 
 
 def test_unknown_ids_only(tmp_path, monkeypatch):
