@@ -1,4 +1,4 @@
-"""The ``hpc-wps`` command: serve, dispatcher, db upgrade, config.
+"""The ``hpc-wps`` command: serve, dispatcher, db upgrade, config, jobs.
 
 ``serve`` is a small supervisor: it migrates the job table, then runs gunicorn and the dispatcher as
 two child processes, restarts the dispatcher if it dies, and stops both on SIGTERM or Ctrl-C.
@@ -9,18 +9,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 
+from app.jobs_cli import add_jobs_parser
 from app.settings import ENV_CONFIG, Settings, SettingsError, load_settings, reference
 
 log = logging.getLogger("hpc_wps")
 
 DISPATCHER_RESTART_DELAY = 1.0
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -71,7 +75,7 @@ def _preload_for_drmaa(settings: Settings) -> None:
 
 
 def cmd_dispatcher(args: argparse.Namespace) -> int:
-    from app.factory import configure_logging
+    from app.logs import configure_logging
     from processes.container.config import configured
     from processes.registry import build_registry
     from scheduler.db import make_engine
@@ -79,7 +83,7 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _preload_for_drmaa(settings)
-    configure_logging(settings)
+    configure_logging(settings.logging)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -94,13 +98,20 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
 
 
 def cmd_run_job(args: argparse.Namespace) -> int:
-    """On a compute node: no configuration needed, the job directory carries everything."""
+    """On a compute node: no configuration needed, the job directory carries everything.
+
+    Logs go to standard error (the batch job's error file) as text, each record tagged with the job
+    id, which is the directory's name."""
     from pathlib import Path
 
+    from app.logs import configure_logging, job_context
+    from app.settings import LoggingSettings
     from scheduler.launcher import run_job_dir
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_job_dir(Path(args.job_dir).resolve())
+    configure_logging(LoggingSettings())
+    job_dir = Path(args.job_dir).resolve()
+    with job_context(job_dir.name):
+        return run_job_dir(job_dir)
 
 
 def _gunicorn_command(settings: Settings) -> list[str]:
@@ -126,11 +137,27 @@ def _gunicorn_command(settings: Settings) -> list[str]:
     ]
 
 
+def _metrics_dir() -> tuple[str, bool]:
+    """The directory where every process of ``serve`` keeps its metrics, emptied: PROMETHEUS_MULTIPROC_DIR
+    if set, else a new temporary one. Returns it and whether it is ours to remove at the end."""
+    chosen = os.environ.get(METRICS_DIR_ENV)
+    if not chosen:
+        return tempfile.mkdtemp(prefix="hpc-wps-metrics-"), True
+    os.makedirs(chosen, exist_ok=True)
+    for name in os.listdir(chosen):
+        if name.endswith(".db"):  # counts of a previous run: their processes are gone
+            os.unlink(os.path.join(chosen, name))
+    return chosen, False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from migrations import upgrade
 
     settings = _settings(args)
     upgrade(settings.database_url)
+    # Web workers and the dispatcher inherit it, so /metrics adds up the counts of all of them.
+    metrics_dir, own_metrics_dir = _metrics_dir()
+    os.environ[METRICS_DIR_ENV] = metrics_dir
     stopping = threading.Event()
 
     def stop(*_: object) -> None:
@@ -161,6 +188,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             child.wait(timeout=40)
         except subprocess.TimeoutExpired:
             child.kill()
+    if own_metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return code
 
 
@@ -185,6 +214,7 @@ def parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="check the configuration, or print the reference")
     config.add_argument("action", choices=["check", "reference"], nargs="?", default="check")
     config.set_defaults(func=cmd_config)
+    add_jobs_parser(commands, _settings)
     return top
 
 

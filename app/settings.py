@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import functools
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -35,6 +37,22 @@ def parse_size(text: str) -> int:
         raise ValueError(f"{text!r} is not a size such as 10MB")
     number, unit = float(match.group(1)), match.group(2).lower()
     return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+def parse_percent(text: str) -> float:
+    """A share of something in percent, from ``90%`` or ``90``; 0 means the limit is off."""
+    number = float(text.strip().removesuffix("%"))
+    if not 0 <= number <= 100:
+        raise ValueError(f"{text!r} is not a percentage between 0 and 100")
+    return number
+
+
+def parse_name(text: str) -> str:
+    """A name passed to a batch system as one word: letters, digits, ``_ . -`` and ``*`` wildcards."""
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.*][A-Za-z0-9_.*-]*", value):
+        raise ValueError(f"{value!r} is not one word of letters, digits, '_', '.', '-' and '*'")
+    return value
 
 
 def _size(default: int, doc: str) -> Any:
@@ -79,12 +97,24 @@ class ProcessingSettings:
         default="local", metadata={"choices": ("local", "scheduler", "docker"), "doc": "where asynchronous jobs run"}
     )
     slots: int = _doc(2, "jobs the local pool runs at once")
+    worker_max_jobs: int = _doc(100, "jobs a local pool worker runs before a fresh one replaces it")
     queue_length: int = _doc(1000, "accepted jobs waiting for a slot before Execute answers ServerBusy")
     sync_time_limit: float = _doc(600.0, "seconds a synchronous Execute may run")
     poll_interval: float = _doc(0.05, "seconds between dispatcher cycles when it is idle")
     demo_processes: bool = _doc(True, "serve the built-in demo processes")
     processes: tuple[str, ...] = _doc((), "further processes: comma-separated module:attribute import paths")
     retention: float = _doc(7 * 86400.0, "seconds a finished job's outputs are kept (expirationDate)")
+    disk_high_water: float = field(
+        default=90.0,
+        metadata={
+            "parse": parse_percent,
+            "doc": "fullest the filesystem of the job directories may be, in percent (90%): above it the "
+            "oldest finished jobs are deleted first; 0: no such limit",
+        },
+    )
+    jobs_budget: int = _size(
+        0, "most bytes all job directories may hold together (as 500GB): above it the oldest finished jobs go; 0: none"
+    )
 
 
 @dataclass(frozen=True)
@@ -96,6 +126,13 @@ class SchedulerSettings:
     python: str = _doc("", "the Python the nodes run the launcher with; empty: this service's own interpreter")
     poll_interval: float = _doc(2.0, "seconds between scheduler queries (one query for all jobs)")
     queue: str = _doc("", "default queue (Grid Engine) or partition (Slurm); empty: the system's default")
+    parallel_environment: str = field(
+        default="smp",
+        metadata={
+            "parse": parse_name,
+            "doc": "Grid Engine parallel environment whose slots a job of several cores asks for (-pe NAME CORES)",
+        },
+    )
     cores: int = _doc(1, "default cores per job")
     memory: int = _size(1024**3, "default memory per job")
     walltime: float = _doc(3600.0, "default wall-clock limit per job, seconds")
@@ -149,6 +186,24 @@ class DatabaseSettings:
 class LoggingSettings:
     level: str = field(default="INFO", metadata={"choices": ("DEBUG", "INFO", "WARNING", "ERROR"), "doc": "log level"})
     file: str = _doc("", "log file; empty: standard error")
+    format: str = field(
+        default="text",
+        metadata={
+            "choices": ("text", "json"),
+            "doc": "text lines, or one JSON object per line (time, level, logger, message, pid, job_id, ...)",
+        },
+    )
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    metrics: bool = _doc(True, "serve Prometheus metrics at /metrics")
+    metrics_clients: tuple[str, ...] = _doc(
+        (), "addresses or networks (CIDR) that may read /metrics, comma-separated; empty: every client"
+    )
+    probe_timeout: float = _doc(2.0, "seconds /health and /metrics wait for the job database")
+    heartbeat_interval: float = _doc(5.0, "seconds between two heartbeats a dispatcher writes to the job database")
+    heartbeat_timeout: float = _doc(30.0, "a dispatcher silent for longer counts as down in /health")
 
 
 @dataclass(frozen=True)
@@ -161,13 +216,14 @@ class Settings:
     docker: DockerSettings = field(default_factory=DockerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     source: str = "embedded defaults"
 
-    @property
+    @functools.cached_property  # resolved once: every request and every job asks for it
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{(self.server.workdir / 'jobs.sqlite').resolve()}"
 
-    @property
+    @functools.cached_property
     def jobs_dir(self) -> Path:
         """Where job directories live: the scheduler's shared workdir when one is set."""
         shared = self.scheduler.workdir
@@ -283,11 +339,21 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
 def _check(settings: Settings) -> None:
     if not re.match(r"https?://[^/]", settings.server.url):
         raise SettingsError(f"{settings.source}: [server] url: must be an http(s) URL, not {settings.server.url!r}")
-    if settings.processing.slots < 1:
-        raise SettingsError(f"{settings.source}: [processing] slots: must be at least 1")
+    for key in ("slots", "worker_max_jobs"):
+        if getattr(settings.processing, key) < 1:
+            raise SettingsError(f"{settings.source}: [processing] {key}: must be at least 1")
     for entry in settings.processing.processes:
         if ":" not in entry:
             raise SettingsError(f"{settings.source}: [processing] processes: {entry!r} is not module:attribute")
+    for entry in settings.monitoring.metrics_clients:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"{settings.source}: [monitoring] metrics_clients: {entry!r} is not an address or network"
+            ) from None
+    if settings.monitoring.heartbeat_timeout <= settings.monitoring.heartbeat_interval:
+        raise SettingsError(f"{settings.source}: [monitoring] heartbeat_timeout: must exceed heartbeat_interval")
 
 
 def reference() -> str:

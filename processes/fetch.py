@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import requests
+import urllib3
 
 CHUNK = 1 << 16
 
@@ -72,6 +73,7 @@ def fetch_http(
     if not limits.allow_http:
         raise InputError(identifier, "inputs by http(s) reference are not accepted here", "not_accessible")
     deadline = time.monotonic() + limits.total_timeout
+    too_large = f"{href} is larger than the size limit of {limits.max_size} bytes"
     try:
         with requests.request(
             method,
@@ -86,19 +88,24 @@ def fetch_http(
                 raise InputError(identifier, f"{href} answered HTTP {response.status_code}", "not_accessible")
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > limits.max_size:
-                raise InputError(identifier, f"{href} is larger than {limits.max_size} bytes", "too_large")
+                raise InputError(identifier, too_large, "too_large")
             size = 0
             with dest.open("wb") as out:
-                for chunk in response.iter_content(CHUNK):
+                # read1 returns whatever has arrived (at most CHUNK bytes) instead of waiting for a full
+                # chunk, so a sender that trickles a byte now and then still meets the overall deadline.
+                while chunk := response.raw.read1(CHUNK, decode_content=True):
                     size += len(chunk)
                     if size > limits.max_size:
-                        raise InputError(identifier, f"{href} sent more than {limits.max_size} bytes", "too_large")
+                        raise InputError(identifier, too_large, "too_large")
                     if time.monotonic() > deadline:
-                        raise InputError(
-                            identifier, f"{href} took longer than {limits.total_timeout:g} s", "not_accessible"
-                        )
+                        message = f"{href} took longer than the total timeout of {limits.total_timeout:g} s"
+                        raise InputError(identifier, message, "not_accessible")
                     out.write(chunk)
-    except requests.Timeout:
-        raise InputError(identifier, f"{href} did not answer in time", "not_accessible") from None
-    except requests.RequestException as exc:
+    except requests.ConnectTimeout:
+        message = f"{href} did not accept a connection within the connect timeout of {limits.connect_timeout:g} s"
+        raise InputError(identifier, message, "not_accessible") from None
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+        message = f"{href} sent nothing for the read timeout of {limits.read_timeout:g} s"
+        raise InputError(identifier, message, "not_accessible") from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise InputError(identifier, f"cannot fetch {href}: {type(exc).__name__}", "not_accessible") from None

@@ -163,6 +163,10 @@ class Process:
     ``inline_async`` lets the web worker run an asynchronous job itself before answering, as a WPS 2.0
     server may: meant for processes that finish in milliseconds (OGC's test suite polls an echo job's
     status right after submitting it and expects it to have succeeded).
+
+    ``rerunnable`` declares that running a job again from the start is harmless (it changes nothing
+    outside its own job directory): a job of it interrupted by a restart of the service is then
+    queued again, once, instead of failed.
     """
 
     identifier: str
@@ -179,6 +183,7 @@ class Process:
     sync_allowed: bool = True
     async_allowed: bool = True
     inline_async: bool = False
+    rerunnable: bool = False
     aliases: tuple[str, ...] = ()
     resources: dict[str, Any] = field(default_factory=dict)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from processes.registry import Registry
 from scheduler import lifecycle
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
 from scheduler.models import JobStatus, utcnow
+from scheduler.removal import dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
 
 XML = "text/xml"
@@ -221,12 +221,7 @@ class WPSService:
         return Reply(result(job, self.base, self.job_dir(job["id"])))
 
     def _dismiss(self, job: Any, now: dt.datetime) -> Reply:
-        if job["status"] != JobStatus.DISMISSED.value:
-            lifecycle.dismiss(self.engine, job["id"])
-        job = lifecycle.get_job(self.engine, job["id"])
-        assert job is not None
-        if not job["native_active"]:  # otherwise the dispatcher removes the files once the job has stopped
-            shutil.rmtree(self.job_dir(job["id"]), ignore_errors=True)
+        job = dismiss_job(self.engine, self.settings.jobs_dir, job["id"]) or job
         return Reply(status_info(job, now))
 
     def status_document(self, job_id: str) -> Reply:

@@ -10,6 +10,8 @@ import logging
 import re
 
 from flask import Blueprint, Response, current_app, g, request, send_file
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.wps.errors import CONTENT_TYPE, OWSException, render_exception
@@ -25,6 +27,7 @@ bp = Blueprint("wps", __name__)
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 VERSION_2_HINT = re.compile(rb"(?i)(version=2\.|acceptversions=2\.|opengis\.net/wps/2\.0)")
+RETRY_AFTER = 5  # seconds a client is asked to wait while the job table is out of reach
 
 
 def service() -> WPSService:
@@ -73,6 +76,7 @@ def wps_endpoint() -> Response:
             sample = body
             g.wps_version = _version_hint(body)
             parsed = parse_kvp(body) if request.mimetype == "application/x-www-form-urlencoded" else parse_xml(body)
+        g.wps_request = parsed  # the access log and the request metrics name the operation from it
         return to_response(_dispatch(parsed))
     except OWSException as exc:
         return exception_response(exc, _version_hint(sample))
@@ -110,6 +114,19 @@ def http_error(exc: HTTPException) -> Response:
     code = "OperationNotSupported" if exc.code == 405 else "NoApplicableCode"
     ows = OWSException(code, exc.description or exc.name, request.path, status=exc.code)
     return exception_response(ows, "1.0.0")
+
+
+@bp.app_errorhandler(OperationalError)
+@bp.app_errorhandler(InterfaceError)
+@bp.app_errorhandler(PoolTimeout)
+def job_table_out_of_reach(exc: Exception) -> Response:
+    """The database is restarting, unreachable or (SQLite) locked past its busy timeout: a passing
+    condition, so 503 with Retry-After rather than an internal error, and one log line, not a traceback."""
+    log.warning("the job table is out of reach serving %s: %s", request.path, str(exc).split("\n", 1)[0])
+    ows = OWSException("NoApplicableCode", "the job table is out of reach; try again in a few seconds", status=503)
+    response = exception_response(ows, g.get("wps_version") or _version_hint(request.query_string))
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 @bp.app_errorhandler(Exception)

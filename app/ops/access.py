@@ -1,0 +1,94 @@
+"""Per HTTP request: one access log line, and the request metrics (latency, responses by status).
+
+Labels stay a small fixed set whatever clients send: the WPS operation (or what the path serves),
+and the protocol version only when it is one this service speaks. The metrics are recorded whether
+or not /metrics is served: it costs a microsecond, and the switch then only decides what is shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Request, Response, g, request
+from prometheus_client import Counter, Histogram
+
+from app.wps.errors import OWSException
+from app.wps.requests import SUPPORTED_VERSIONS, DescribeProcess, Execute, GetCapabilities, JobRequest
+from app.wps.service import negotiate
+from app.wps.views import JOB_ID
+
+log = logging.getLogger("hpc_wps.access")
+
+OPERATIONS = {
+    o.lower(): o for o in ("GetCapabilities", "DescribeProcess", "Execute", "GetStatus", "GetResult", "Dismiss")
+}
+INVALID = "invalid"  # a WPS request that names no operation this service knows, or that cannot be parsed
+# Paths other than /wps, by Flask endpoint; anything else (a 404) is "other".
+ENDPOINTS = {
+    "wps.status_document": "StatusDocument",
+    "wps.output": "GetOutput",
+    "health": "health",
+    "health_live": "health",
+    "metrics": "metrics",
+}
+
+REQUEST_SECONDS = Histogram(
+    "hpc_wps_http_request_duration_seconds",
+    "Time from request to response headers (a streamed output's transfer not included)",
+    ["operation", "version"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, float("inf")),
+)
+RESPONSES = Counter("hpc_wps_http_responses", "HTTP responses by operation and status code", ["operation", "status"])
+
+
+def _version(text: str | None) -> str:
+    return text if text in SUPPORTED_VERSIONS else ""
+
+
+def describe(req: Request) -> tuple[str, str, str | None]:
+    """(operation, version, job id) of a request, for labels and the log."""
+    job_id = (req.view_args or {}).get("job_id")
+    if req.endpoint != "wps.wps_endpoint":
+        operation = ENDPOINTS.get(req.endpoint or "", "other")
+        return operation, "1.0.0" if operation == "StatusDocument" else "", job_id
+    parsed = g.get("wps_request")
+    if isinstance(parsed, GetCapabilities):
+        try:
+            return "GetCapabilities", negotiate(parsed.accept_versions), None
+        except OWSException:
+            return "GetCapabilities", "", None
+    if isinstance(parsed, DescribeProcess | Execute):
+        return type(parsed).__name__, _version(parsed.version), None
+    if isinstance(parsed, JobRequest):
+        return parsed.operation, _version(parsed.version), parsed.job_id
+    # Not parsed: what a KVP request said it was, if that is an operation at all.
+    args = {k.lower(): v for k, v in req.args.items()}
+    return OPERATIONS.get(args.get("request", "").lower(), INVALID), _version(args.get("version")), None
+
+
+def start() -> None:
+    g.ops_started = time.perf_counter()
+
+
+def finish(response: Response) -> Response:
+    seconds = time.perf_counter() - g.get("ops_started", time.perf_counter())
+    operation, version, job_id = describe(request)
+    status = response.status_code
+    REQUEST_SECONDS.labels(operation, version).observe(seconds)
+    RESPONSES.labels(operation, str(status)).inc()
+    # A decoded path can hold a line break: escaped, it cannot forge a log line.
+    path = request.path if request.path.isprintable() else request.path.encode("unicode_escape").decode("ascii")
+    fields: dict[str, object] = {
+        "method": request.method,
+        "path": path,
+        "operation": operation,
+        "version": version,
+        "status": status,
+        "duration_s": round(seconds, 6),
+        "remote_addr": request.remote_addr,
+    }
+    if job_id and JOB_ID.match(job_id):  # a client's text goes into the log only when it is a job id
+        fields["job_id"] = job_id
+    log.info("%s %s %s %s %d %.3f s", request.method, path, operation, version or "-", status, seconds, extra=fields)
+    return response

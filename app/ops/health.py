@@ -1,0 +1,93 @@
+"""GET /health: is the service ready? JSON, 200 when it is, 503 with the reasons when it is not.
+
+Ready means: the job table answers within ``[monitoring] probe_timeout``, and at least one dispatcher
+has written its heartbeat within ``heartbeat_timeout`` (without one, accepted asynchronous jobs would
+wait for ever). The answer also shows the queue and every dispatcher the table knows. It never
+raises: whatever fails becomes a reason, and the database's own error goes to the log only (it can
+name hosts and users a public endpoint should not show).
+
+GET /health/live only says that this web worker answers, with no I/O: a liveness probe that must not
+restart the service because its database is down.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+from flask import Response
+
+from app.ops.probe import Probe, Snapshot
+
+log = logging.getLogger(__name__)
+
+PASS, FAIL = "pass", "fail"
+
+
+def _reply(body: dict[str, Any], healthy: bool) -> Response:
+    response = Response(json.dumps(body), status=200 if healthy else 503, mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def live() -> Response:
+    return _reply({"status": PASS}, True)
+
+
+def ready(probe: Probe) -> Response:
+    try:
+        snapshot = probe.read()
+    except Exception as exc:  # any failure of the read is the answer, never an error page
+        log.warning("health: the job table does not answer: %s", exc)
+        reason = f"the job table does not answer ({type(exc).__name__}); the service log has the details"
+        return _reply({"status": FAIL, "reasons": [reason], "checks": {"database": {"status": FAIL}}}, False)
+    return _report(snapshot, probe.heartbeat_timeout)
+
+
+def _report(snapshot: Snapshot, heartbeat_timeout: float) -> Response:
+    reasons = []
+    if not snapshot.alive:
+        if snapshot.dispatchers:
+            latest = snapshot.dispatchers[0]
+            reasons.append(
+                f"no dispatcher is alive: the last heartbeat, from {latest.host} (pid {latest.pid}), "
+                f"is {latest.age:.0f} s old (limit {heartbeat_timeout:g} s)"
+            )
+        else:
+            reasons.append("no dispatcher is running: accepted asynchronous jobs would not start")
+    shape = snapshot.shape
+    body = {
+        "status": FAIL if reasons else PASS,
+        "reasons": reasons,
+        "checks": {
+            "database": {"status": PASS, "seconds": round(snapshot.seconds, 6)},
+            "dispatchers": {
+                "status": PASS if snapshot.alive else FAIL,
+                "alive": len(snapshot.alive),
+                "known": [
+                    {
+                        "host": d.host,
+                        "pid": d.pid,
+                        "executors": d.executors.split(",") if d.executors else [],
+                        "started_at": _iso(d.started_at),
+                        "last_beat_seconds": round(d.age, 3),
+                        "alive": d.alive,
+                    }
+                    for d in snapshot.dispatchers
+                ],
+            },
+        },
+        "queue": {
+            "waiting": shape.waiting,
+            "oldest_waiting_seconds": round(shape.waiting_seconds(), 3),
+            "queued": shape.queued,
+            "running": shape.running,
+        },
+    }
+    return _reply(body, not reasons)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.replace(tzinfo=dt.UTC).isoformat(timespec="seconds")
