@@ -22,8 +22,8 @@ def _check_loopback(url):
         raise ValueError(f"refusing a non-loopback URL: {url}")
 
 
-def http_get(url, timeout=30.0):
-    """GET on a fresh connection (gunicorn's sync workers close it anyway).
+def http_request(method, url, body=None, headers=None, timeout=30.0):
+    """One request on a fresh connection (gunicorn's sync workers close it anyway).
     Returns (status, body bytes)."""
     _check_loopback(url)
     parts = urllib.parse.urlsplit(url)
@@ -32,11 +32,15 @@ def http_get(url, timeout=30.0):
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        conn.request("GET", path)
+        conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def http_get(url, timeout=30.0):
+    return http_request("GET", url, timeout=timeout)
 
 
 def percentile(values, pct):
