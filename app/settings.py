@@ -98,6 +98,7 @@ class ProcessingSettings:
     )
     slots: int = _doc(2, "jobs the local pool runs at once")
     worker_max_jobs: int = _doc(100, "jobs a local pool worker runs before a fresh one replaces it")
+    worker_nice: int = _doc(10, "niceness (0-19) of local pool workers, so that jobs yield the CPU to requests")
     queue_length: int = _doc(1000, "accepted jobs waiting for a slot before Execute answers ServerBusy")
     sync_time_limit: float = _doc(600.0, "seconds a synchronous Execute may run")
     poll_interval: float = _doc(0.05, "seconds between dispatcher cycles when it is idle")
@@ -342,6 +343,8 @@ def _check(settings: Settings) -> None:
     for key in ("slots", "worker_max_jobs"):
         if getattr(settings.processing, key) < 1:
             raise SettingsError(f"{settings.source}: [processing] {key}: must be at least 1")
+    if not 0 <= settings.processing.worker_nice <= 19:
+        raise SettingsError(f"{settings.source}: [processing] worker_nice: must be from 0 to 19")
     for entry in settings.processing.processes:
         if ":" not in entry:
             raise SettingsError(f"{settings.source}: [processing] processes: {entry!r} is not module:attribute")

@@ -290,7 +290,7 @@ def make_pywps(tmpdir, mode="multiprocessing", queue_pause=0.5, workers=2):
     return server
 
 
-def write_ours_config(wdir, port):
+def write_ours_config(wdir, port, processing=""):
     os.makedirs(os.path.join(wdir, "work"), exist_ok=True)
     path = os.path.join(wdir, "hpc-wps.ini")
     db = os.path.join(wdir, "jobs.sqlite")
@@ -307,19 +307,21 @@ def write_ours_config(wdir, port):
             "mode = local\n"
             "slots = 2\n"
             "queue_length = 2000\n".format(port=port, work=os.path.join(wdir, "work"), db=db)
+            + processing
         )
     return path, f"sqlite:///{db}"
 
 
-def make_ours(tmpdir, name="ours", workers=2):
-    """hpc-wps as `.venv/bin/hpc-wps serve` from the repository root."""
+def make_ours(tmpdir, name="ours", workers=2, processing=""):
+    """hpc-wps as `.venv/bin/hpc-wps serve` from the repository root; `processing`: more lines for its
+    [processing] section."""
     exe = os.path.join(REPO_VENV, "bin", "hpc-wps")
     if not os.path.exists(exe):
         raise RuntimeError(f"{exe} is missing: install the project into .venv first (e.g. .venv/bin/pip install -e .)")
     port = free_port()
     wdir = os.path.join(tmpdir, name)
     os.makedirs(wdir, exist_ok=True)
-    cfg, db_url = write_ours_config(wdir, port)
+    cfg, db_url = write_ours_config(wdir, port, processing)
     env = base_env(wdir)
     env["HPC_WPS_CONFIG"] = cfg
     cmd = [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]

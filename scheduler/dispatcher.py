@@ -114,7 +114,7 @@ class Dispatcher:
             "local": LocalExecutor(
                 processing.slots,
                 self._run_local,
-                lambda: after_fork(self.engine),
+                self._prepare_worker,
                 processing.worker_max_jobs,
                 self.identity,
             )
@@ -142,6 +142,12 @@ class Dispatcher:
     def executor_for(self, process_id: str) -> Executor:
         name = self.settings.executor_name(process_id)
         return self.executors.get(name) or self.executors["local"]
+
+    def _prepare_worker(self) -> None:
+        """In a freshly forked local worker. Jobs run niced: on a machine whose cores they fill, the
+        web workers answering GetStatus and Execute still get the CPU first."""
+        after_fork(self.engine)
+        os.nice(self.settings.processing.worker_nice)
 
     def _run_local(self, spec: JobSpec) -> None:
         """Runs in a local worker. It writes its outcome to the job directory only; the dispatcher
@@ -240,6 +246,10 @@ class Dispatcher:
                         fds = [fd for executor in self.executors.values() for fd in executor.wakeup_fds()]
                         wakeup.wait(stop, interval, fds)
             finally:
+                # A job dismissed since the last cycle is cancelled now: a busy local worker outlives
+                # its dispatcher (it finishes its job for the next one), and must not for a dismissed job.
+                with contextlib.suppress(SQLAlchemyError):
+                    self.poll()
                 for executor in self.executors.values():
                     executor.close()
                 self.heartbeat.stop()

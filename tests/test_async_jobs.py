@@ -102,12 +102,49 @@ def test_dismiss_running_job_kills_it_and_removes_outputs(wps, dispatcher, app, 
     assert status10(wps, job_id).tag == f"{{{WPS10}}}ProcessFailed"
 
 
+def test_a_job_dismissed_just_before_the_dispatcher_stops_does_not_run_on(wps, dispatcher, app):
+    """A busy local worker outlives its dispatcher by design; the worker of a dismissed job must not."""
+    job_id = submit_sleep(wps, 60)
+    engine = app.extensions["hpc_wps"].engine
+    wait_for(lambda: status20(wps, job_id)[0] == "Running")
+    pid = worker_pid(wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"]))
+    os.kill(dispatcher.pid, signal.SIGSTOP)  # so that no ordinary cycle sees the Dismiss
+    try:
+        wps.get(f"/wps?service=WPS&version=2.0.0&request=Dismiss&jobId={job_id}")
+        assert _alive(pid)
+        dispatcher.terminate()
+    finally:
+        os.kill(dispatcher.pid, signal.SIGCONT)
+    dispatcher.wait(timeout=30)
+    wait_for(lambda: not _alive(pid), timeout=10)
+    assert status20(wps, job_id)[0] == "Dismissed"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 def test_dismiss_queued_job_never_runs(wps, app, settings):
     """Without a dispatcher the job stays accepted; dismissed, it must never start later."""
     job_id = submit_sleep(wps, 0)
     wps.get(f"/wps?service=WPS&version=2.0.0&request=Dismiss&jobId={job_id}")
     row = lifecycle.get_job(app.extensions["hpc_wps"].engine, job_id)
     assert row["status"] == JobStatus.DISMISSED.value and row["started_at"] is None
+
+
+def test_local_jobs_run_niced_and_the_dispatcher_does_not(wps, dispatcher, app, settings):
+    """Jobs that fill the cores must leave the CPU to the web workers first ([processing] worker_nice)."""
+    job_id = submit_sleep(wps, 2)
+    engine = app.extensions["hpc_wps"].engine
+    wait_for(lambda: status20(wps, job_id)[0] == "Running")
+    pid = worker_pid(wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"]))
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, ours + settings.processing.worker_nice)
+    assert os.getpriority(os.PRIO_PROCESS, dispatcher.pid) == ours
+    wait_for(lambda: status20(wps, job_id)[0] == "Succeeded")
 
 
 def test_crashed_process_marks_job_failed(wps, dispatcher, app):

@@ -39,6 +39,7 @@ def test_file_then_environment(tmp_path: Path):
         ("[processing]\nslots = 0\n", "[processing] slots"),
         ("[server]\nmax_request_size = lots\n", "[server] max_request_size"),
         ("[processing]\nprocesses = nocolon\n", "[processing] processes"),
+        ("[processing]\nworker_nice = 20\n", "[processing] worker_nice"),
         ("not an ini file", "not a valid INI file"),
     ],
 )
