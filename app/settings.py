@@ -205,6 +205,11 @@ class MonitoringSettings:
     probe_timeout: float = _doc(2.0, "seconds /health and /metrics wait for the job database")
     heartbeat_interval: float = _doc(5.0, "seconds between two heartbeats a dispatcher writes to the job database")
     heartbeat_timeout: float = _doc(30.0, "a dispatcher silent for longer counts as down in /health")
+    host_lost_after: float = _doc(
+        600.0,
+        "seconds without a live dispatcher on a host, and without news of a local job of it, before that job"
+        " counts as lost with its host",
+    )
 
 
 @dataclass(frozen=True)
@@ -357,6 +362,8 @@ def _check(settings: Settings) -> None:
             ) from None
     if settings.monitoring.heartbeat_timeout <= settings.monitoring.heartbeat_interval:
         raise SettingsError(f"{settings.source}: [monitoring] heartbeat_timeout: must exceed heartbeat_interval")
+    if settings.monitoring.host_lost_after <= settings.monitoring.heartbeat_timeout:
+        raise SettingsError(f"{settings.source}: [monitoring] host_lost_after: must exceed heartbeat_timeout")
 
 
 def reference() -> str:

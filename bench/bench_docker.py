@@ -152,7 +152,7 @@ class Service:
         config.write_text(
             f"[server]\nurl = http://127.0.0.1:{port}/wps\nport = {port}\nworkdir = {wdir / 'work'}\n"
             "[processing]\n"
-                        f"[docker]\nurl = {url}\nprocesses = {EXAMPLES}\nimages = {IMAGE}\n"
+            f"[docker]\nurl = {url}\nprocesses = {EXAMPLES}\nimages = {IMAGE}\n"
         )
         env = servers.base_env(str(wdir))
         env["HPC_WPS_CONFIG"] = str(config)

@@ -43,7 +43,12 @@ from scheduler.launcher import (
     write_result,
 )
 from scheduler.local import RESTARTED, LocalExecutor
-from scheduler.maintenance import evict_over_high_water, fail_abandoned_web_jobs, remove_expired
+from scheduler.maintenance import (
+    evict_over_high_water,
+    fail_abandoned_web_jobs,
+    jobs_of_lost_hosts,
+    remove_expired,
+)
 from scheduler.models import JobStatus, utcnow
 from scheduler.payload import Payload, write_payload
 from scheduler.pids import identity, running_here
@@ -210,6 +215,16 @@ class Dispatcher:
             message = f"interrupted by a restart of the service before its hand-over to {executor.name} was recorded"
             lifecycle.mark_failed(self.engine, row["id"], message, self._expires(), native_active=False)
 
+    def settle_jobs_of_lost_hosts(self) -> None:
+        """Local jobs of a host gone for good: the job directory is shared between hosts, so a job that
+        ended there before its host went is settled from the result it left; the others failed as lost."""
+        silent_for = self.settings.monitoring.host_lost_after
+        for row, host in jobs_of_lost_hosts(self.engine, silent_for):
+            reason = f"was lost with its host {host}, where no dispatcher has run for over {silent_for:.0f} s"
+            with self.engine.begin() as conn:
+                self.settle(conn, row, NativeStatus(NativeState.ENDED, reason), read_result(self.job_dir(row["id"])))
+            log.warning("job %s: settled as its host %s is gone", row["id"], host)
+
     def cycle(self) -> bool:
         """One pass; True if it did anything (then the next pass follows without a pause)."""
         self.heartbeat.beat()  # from the loop itself (at most once per interval): a hung loop goes stale
@@ -224,6 +239,7 @@ class Dispatcher:
     def maintain(self) -> None:
         self.recover_unsubmitted()
         fail_abandoned_web_jobs(self.engine, self.settings.processing.sync_time_limit, self._expires())
+        self.settle_jobs_of_lost_hosts()
         remove_expired(self.engine, self.settings.jobs_dir)
         processing = self.settings.processing
         evict_over_high_water(self.engine, self.settings.jobs_dir, processing.disk_high_water, processing.jobs_budget)

@@ -1,5 +1,6 @@
-"""Periodic upkeep the dispatcher runs between cycles: jobs whose web worker died, expired jobs, and
-finished jobs evicted while the job directories are over their high-water mark.
+"""Periodic upkeep the dispatcher runs between cycles: jobs whose web worker died, local jobs of hosts
+gone for good, expired jobs, and finished jobs evicted while the job directories are over their
+high-water mark.
 
 A synchronous Execute (and an ``inline_async`` one) runs inside a web worker; if gunicorn kills that
 worker (timeout, OOM, kill -9) nothing else would ever end its job. Such a job cannot outlive its time
@@ -15,12 +16,15 @@ import datetime as dt
 import logging
 import math
 import shutil
+import socket
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, RowMapping
 
 from scheduler import lifecycle
+from scheduler.heartbeat import dispatchers
+from scheduler.local import LocalExecutor
 from scheduler.models import ACTIVE_STATES, JOBS, utcnow
 from scheduler.removal import delete_finished_jobs, directory_size, removable
 
@@ -50,6 +54,29 @@ def fail_abandoned_web_jobs(engine: Engine, time_limit: float, expires_at: dt.da
     if failed:
         log.warning("failed %d job(s) abandoned by their web worker", failed)
     return failed
+
+
+def jobs_of_lost_hosts(engine: Engine, silent_for: float) -> list[tuple[RowMapping, str]]:
+    """Local jobs of other hosts on which no dispatcher has beaten for ``silent_for`` seconds, and that
+    have not changed for as long either, each with its host.
+
+    Only a dispatcher on a job's own host can see its process, so a host that never comes back (its
+    hardware gone, or a container started again under a new hostname) would leave its jobs running
+    for ever. A job still reporting progress is never among them, even while its host has no
+    dispatcher (one stopped for maintenance): the last change must be as old as the silence.
+    """
+    cutoff = utcnow() - dt.timedelta(seconds=silent_for)
+    here = socket.gethostname()
+    candidates = []
+    for row in lifecycle.active_native_jobs(engine, LocalExecutor.name):
+        owner = (row["native_id"] or "").split("/")  # host, dispatcher, worker
+        if len(owner) == 3 and owner[0] != here and row["updated_at"] < cutoff:
+            candidates.append((row, owner[0]))
+    if not candidates:
+        return []
+    with engine.connect() as conn:
+        live = {state.host for state in dispatchers(conn, silent_for) if state.alive}
+    return [(row, host) for row, host in candidates if host not in live]
 
 
 def remove_expired(engine: Engine, jobs_dir: Path) -> int:

@@ -9,14 +9,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from app.settings import SettingsError, load_settings
 from processes.registry import build_registry
 from scheduler import lifecycle
 from scheduler.dispatcher import Dispatcher
+from scheduler.launcher import Outcome, write_result
 from scheduler.maintenance import bytes_over_high_water, evict_over_high_water, fail_abandoned_web_jobs, remove_expired
-from scheduler.models import JOBS, JobStatus, utcnow
+from scheduler.models import DISPATCHERS, JOBS, JobStatus, utcnow
 from scheduler.pids import identity
 from scheduler.removal import directory_size
 from tests.tmpfs import mounted_tmpfs
@@ -62,6 +63,58 @@ def test_dispatcher_runs_maintenance(app, settings):
     _age(engine, job_id, updated_at=utcnow() - dt.timedelta(days=1))
     Dispatcher(settings, engine, build_registry(True, [])).cycle()
     assert lifecycle.get_job(engine, job_id)["status"] == "failed"
+
+
+# -- local jobs of a host gone for good --------------------------------------------------------------
+
+
+def test_local_jobs_of_a_host_gone_for_good_end(app, settings, wps):
+    """A host without a live dispatcher for host_lost_after: its silent local jobs end, from the result
+    they left in the (shared) job directory if any; jobs of live hosts, and jobs with news, stay."""
+    engine = app.extensions["hpc_wps"].engine
+    silent = settings.monitoring.host_lost_after
+
+    def local_job(native_id: str, silent_for: float) -> str:
+        job_id = lifecycle.create_job(engine, "sleep", "1.0.0", "async", REQUEST, JobStatus.RUNNING, "local")["id"]
+        _age(engine, job_id, native_id=native_id, native_active=True)
+        _age(engine, job_id, updated_at=utcnow() - dt.timedelta(seconds=silent_for))
+        return job_id
+
+    lost = local_job("gone-host/10:1/11:1:1", silent + 60)
+    ended_there = local_job("gone-host/10:1/12:1:1", silent + 60)
+    (settings.jobs_dir / ended_there).mkdir(parents=True)
+    write_result(settings.jobs_dir / ended_there, Outcome("succeeded", "done on gone-host"))
+    with_news = local_job("gone-host/10:1/13:1:1", silent / 2)
+    on_live_host = local_job("live-host/20:1/21:1:1", silent + 60)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(DISPATCHERS).values(
+                id="live", host="live-host", pid=20, executors="local", started_at=utcnow(), beat_at=utcnow()
+            )
+        )
+        # A dispatcher of the lost host that beat long ago does not keep its jobs alive.
+        conn.execute(
+            insert(DISPATCHERS).values(
+                id="gone",
+                host="gone-host",
+                pid=10,
+                executors="local",
+                started_at=utcnow() - dt.timedelta(hours=2),
+                beat_at=utcnow() - dt.timedelta(seconds=silent + 1),
+            )
+        )
+    Dispatcher(settings, engine, build_registry(True, [])).maintain()
+
+    def status(job_id: str):  # type: ignore[no-untyped-def]
+        return wps.get(f"/wps?service=WPS&version=2.0.0&request=GetStatus&jobId={job_id}").xml
+
+    failed = status(lost)
+    assert failed.findtext("{http://www.opengis.net/wps/2.0}Status") == "Failed"
+    assert "lost with its host gone-host" in lifecycle.get_job(engine, lost)["message"]
+    assert status(ended_there).findtext("{http://www.opengis.net/wps/2.0}Status") == "Succeeded"
+    for job_id in (with_news, on_live_host):
+        assert status(job_id).findtext("{http://www.opengis.net/wps/2.0}Status") == "Running"
+    assert not any(lifecycle.get_job(engine, j)["native_active"] for j in (lost, ended_there))
 
 
 # -- the disk high-water mark ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def test_file_then_environment(tmp_path: Path):
         ("[server]\nmax_request_size = lots\n", "[server] max_request_size"),
         ("[processing]\nprocesses = nocolon\n", "[processing] processes"),
         ("[processing]\nworker_nice = 20\n", "[processing] worker_nice"),
+        ("[monitoring]\nhost_lost_after = 10\n", "[monitoring] host_lost_after"),
         ("not an ini file", "not a valid INI file"),
     ],
 )
