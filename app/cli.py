@@ -91,10 +91,39 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
         settings.processing.demo_processes, settings.processing.processes, configured(settings).processes
     )
     dispatcher = Dispatcher(settings, make_engine(settings.database_url), registry)
+    _serve_dispatcher_metrics(settings)
     log.info("dispatcher started: mode %s, %d local slots", settings.processing.mode, settings.processing.slots)
     dispatcher.run(stop)
     log.info("dispatcher stopped")
     return 0
+
+
+def _serve_dispatcher_metrics(settings: Settings) -> None:
+    """A dispatcher on a host of its own counts the jobs it ends (durations, failures by reason) in
+    its own process, where no /metrics of a web server can read them: serve them on a port.
+
+    Forked local workers close the listening socket, or a busy worker that outlives this dispatcher
+    would hold the port its successor binds.
+    """
+    monitoring = settings.monitoring
+    if not monitoring.dispatcher_metrics_port:
+        return
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = REGISTRY
+    if os.environ.get(METRICS_DIR_ENV):  # under `serve`: the counts are in that directory's files
+        registry = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(registry)
+    try:
+        server, _thread = start_http_server(
+            monitoring.dispatcher_metrics_port, monitoring.dispatcher_metrics_host, registry=registry
+        )
+    except OSError as exc:  # monitoring must not stop the jobs: dispatch without it, and say so
+        log.error("dispatcher metrics not served on port %d: %s", monitoring.dispatcher_metrics_port, exc)
+        return
+    os.register_at_fork(after_in_child=server.socket.close)
+    log.info("dispatcher metrics at http://%s:%d/metrics", *server.server_address[:2])
 
 
 def cmd_run_job(args: argparse.Namespace) -> int:

@@ -205,6 +205,10 @@ class MonitoringSettings:
     probe_timeout: float = _doc(2.0, "seconds /health and /metrics wait for the job database")
     heartbeat_interval: float = _doc(5.0, "seconds between two heartbeats a dispatcher writes to the job database")
     heartbeat_timeout: float = _doc(30.0, "a dispatcher silent for longer counts as down in /health")
+    dispatcher_metrics_port: int = _doc(
+        0, "port on which `hpc-wps dispatcher` run on its own serves its job counts for Prometheus; 0: off"
+    )
+    dispatcher_metrics_host: str = _doc("127.0.0.1", "address that port listens on")
     host_lost_after: float = _doc(
         600.0,
         "seconds without a live dispatcher on a host, and without news of a local job of it, before that job"

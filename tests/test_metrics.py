@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +23,8 @@ from scheduler import lifecycle
 from scheduler.db import make_engine
 from scheduler.failure_reasons import REASONS, failure_reason
 from scheduler.local import worker_pid
-from tests.conftest import LiveServer, wait_for
-from tests.xsd import WPS10
+from tests.conftest import LiveServer, free_port, settings_environ, wait_for
+from tests.xsd import ROOT, WPS10, WPS20
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 EXECUTE = "service=WPS&version=1.0.0&request=Execute"
@@ -239,3 +241,63 @@ def test_who_may_read_the_metrics(tmp_path: Path, monitoring: dict, status: int)
 def test_metrics_clients_must_be_addresses():
     with pytest.raises(SettingsError, match=r"\[monitoring\] metrics_clients: 'intranet' is not an address or network"):
         load_settings(environ={"HPC_WPS_MONITORING_METRICS_CLIENTS": "10.0.0.0/8, intranet"})
+
+
+def test_a_dispatcher_on_its_own_serves_the_counts_of_the_jobs_it_ended(wps, settings, tmp_path: Path):
+    """`hpc-wps dispatcher` on another host: its job counts are in its process, so it serves them. A
+    busy local worker that outlives it must not keep the port from its successor."""
+    port = free_port()
+    env = settings_environ(settings) | {"HPC_WPS_MONITORING_DISPATCHER_METRICS_PORT": str(port)}
+
+    def start(n: int) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"dispatcher{n}.log").open("wb")
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "dispatcher"], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+
+    def scrape() -> Samples:
+        response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert response.status_code == 200
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+
+    def submit(delay: float) -> str:
+        response = wps.get(f"/wps?{STORED}&identifier=sleep&DataInputs=delay={delay}")
+        return response.xml.get("statusLocation").rsplit("/", 1)[1]
+
+    def status(job_id: str) -> str:
+        return wps.get(f"/wps?service=WPS&version=2.0.0&request=GetStatus&jobId={job_id}").xml.findtext(
+            f"{{{WPS20}}}Status"
+        )
+
+    first = start(0)
+    try:
+        quick = submit(0)
+        wait_for(lambda: status(quick) == "Succeeded")
+        ended = ("hpc_wps_jobs_ended_total", frozenset({"process": "sleep", "status": "succeeded"}.items()))
+        wait_for(lambda: scrape().get(ended) == 1.0)
+        slow = submit(3)
+        wait_for(lambda: status(slow) == "Running")
+        first.terminate()  # its busy worker finishes the job for the next dispatcher
+        first.wait(timeout=30)
+        second = start(1)
+        try:
+            wait_for(lambda: status(slow) == "Succeeded", timeout=60)
+            wait_for(lambda: _answers(scrape, ended), timeout=30)
+        finally:
+            second.terminate()
+            second.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
+def _answers(scrape, key) -> bool:  # type: ignore[no-untyped-def]
+    """The successor serves its own counts: the job it settled, once."""
+    try:
+        return scrape().get(key) == 1.0
+    except requests.RequestException:
+        return False
