@@ -97,8 +97,11 @@ def create_job(
     request: dict[str, Any],
     status: JobStatus = JobStatus.ACCEPTED,
     executor: str | None = None,
+    claimed_by: str | None = None,
 ) -> dict[str, Any]:
-    """Insert a job; returns its row as inserted, so the caller need not read it back."""
+    """Insert a job; returns its row as inserted, so the caller need not read it back.
+
+    ``claimed_by``: the process that runs it from the start (a web worker, see ``pids.holder``)."""
     now = utcnow()
     running = status is JobStatus.RUNNING
     row = {
@@ -119,6 +122,7 @@ def create_job(
         "finished_at": None,
         "updated_at": now,
         "expires_at": None,
+        "claimed_by": claimed_by,
     }
     with _transaction(bind) as conn:
         conn.execute(_INSERT, row)  # parameters, not .values(): the compiled statement is reused

@@ -3,8 +3,10 @@ gone for good, expired jobs, and finished jobs evicted while the job directories
 high-water mark.
 
 A synchronous Execute (and an ``inline_async`` one) runs inside a web worker; if gunicorn kills that
-worker (timeout, OOM, kill -9) nothing else would ever end its job. Such a job cannot outlive its time
-limit, so one still running well past it is failed here. Expired jobs lose their files and their row:
+worker (timeout, OOM, kill -9) nothing else would ever end its job. The job names its worker, so a
+dispatcher that can see that worker (same host, same pid namespace) fails the job as soon as the worker
+is gone; elsewhere, such a job cannot outlive its time limit, so one still running well past it is
+failed here. Expired jobs lose their files and their row:
 their ``ExpirationDate`` has passed, and clients then get NoSuchJob. When the disk fills faster than
 jobs expire, the oldest finished jobs go early, so that new jobs still have room to write; a job
 that is waiting or running is never touched.
@@ -26,6 +28,7 @@ from scheduler import lifecycle
 from scheduler.heartbeat import dispatchers
 from scheduler.local import LocalExecutor
 from scheduler.models import ACTIVE_STATES, JOBS, utcnow
+from scheduler.pids import holder_gone
 from scheduler.removal import delete_finished_jobs, directory_size, removable
 
 log = logging.getLogger(__name__)
@@ -37,14 +40,15 @@ EVICTION_BATCH = 100  # oldest finished jobs looked at per pass; usage is measur
 
 
 def fail_abandoned_web_jobs(engine: Engine, time_limit: float, expires_at: dt.datetime) -> int:
+    """Jobs whose web worker is known to be gone (same host and pid namespace as this dispatcher), at
+    once; the others once they are past their time limit plus GRACE."""
     cutoff = utcnow() - dt.timedelta(seconds=time_limit + GRACE)
-    stmt = select(JOBS.c.id).where(
-        JOBS.c.executor == WEB_EXECUTOR,
-        JOBS.c.status.in_([s.value for s in ACTIVE_STATES]),
-        JOBS.c.updated_at < cutoff,
+    stmt = select(JOBS.c.id, JOBS.c.updated_at, JOBS.c.claimed_by).where(
+        JOBS.c.executor == WEB_EXECUTOR, JOBS.c.status.in_([s.value for s in ACTIVE_STATES])
     )
     with engine.connect() as conn:
-        ids = [row[0] for row in conn.execute(stmt)]
+        rows = conn.execute(stmt).all()  # as many as synchronous jobs running: a few per web worker
+    ids = [row.id for row in rows if row.updated_at < cutoff or holder_gone(row.claimed_by or "")]
     failed = sum(
         lifecycle.mark_failed(
             engine, job_id, "interrupted: the web worker running it stopped before it ended", expires_at

@@ -31,6 +31,27 @@ def identity() -> str:
     return f"{socket.gethostname()}/{process_key(os.getpid())}"
 
 
+def pid_namespace() -> str:
+    """This process's pid namespace (``pid:[INODE]``): two containers may share a hostname, never a
+    pid namespace, and a pid means something only inside its own."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def holder() -> str:
+    """This process as ``host/pid:starttime|pidnamespace``: what names the web worker running a job."""
+    return f"{identity()}|{pid_namespace()}"
+
+
+def holder_gone(name: str) -> bool:
+    """True only when the process a ``holder()`` names certainly no longer runs: it was on this host,
+    in this pid namespace, and is gone. Unknown (another host or namespace, or no name) is not gone."""
+    process, _, namespace = name.partition("|")
+    return bool(namespace) and namespace == pid_namespace() and running_here(process) is False
+
+
 def running_here(name: str) -> bool | None:
     """Whether the process named ``host/pid:starttime`` runs; None when it is on another host."""
     host, _, key = name.partition("/")

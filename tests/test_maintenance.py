@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from scheduler.dispatcher import Dispatcher
 from scheduler.launcher import Outcome, write_result
 from scheduler.maintenance import bytes_over_high_water, evict_over_high_water, fail_abandoned_web_jobs, remove_expired
 from scheduler.models import DISPATCHERS, JOBS, JobStatus, utcnow
-from scheduler.pids import identity
+from scheduler.pids import holder, identity, pid_namespace
 from scheduler.removal import directory_size
 from tests.tmpfs import mounted_tmpfs
 
@@ -40,6 +42,27 @@ def test_abandoned_web_job_fails_and_fresh_one_stays(app):
     row = lifecycle.get_job(engine, old)
     assert row["status"] == "failed" and "web worker" in row["message"]
     assert lifecycle.get_job(engine, fresh)["status"] == "running"
+
+
+def test_a_web_job_whose_worker_is_gone_fails_at_once(app):
+    """Well within its time limit: its worker is known gone (this host, this pid namespace)."""
+    engine = app.extensions["hpc_wps"].engine
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    gone = f"{socket.gethostname()}/{ended.pid}:0"  # its pid may be reused, never with that start time
+
+    def web_job(claimed_by: str) -> str:
+        job = lifecycle.create_job(engine, "sleep", "1.0.0", "sync", REQUEST, JobStatus.RUNNING, "web", claimed_by)
+        return job["id"]
+
+    dead = web_job(f"{gone}|{pid_namespace()}")
+    alive = web_job(holder())  # this test's own process
+    other_host = web_job(f"elsewhere/{ended.pid}:0|{pid_namespace()}")
+    other_namespace = web_job(f"{gone}|pid:[1]")
+    assert fail_abandoned_web_jobs(engine, 600, utcnow()) == 1
+    row = lifecycle.get_job(engine, dead)
+    assert row["status"] == "failed" and "web worker" in row["message"]
+    assert all(lifecycle.get_job(engine, j)["status"] == "running" for j in (alive, other_host, other_namespace))
 
 
 def test_expired_jobs_lose_files_and_rows(app, settings, wps):

@@ -28,6 +28,7 @@ from processes.registry import Registry
 from scheduler import lifecycle
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
 from scheduler.models import JobStatus, utcnow
+from scheduler.pids import holder
 from scheduler.removal import dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
 
@@ -146,7 +147,7 @@ class WPSService:
             raise OWSException("ServerBusy", "the job queue is full; try again later", "Execute")
         if process.inline_async:
             job = lifecycle.create_job(
-                self.engine, process.identifier, request.version, "async", stored, JobStatus.RUNNING, "web"
+                self.engine, process.identifier, request.version, "async", stored, JobStatus.RUNNING, "web", holder()
             )
             _outcome, job = self._run_here(process, job, stored)
         else:
@@ -159,7 +160,7 @@ class WPSService:
 
     def _execute_sync(self, process: Process, request: Execute, stored: dict[str, Any]) -> Reply:
         created = lifecycle.create_job(
-            self.engine, process.identifier, request.version, "sync", stored, JobStatus.RUNNING, "web"
+            self.engine, process.identifier, request.version, "sync", stored, JobStatus.RUNNING, "web", holder()
         )
         outcome, job = self._run_here(process, created, stored)
         job_id = job["id"]
