@@ -162,6 +162,8 @@ def _gunicorn_command(settings: Settings) -> list[str]:
         # The longest request line gunicorn allows (KVP Execute with inline data); longer: use POST.
         "--limit-request-line",
         "8190",
+        "--logger-class",
+        "app.gunicorn_logging.ServiceLogger",
         "app:create_app()",
     ]
 
@@ -180,9 +182,11 @@ def _metrics_dir() -> tuple[str, bool]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from app.logs import configure_logging
     from migrations import upgrade
 
     settings = _settings(args)
+    configure_logging(settings.logging)  # the supervisor's lines too, in the service's format
     upgrade(settings.database_url)
     # Web workers and the dispatcher inherit it, so /metrics adds up the counts of all of them.
     metrics_dir, own_metrics_dir = _metrics_dir()
@@ -197,15 +201,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     dispatcher_cmd = [sys.executable, "-m", "app.cli", "dispatcher"]
     web = subprocess.Popen(_gunicorn_command(settings))
     dispatcher = subprocess.Popen(dispatcher_cmd)
-    print(f"hpc-wps serving {settings.server.url} (configuration: {settings.source})", flush=True)
+    log.info("hpc-wps serving %s (configuration: %s)", settings.server.url, settings.source)
     code = 0
     while not stopping.is_set():
         if web.poll() is not None:
             code = web.returncode or 1
-            print(f"gunicorn exited with code {web.returncode}; stopping", file=sys.stderr)
+            log.error("gunicorn exited with code %s; stopping", web.returncode)
             break
         if dispatcher.poll() is not None:
-            print(f"dispatcher exited with code {dispatcher.returncode}; restarting it", file=sys.stderr)
+            log.error("dispatcher exited with code %s; restarting it", dispatcher.returncode)
             time.sleep(DISPATCHER_RESTART_DELAY)
             dispatcher = subprocess.Popen(dispatcher_cmd)
         stopping.wait(0.5)

@@ -45,7 +45,7 @@ CHATTY = Process(
 
 
 def json_lines(log: Path) -> list[dict]:
-    """The JSON objects of a log that gunicorn and the supervisor also write their own lines to."""
+    """The JSON objects of a log."""
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
 
 
@@ -73,6 +73,11 @@ def test_json_logs_of_the_production_shape(tmp_path: Path):
         server.stop()
     log = server.log.read_text(encoding="utf-8")
     assert not [line for line in log.splitlines() if TEXT_LINE.match(line)], "a record not in JSON"
+    # gunicorn's own lines and the supervisor's too: every line of the log is one JSON object.
+    assert [line for line in log.splitlines() if line and not line.startswith("{")] == []
+    assert any(
+        r["logger"] == "gunicorn.error" and r["message"].startswith("Booting worker") for r in json_lines(server.log)
+    )
     records = json_lines(server.log)
     for record in records:
         assert {"time", "level", "logger", "message", "pid"} <= set(record)
