@@ -24,7 +24,6 @@ from app.settings import ENV_CONFIG, Settings, SettingsError, load_settings, ref
 log = logging.getLogger("hpc_wps")
 
 DISPATCHER_RESTART_DELAY = 1.0
-METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -108,13 +107,12 @@ def _serve_dispatcher_metrics(settings: Settings) -> None:
     monitoring = settings.monitoring
     if not monitoring.dispatcher_metrics_port:
         return
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client import CollectorRegistry, start_http_server
 
-    registry = REGISTRY
-    if os.environ.get(METRICS_DIR_ENV):  # under `serve`: the counts are in that directory's files
-        registry = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(registry)
+    from app.ops.metrics import add_counts
+
+    registry = CollectorRegistry(auto_describe=False)
+    add_counts(registry)
     try:
         server, _thread = start_http_server(
             monitoring.dispatcher_metrics_port, monitoring.dispatcher_metrics_host, registry=registry
@@ -171,7 +169,9 @@ def _gunicorn_command(settings: Settings) -> list[str]:
 def _metrics_dir() -> tuple[str, bool]:
     """The directory where every process of ``serve`` keeps its metrics, emptied: PROMETHEUS_MULTIPROC_DIR
     if set, else a new temporary one. Returns it and whether it is ours to remove at the end."""
-    chosen = os.environ.get(METRICS_DIR_ENV)
+    from app.ops.metrics import MULTIPROC_ENV
+
+    chosen = os.environ.get(MULTIPROC_ENV)
     if not chosen:
         return tempfile.mkdtemp(prefix="hpc-wps-metrics-"), True
     os.makedirs(chosen, exist_ok=True)
@@ -183,6 +183,7 @@ def _metrics_dir() -> tuple[str, bool]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.logs import configure_logging
+    from app.ops.metrics import MULTIPROC_ENV
     from migrations import upgrade
 
     settings = _settings(args)
@@ -190,7 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
     # Web workers and the dispatcher inherit it, so /metrics adds up the counts of all of them.
     metrics_dir, own_metrics_dir = _metrics_dir()
-    os.environ[METRICS_DIR_ENV] = metrics_dir
+    os.environ[MULTIPROC_ENV] = metrics_dir
     stopping = threading.Event()
 
     def stop(*_: object) -> None:

@@ -24,6 +24,7 @@ import load
 import servers
 
 from scheduler.local import NATIVE_ID_FILE, worker_pid
+from scheduler.pids import start_time
 
 BURN = (
     "service=WPS&version=1.0.0&request=Execute&identifier=cpu_burn&storeExecuteResponse=true&status=true"
@@ -56,14 +57,6 @@ def _wait(server, job_ids, state, timeout=60.0):
     raise RuntimeError(f"jobs not {state} after {timeout:.0f} s: {states}")
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def _dismiss(server, job_ids):
     """Dismiss the jobs and wait until their workers are gone: the server is stopped next, and a busy
     local worker would outlive it (by design: it finishes its job for the next dispatcher)."""
@@ -74,9 +67,9 @@ def _dismiss(server, job_ids):
             pids.append(worker_pid(native.read().strip()))
         load.http_get(server.url(DISMISS.format(job_id)))
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(start_time(p) for p in pids) and time.monotonic() < deadline:  # None once gone or a zombie
         time.sleep(0.05)
-    left = [p for p in pids if _alive(p)]
+    left = [p for p in pids if start_time(p)]
     for pid in left:
         os.kill(pid, 9)
     if left:

@@ -86,14 +86,19 @@ def client_allowed(address: str | None, networks: Iterable[str]) -> bool:
     return any(client in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
-def exposition(probe: Probe, clients: tuple[str, ...]) -> Response:
-    if not client_allowed(request.remote_addr, clients):
-        return Response("metrics are not served to this address\n", status=403, mimetype="text/plain")
-    registry = CollectorRegistry(auto_describe=False)
+def add_counts(registry: CollectorRegistry) -> None:
+    """The counters and histograms: every process's files under ``hpc-wps serve``, else this process's."""
     if os.environ.get(MULTIPROC_ENV):
         MultiProcessCollector(registry)
     else:
         registry.register(REGISTRY)
+
+
+def exposition(probe: Probe, clients: tuple[str, ...]) -> Response:
+    if not client_allowed(request.remote_addr, clients):
+        return Response("metrics are not served to this address\n", status=403, mimetype="text/plain")
+    registry = CollectorRegistry(auto_describe=False)
+    add_counts(registry)
     registry.register(TableCollector(probe))
     encoder, content_type = choose_encoder(request.headers.get("Accept"))  # OpenMetrics when the scraper asks
     return Response(encoder(registry), content_type=content_type)
