@@ -34,6 +34,7 @@ db: install
 	$(BIN)/hpc-wps $(CONFIG_ARG) db upgrade
 
 lint: install-test
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check app processes scheduler migrations tests
 

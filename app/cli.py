@@ -74,11 +74,10 @@ def _preload_for_drmaa(settings: Settings) -> None:
 
 
 def cmd_dispatcher(args: argparse.Namespace) -> int:
-    from app.logs import configure_logging
-    from processes.container.config import configured
-    from processes.registry import build_registry
+    from app.factory import service_registry
     from scheduler.db import make_engine
     from scheduler.dispatcher import Dispatcher
+    from scheduler.logs import configure_logging
 
     settings = _settings(args)
     _preload_for_drmaa(settings)
@@ -86,10 +85,7 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    registry = build_registry(
-        settings.processing.demo_processes, settings.processing.processes, configured(settings).processes
-    )
-    dispatcher = Dispatcher(settings, make_engine(settings.database_url), registry)
+    dispatcher = Dispatcher(settings.jobs, make_engine(settings.database_url), service_registry(settings))
     _serve_dispatcher_metrics(settings)
     log.info("dispatcher started: mode %s, %d local slots", settings.processing.mode, settings.processing.slots)
     dispatcher.run(stop)
@@ -125,20 +121,10 @@ def _serve_dispatcher_metrics(settings: Settings) -> None:
 
 
 def cmd_run_job(args: argparse.Namespace) -> int:
-    """On a compute node: no configuration needed, the job directory carries everything.
+    """``hpc-wps run-job DIR``, for operators: the same as the nodes' ``python -m scheduler.run_job DIR``."""
+    from scheduler.run_job import run
 
-    Logs go to standard error (the batch job's error file) as text, each record tagged with the job
-    id, which is the directory's name."""
-    from pathlib import Path
-
-    from app.logs import configure_logging, job_context
-    from app.settings import LoggingSettings
-    from scheduler.launcher import run_job_dir
-
-    configure_logging(LoggingSettings())
-    job_dir = Path(args.job_dir).resolve()
-    with job_context(job_dir.name):
-        return run_job_dir(job_dir)
+    return run(args.job_dir)
 
 
 def _gunicorn_command(settings: Settings) -> list[str]:
@@ -182,9 +168,9 @@ def _metrics_dir() -> tuple[str, bool]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from app.logs import configure_logging
     from app.ops.metrics import MULTIPROC_ENV
     from migrations import upgrade
+    from scheduler.logs import configure_logging
 
     settings = _settings(args)
     configure_logging(settings.logging)  # the supervisor's lines too, in the service's format

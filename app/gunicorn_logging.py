@@ -11,8 +11,8 @@ from typing import Any
 
 from gunicorn import glogging
 
-from app.logs import configure_logging
 from app.settings import load_settings
+from scheduler.logs import configure_logging
 
 
 class ServiceLogger(glogging.Logger):

@@ -1,8 +1,10 @@
 """Configuration: INI files, overridden by environment variables, validated once at start.
 
 Each section is a frozen dataclass whose fields are the keys, with their types and defaults, so the
-embedded defaults, the validation and the reference documentation come from one place. This module
-imports no web framework: the dispatcher and the launcher on compute nodes read the same settings.
+embedded defaults, the validation and the reference documentation come from one place. A room declares
+the sections it reads beside its own code (``scheduler/settings.py``, ``scheduler/logs.py``,
+``processes/fetch.py``, ``processes/container/settings.py``); this module declares the web service's
+own, reads the file once, validates everything and hands each room its part (:attr:`Settings.jobs`).
 
 Environment overrides are named ``HPC_WPS_<SECTION>_<KEY>`` (``HPC_WPS_DATABASE_URL``); the file is
 named by ``--config`` or ``HPC_WPS_CONFIG``.
@@ -20,196 +22,63 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from processes.container.settings import DockerSettings
 from processes.fetch import FetchLimits
+from processes.setting_fields import SettingsError, setting, size_setting
+from scheduler.logs import LoggingSettings
+from scheduler.settings import JobSettings, ProcessingSettings, SchedulerSettings
 
 ENV_CONFIG = "HPC_WPS_CONFIG"
 ENV_PREFIX = "HPC_WPS_"
 
 
-class SettingsError(ValueError):
-    """A configuration value that cannot be used; the message names the file, section and key."""
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``10MB``, ``512KiB``, ``1G`` or a bare number (units are powers of 1024)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE)
-    if not match:
-        raise ValueError(f"{text!r} is not a size such as 10MB")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** " kmgt".index(unit or " "))
-
-
-def parse_percent(text: str) -> float:
-    """A share of something in percent, from ``90%`` or ``90``; 0 means the limit is off."""
-    number = float(text.strip().removesuffix("%"))
-    if not 0 <= number <= 100:
-        raise ValueError(f"{text!r} is not a percentage between 0 and 100")
-    return number
-
-
-def parse_name(text: str) -> str:
-    """A name passed to a batch system as one word: letters, digits, ``_ . -`` and ``*`` wildcards."""
-    value = text.strip()
-    if not re.fullmatch(r"[A-Za-z0-9_.*][A-Za-z0-9_.*-]*", value):
-        raise ValueError(f"{value!r} is not one word of letters, digits, '_', '.', '-' and '*'")
-    return value
-
-
-def _size(default: int, doc: str) -> Any:
-    return field(default=default, metadata={"parse": parse_size, "doc": doc})
-
-
-def _doc(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"doc": doc})
-
-
 @dataclass(frozen=True)
 class ServerSettings:
-    url: str = _doc(
+    url: str = setting(
         "", "public URL of the WPS endpoint, which status and output links start with; empty: http://HOST:PORT/wps"
     )
-    host: str = _doc("127.0.0.1", "address gunicorn binds")
-    port: int = _doc(5000, "port gunicorn binds")
-    workers: int = _doc(2, "gunicorn worker processes")
-    workdir: Path = _doc(Path("var"), "directory for the job database (SQLite), job directories and outputs")  # noqa: RUF009
-    max_request_size: int = _size(10 * 1024**2, "largest accepted request body")
-    language: str = _doc("en-US", "the language of every document")
+    host: str = setting("127.0.0.1", "address gunicorn binds")
+    port: int = setting(5000, "port gunicorn binds")
+    workers: int = setting(2, "gunicorn worker processes")
+    workdir: Path = setting(Path("var"), "directory for the job database (SQLite), job directories and outputs")  # noqa: RUF009
+    max_request_size: int = size_setting(10 * 1024**2, "largest accepted request body")
+    language: str = setting("en-US", "the language of every document")
 
 
 @dataclass(frozen=True)
 class MetadataSettings:
-    title: str = _doc("hpc-wps", "service title in GetCapabilities")
-    abstract: str = _doc(
+    title: str = setting("hpc-wps", "service title in GetCapabilities")
+    abstract: str = setting(
         "OGC Web Processing Service running processes locally, on HPC schedulers and in containers.", "service abstract"
     )
-    keywords: tuple[str, ...] = _doc(("WPS", "processing"), "comma-separated keywords")
-    fees: str = _doc("NONE", "ows:Fees")
-    access_constraints: str = _doc("NONE", "ows:AccessConstraints")
-    provider_name: str = _doc("hpc-wps", "ows:ProviderName")
-    provider_site: str = _doc("", "ows:ProviderSite")
-    contact_name: str = _doc("", "ows:IndividualName of the service contact")
-    contact_email: str = _doc("", "e-mail of the service contact")
-
-
-@dataclass(frozen=True)
-class ProcessingSettings:
-    mode: str = field(
-        default="local", metadata={"choices": ("local", "scheduler", "docker"), "doc": "where asynchronous jobs run"}
-    )
-    slots: int = _doc(2, "jobs the local pool runs at once")
-    worker_max_jobs: int = _doc(100, "jobs a local pool worker runs before a fresh one replaces it")
-    worker_nice: int = _doc(10, "niceness (0-19) of local pool workers, so that jobs yield the CPU to requests")
-    queue_length: int = _doc(1000, "accepted jobs waiting for a slot before Execute answers ServerBusy")
-    sync_time_limit: float = _doc(600.0, "seconds a synchronous Execute may run")
-    poll_interval: float = _doc(0.05, "seconds between dispatcher cycles when it is idle")
-    demo_processes: bool = _doc(True, "serve the built-in demo processes")
-    processes: tuple[str, ...] = _doc((), "further processes: comma-separated module:attribute import paths")
-    retention: float = _doc(7 * 86400.0, "seconds a finished job's outputs are kept (expirationDate)")
-    disk_high_water: float = field(
-        default=90.0,
-        metadata={
-            "parse": parse_percent,
-            "doc": "fullest the filesystem of the job directories may be, in percent (90%): above it the "
-            "oldest finished jobs are deleted first; 0: no such limit",
-        },
-    )
-    jobs_budget: int = _size(
-        0, "most bytes all job directories may hold together (as 500GB): above it the oldest finished jobs go; 0: none"
-    )
-
-
-@dataclass(frozen=True)
-class SchedulerSettings:
-    system: str = field(
-        default="slurm", metadata={"choices": ("slurm", "drmaa"), "doc": "how batch jobs are submitted"}
-    )
-    workdir: Path = _doc(Path(""), "job directories the compute nodes can read and write; empty: the server workdir")  # noqa: RUF009
-    python: str = _doc("", "the Python the nodes run the launcher with; empty: this service's own interpreter")
-    poll_interval: float = _doc(2.0, "seconds between scheduler queries (one query for all jobs)")
-    queue: str = _doc("", "default queue (Grid Engine) or partition (Slurm); empty: the system's default")
-    parallel_environment: str = field(
-        default="smp",
-        metadata={
-            "parse": parse_name,
-            "doc": "Grid Engine parallel environment whose slots a job of several cores asks for (-pe NAME CORES)",
-        },
-    )
-    cores: int = _doc(1, "default cores per job")
-    memory: int = _size(1024**3, "default memory per job")
-    walltime: float = _doc(3600.0, "default wall-clock limit per job, seconds")
-    native: str = _doc("", "extra native options for every job, passed to the submitter as they are")
-    max_cores: int = _doc(16, "most cores a request may ask for")
-    max_memory: int = _size(64 * 1024**3, "most memory a request may ask for")
-    max_walltime: float = _doc(86400.0, "longest wall-clock limit a request may ask for, seconds")
-    local_processes: tuple[str, ...] = _doc((), "processes that run locally even when mode = scheduler")
-    scheduler_processes: tuple[str, ...] = _doc((), "processes that go to the scheduler even when mode = local")
-    drmaa_library: str = _doc("", "path of libdrmaa; empty: DRMAA_LIBRARY_PATH from the environment")
-    drmaa_preload: str = _doc("", "libraries the dispatcher preloads for libdrmaa (Grid Engine's needs libjemalloc)")
-    retry_max: float = _doc(300.0, "longest pause between submission retries while the scheduler is down, seconds")
-
-
-@dataclass(frozen=True)
-class DockerSettings:
-    url: str = _doc("", "Docker Engine API URL (unix:///PATH or tcp://HOST:PORT); empty: DOCKER_HOST, else the default")
-    timeout: float = _doc(30.0, "seconds one Engine API call may take")
-    processes: Path = _doc(Path(""), "TOML file declaring container processes and per-process relaxations; empty: none")  # noqa: RUF009
-    images: tuple[str, ...] = _doc(
-        (), "images containers may run: name:tag, name@sha256:DIGEST (pinned) or a prefix ending in *; empty: none"
-    )
-    python_image: str = _doc("", "image with hpc-wps installed that runs Python processes when mode = docker")
-    max_containers: int = _doc(8, "containers run at once")
-    memory: int = _size(512 * 1024**2, "default memory limit per container (no swap beyond it)")
-    cores: float = _doc(1.0, "default CPU limit per container, in cores (fractions allowed)")
-    pids: int = _doc(256, "default limit on processes per container")
-    walltime: float = _doc(3600.0, "default wall-clock limit per container, seconds")
-    tmpfs_size: int = _size(64 * 1024**2, "size of the writable /tmp of a container")
-    user: str = _doc("65534:65534", "uid:gid containers run as, unless a process is allowed root")
-    poll_interval: float = _doc(0.05, "least seconds between two container listings (one API call for all jobs)")
-    log_limit: int = _size(1024**3, "most bytes kept of a container's stdout and of its stderr")
-
-
-@dataclass(frozen=True)
-class InputSettings:
-    allowed_dirs: tuple[Path, ...] = _doc((), "directories file:// inputs may be read from (none: file:// refused)")
-    allow_http: bool = _doc(True, "accept http(s) references")
-    connect_timeout: float = _doc(10.0, "seconds to connect to a remote input")
-    read_timeout: float = _doc(60.0, "seconds to wait for each read of a remote input")
-    total_timeout: float = _doc(600.0, "seconds a whole fetch of a remote input may take")
-    max_size: int = _size(1024**3, "largest input fetched by reference")
+    keywords: tuple[str, ...] = setting(("WPS", "processing"), "comma-separated keywords")
+    fees: str = setting("NONE", "ows:Fees")
+    access_constraints: str = setting("NONE", "ows:AccessConstraints")
+    provider_name: str = setting("hpc-wps", "ows:ProviderName")
+    provider_site: str = setting("", "ows:ProviderSite")
+    contact_name: str = setting("", "ows:IndividualName of the service contact")
+    contact_email: str = setting("", "e-mail of the service contact")
 
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    url: str = _doc("", "SQLAlchemy URL of the job table; empty: SQLite in the workdir")
-
-
-@dataclass(frozen=True)
-class LoggingSettings:
-    level: str = field(default="INFO", metadata={"choices": ("DEBUG", "INFO", "WARNING", "ERROR"), "doc": "log level"})
-    file: str = _doc("", "log file; empty: standard error")
-    format: str = field(
-        default="text",
-        metadata={
-            "choices": ("text", "json"),
-            "doc": "text lines, or one JSON object per line (time, level, logger, message, pid, job_id, ...)",
-        },
-    )
+    url: str = setting("", "SQLAlchemy URL of the job table; empty: SQLite in the workdir")
 
 
 @dataclass(frozen=True)
 class MonitoringSettings:
-    metrics: bool = _doc(True, "serve Prometheus metrics at /metrics")
-    metrics_clients: tuple[str, ...] = _doc(
+    metrics: bool = setting(True, "serve Prometheus metrics at /metrics")
+    metrics_clients: tuple[str, ...] = setting(
         (), "addresses or networks (CIDR) that may read /metrics, comma-separated; empty: every client"
     )
-    probe_timeout: float = _doc(2.0, "seconds /health and /metrics wait for the job database")
-    heartbeat_interval: float = _doc(5.0, "seconds between two heartbeats a dispatcher writes to the job database")
-    heartbeat_timeout: float = _doc(30.0, "a dispatcher silent for longer counts as down in /health")
-    dispatcher_metrics_port: int = _doc(
+    probe_timeout: float = setting(2.0, "seconds /health and /metrics wait for the job database")
+    heartbeat_interval: float = setting(5.0, "seconds between two heartbeats a dispatcher writes to the job database")
+    heartbeat_timeout: float = setting(30.0, "a dispatcher silent for longer counts as down in /health")
+    dispatcher_metrics_port: int = setting(
         0, "port on which `hpc-wps dispatcher` run on its own serves its job counts for Prometheus; 0: off"
     )
-    dispatcher_metrics_host: str = _doc("127.0.0.1", "address that port listens on")
-    host_lost_after: float = _doc(
+    dispatcher_metrics_host: str = setting("127.0.0.1", "address that port listens on")
+    host_lost_after: float = setting(
         600.0,
         "seconds without a live dispatcher on a host, and without news of a local job of it, before that job"
         " counts as lost with its host",
@@ -221,7 +90,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
-    inputs: InputSettings = field(default_factory=InputSettings)
+    inputs: FetchLimits = field(default_factory=FetchLimits)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     docker: DockerSettings = field(default_factory=DockerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -239,27 +108,19 @@ class Settings:
         shared = self.scheduler.workdir
         return shared.resolve() if str(shared) not in ("", ".") else self.server.workdir.resolve() / "jobs"
 
-    def executor_name(self, process_id: str) -> str:
-        """local, the scheduler system, or docker, for asynchronous jobs of ``process_id``.
-
-        A container process goes to docker in every mode unless named in local or scheduler processes.
-        """
-        from processes.container import is_container_process
-
-        scheduler = self.scheduler
-        if process_id in scheduler.local_processes:
-            return "local"
-        if process_id in scheduler.scheduler_processes:
-            return scheduler.system
-        if self.processing.mode == "docker" or is_container_process(process_id):
-            return "docker"
-        if self.processing.mode == "scheduler":
-            return scheduler.system
-        return "local"
-
-    @property
-    def fetch_limits(self) -> FetchLimits:
-        return FetchLimits(**dataclasses.asdict(self.inputs))
+    @functools.cached_property
+    def jobs(self) -> JobSettings:
+        """The job system's part: what the job service, the dispatcher and the executors read."""
+        return JobSettings(
+            database_url=self.database_url,
+            jobs_dir=self.jobs_dir,
+            processing=self.processing,
+            scheduler=self.scheduler,
+            docker=self.docker,
+            inputs=self.inputs,
+            heartbeat_interval=self.monitoring.heartbeat_interval,
+            host_lost_after=self.monitoring.host_lost_after,
+        )
 
     def replace(self, section: str, **values: Any) -> Settings:
         """A copy with some keys of one section changed (tests and the CLI use it)."""
@@ -338,6 +199,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
         if section in SECTIONS and key:
             raw[section][key] = (text, f"environment variable {name}")
     sections = {name: _section(name, raw[name]) for name in SECTIONS}
+    # The variables the container engine and DRMAA define for themselves, read here once, not by the
+    # code that connects: what the service uses is in its settings.
+    if not sections["docker"].url and environ.get("DOCKER_HOST"):
+        sections["docker"] = dataclasses.replace(sections["docker"], url=environ["DOCKER_HOST"])
+    if not sections["scheduler"].drmaa_library and environ.get("DRMAA_LIBRARY_PATH"):
+        sections["scheduler"] = dataclasses.replace(sections["scheduler"], drmaa_library=environ["DRMAA_LIBRARY_PATH"])
     server = sections["server"]
     if not server.url:
         sections["server"] = dataclasses.replace(server, url=f"http://{server.host}:{server.port}/wps")

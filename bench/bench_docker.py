@@ -121,7 +121,7 @@ class InProcess:
             }
         )
         processes = load_config(EXAMPLES, self.settings.docker.images).processes
-        self.executor = DockerExecutor(self.settings, Registry(processes).get)
+        self.executor = DockerExecutor(self.settings.jobs, Registry(processes).get)
         self.request = {"inputs": [{"id": "text", "value": TEXT, "mime_type": "text/plain"}], "outputs": []}
         self.removed: list[float] = []
 

@@ -75,7 +75,7 @@ def main() -> int:
         latencies.sort()
 
         engine = make_engine(settings.database_url)
-        dispatcher = Dispatcher(settings, engine, client.application.extensions["hpc_wps"].registry)
+        dispatcher = Dispatcher(settings.jobs, engine, client.application.extensions["hpc_wps"].registry)
         stop = threading.Event()
         final = [s.value for s in FINAL_STATES]
 

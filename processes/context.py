@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from processes.container.settings import DockerSettings
 from processes.model import ComplexOutput, Process
 from processes.values import BoundingBox, InputValue, LiteralValue
 
@@ -28,8 +29,12 @@ class JobContext:
         workdir: Path,
         output_dir: Path,
         report: Reporter,
+        docker: DockerSettings | None = None,
     ) -> None:
         self.process = process
+        # The site's container engine, for processes that run an image: handed in by whoever runs the
+        # job, since a process never reads the configuration itself.
+        self.docker = docker or DockerSettings()
         self.inputs = inputs
         self.workdir = workdir
         self.output_dir = output_dir

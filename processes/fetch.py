@@ -14,6 +14,8 @@ from urllib.parse import unquote, urlparse
 import requests
 import urllib3
 
+from processes.setting_fields import setting, size_setting
+
 CHUNK = 1 << 16
 
 
@@ -28,12 +30,14 @@ class InputError(Exception):
 
 @dataclass(frozen=True)
 class FetchLimits:
-    allowed_dirs: tuple[Path, ...] = ()
-    allow_http: bool = True
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    total_timeout: float = 600.0
-    max_size: int = 1024**3
+    """The ``[inputs]`` section: where references may point and how long and large a fetch may be."""
+
+    allowed_dirs: tuple[Path, ...] = setting((), "directories file:// inputs may be read from (none: file:// refused)")
+    allow_http: bool = setting(True, "accept http(s) references")
+    connect_timeout: float = setting(10.0, "seconds to connect to a remote input")
+    read_timeout: float = setting(60.0, "seconds to wait for each read of a remote input")
+    total_timeout: float = setting(600.0, "seconds a whole fetch of a remote input may take")
+    max_size: int = size_setting(1024**3, "largest input fetched by reference")
 
 
 def resolve_file(identifier: str, href: str, limits: FetchLimits) -> Path:

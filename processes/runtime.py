@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from processes.container.settings import DockerSettings
 from processes.context import JobContext, ProcessError, Reporter
 from processes.fetch import FetchLimits, InputError, fetch_http, resolve_file
 from processes.model import (
@@ -160,7 +161,12 @@ def collect_outputs(
 
 
 def run_process(
-    process: Process, request: dict[str, Any], job_dir: Path, limits: FetchLimits, report: Reporter
+    process: Process,
+    request: dict[str, Any],
+    job_dir: Path,
+    limits: FetchLimits,
+    report: Reporter,
+    docker: DockerSettings | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``process`` for ``request`` in ``job_dir``; returns the output records.
 
@@ -171,7 +177,7 @@ def run_process(
     work.mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     inputs = materialize_inputs(process, request.get("inputs", []), work, limits)
-    context = JobContext(process, inputs, work, output_dir, report)
+    context = JobContext(process, inputs, work, output_dir, report, docker)
     process.handler(context)
     records = collect_outputs(process, context.outputs, request.get("outputs", []), output_dir)
     produced = {r["id"] for r in records}

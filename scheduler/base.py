@@ -53,7 +53,7 @@ class Executor(ABC):
     name: ClassVar[str]
     # True when a submitted job runs at once (the local pool): it is then marked running on submission.
     starts_now: ClassVar[bool] = False
-    # True when jobs run ``hpc-wps run-job DIR`` elsewhere and need the payload written into DIR.
+    # True when jobs run ``python -m scheduler.run_job DIR`` elsewhere and need the payload written into DIR.
     needs_payload: ClassVar[bool] = False
 
     def capacity(self) -> int | None:

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from app.settings import SchedulerSettings
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ from pathlib import Path
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.logs import job_context
-from app.settings import Settings
+from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
@@ -43,6 +42,7 @@ from scheduler.launcher import (
     write_result,
 )
 from scheduler.local import RESTARTED, LocalExecutor
+from scheduler.logs import job_context
 from scheduler.maintenance import (
     evict_over_high_water,
     fail_abandoned_web_jobs,
@@ -53,6 +53,7 @@ from scheduler.models import JobStatus, utcnow
 from scheduler.payload import Payload, write_payload
 from scheduler.pids import identity, running_here
 from scheduler.resources import resolve
+from scheduler.settings import JobSettings
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class ChildWakeup:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, engine: Engine, registry: Registry) -> None:
+    def __init__(self, settings: JobSettings, engine: Engine, registry: Registry) -> None:
         self.settings = settings
         self.engine = engine
         self.registry = registry
@@ -136,7 +137,7 @@ class Dispatcher:
         self._next_maintenance = 0.0
         # Recordings of submitted jobs that the job table did not take yet (it was out of reach).
         self._unrecorded: list[Callable[[Connection], None]] = []
-        self.heartbeat = Heartbeat(engine, self.executors, settings.monitoring.heartbeat_interval)
+        self.heartbeat = Heartbeat(engine, self.executors, settings.heartbeat_interval)
 
     def job_dir(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
@@ -144,8 +145,8 @@ class Dispatcher:
     def _expires(self) -> dt.datetime:
         return expiry(self.settings.processing.retention)
 
-    def executor_for(self, process_id: str) -> Executor:
-        name = self.settings.executor_name(process_id)
+    def executor_for(self, process: Process) -> Executor:
+        name = self.settings.executor_for(process)
         return self.executors.get(name) or self.executors["local"]
 
     def _prepare_worker(self) -> None:
@@ -162,7 +163,10 @@ class Dispatcher:
         spec.job_dir.mkdir(parents=True, exist_ok=True)
         reporter = ProgressReporter(self.engine, spec.job_id)
         write_result(
-            spec.job_dir, run_to_outcome(process, spec.request, spec.job_dir, self.settings.fetch_limits, reporter)
+            spec.job_dir,
+            run_to_outcome(
+                process, spec.request, spec.job_dir, self.settings.inputs, reporter, docker=self.settings.docker
+            ),
         )
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -218,7 +222,7 @@ class Dispatcher:
     def settle_jobs_of_lost_hosts(self) -> None:
         """Local jobs of a host gone for good: the job directory is shared between hosts, so a job that
         ended there before its host went is settled from the result it left; the others failed as lost."""
-        silent_for = self.settings.monitoring.host_lost_after
+        silent_for = self.settings.host_lost_after
         for row, host in jobs_of_lost_hosts(self.engine, silent_for):
             reason = f"was lost with its host {host}, where no dispatcher has run for over {silent_for:.0f} s"
             with self.engine.begin() as conn:
@@ -299,7 +303,7 @@ class Dispatcher:
                     message = f"process {row['process_id']} is no longer offered"
                     lifecycle.mark_failed(conn, row["id"], message, self._expires())
                     continue
-                groups.setdefault(self.executor_for(process.identifier).name, []).append(row)
+                groups.setdefault(self.executor_for(process).name, []).append(row)
             for name, rows in groups.items():
                 executor = self.executors[name]
                 if self._backoff.get(name, (0.0, 0.0))[0] > time.monotonic():
@@ -379,8 +383,9 @@ class Dispatcher:
                         process,
                         request,
                         self.settings.database_url,
-                        self.settings.fetch_limits,
+                        self.settings.inputs,
                         self.settings.processing.retention,
+                        self.settings.docker,
                     )
                     write_payload(job_dir, payload)
                 return (

@@ -13,7 +13,7 @@ The native id is the job id, the value of the label, so a restarted dispatcher f
 again with the same list call. ``cancel`` kills the staging child and removes the container.
 
 With ``[processing] mode = docker`` a Python process runs too: in ``[docker] python_image`` (an image
-with hpc-wps installed), as ``hpc-wps run-job /job`` on its job directory, its inputs fetched
+with hpc-wps installed), as ``python3 -m scheduler.run_job /job`` on its job directory, its inputs fetched
 beforehand because the container has no network.
 """
 
@@ -61,11 +61,12 @@ from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitE
 from scheduler.launcher import RESULT_FILE, Outcome, read_result, write_json, write_result
 from scheduler.models import JobStatus
 from scheduler.pids import alive, process_key
+from scheduler.run_job import MODULE as RUN_JOB
 
 if TYPE_CHECKING:
     from docker import DockerClient
 
-    from app.settings import Settings
+    from scheduler.settings import JobSettings
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,12 @@ class DockerExecutor(Executor):
     # and the dispatcher polls this executor every cycle ([docker] poll_interval spaces the listings).
     starts_now = True
 
-    def __init__(self, settings: Settings, lookup: Callable[[str], Process | None]) -> None:
+    def __init__(self, settings: JobSettings, lookup: Callable[[str], Process | None]) -> None:
         self.settings = settings
         self.docker = settings.docker
         self.jobs_dir = settings.jobs_dir
         self.lookup = lookup
-        self.config: ContainerConfig = configured(settings)
+        self.config: ContainerConfig = configured(settings.docker)
         self._client: DockerClient | None = None
         self._children: dict[int, tuple[str, str]] = {}  # pid -> (native id, STAGING or FINALIZING)
         self._busy: dict[str, int] = {}  # native id -> pid of the child working on it
@@ -353,7 +354,7 @@ class DockerExecutor(Executor):
         if spec is None:
             spec, volumes = self._python_job(process, job_id, request, job_dir, work, user)
         else:
-            inputs = materialize_inputs(process, request.get("inputs", []), work, self.settings.fetch_limits)
+            inputs = materialize_inputs(process, request.get("inputs", []), work, self.settings.inputs)
             arguments = stage_inputs(process, spec, inputs, paths.inputs, work)
             prepare_outputs_dir(paths.outputs, user)
             volumes = None
@@ -377,7 +378,7 @@ class DockerExecutor(Executor):
     def _python_job(
         self, process: Process, job_id: str, request: dict[str, Any], job_dir: Path, work: Path, user: str
     ) -> tuple[ContainerSpec, dict[str, dict[str, str]]]:
-        """``hpc-wps run-job /job`` in the Python image, inputs by reference fetched here beforehand."""
+        """``python3 -m scheduler.run_job /job`` in the Python image, inputs by reference fetched here beforehand."""
         from processes.runtime import _source_file
         from scheduler.payload import Payload, write_payload
 
@@ -388,23 +389,25 @@ class DockerExecutor(Executor):
         specs = []
         for index, item in enumerate(request.get("inputs", [])):
             if item.get("href"):
-                source = _source_file(item, work, index, self.settings.fetch_limits)
+                source = _source_file(item, work, index, self.settings.inputs)
                 shutil.copyfile(source, staged / f"{index}")
                 item = {k: v for k, v in item.items() if k not in ("href", "method", "body", "headers")}
                 item["href"] = f"file://{JOB_MOUNT}/{STAGED_INPUTS}/{index}"
             specs.append(item)
         # Inside, the launcher reads only the staged files; it reports through result.json (no database).
         fetch_limits = dataclasses.replace(
-            self.settings.fetch_limits, allowed_dirs=(Path(JOB_MOUNT) / STAGED_INPUTS,), allow_http=False
+            self.settings.inputs, allowed_dirs=(Path(JOB_MOUNT) / STAGED_INPUTS,), allow_http=False
         )
-        payload = Payload(job_id, process, {**request, "inputs": specs}, "sqlite:///:memory:", fetch_limits, 0.0)
+        payload = Payload(
+            job_id, process, {**request, "inputs": specs}, "sqlite:///:memory:", fetch_limits, 0.0, self.docker
+        )
         write_payload(job_dir, payload)
         for path in (job_dir, staged):
             prepare_outputs_dir(path, user)
         spec = ContainerSpec(
             image=self.docker.python_image,
-            command=("run-job", JOB_MOUNT),
-            entrypoint=("hpc-wps",),
+            command=(JOB_MOUNT,),
+            entrypoint=("python3", "-m", RUN_JOB),
             workdir=JOB_MOUNT,
         )
         return spec, {str(job_dir): {"bind": JOB_MOUNT, "mode": "rw"}}

@@ -1,8 +1,8 @@
 """Batch jobs through DRMAA 1.0: Grid Engine's own library, and the same code for Slurm (slurm-drmaa)
 and TORQUE/PBS (pbs-drmaa).
 
-One DRMAA session lives as long as the dispatcher. A job is ``hpc-wps run-job DIR`` (``python -m
-app.cli run-job DIR``) with the job directory as working directory and its stdout and stderr there.
+One DRMAA session lives as long as the dispatcher. A job is ``python -m scheduler.run_job DIR`` with the job
+directory as working directory and its stdout and stderr there.
 
 DRMAA has no bulk status call (``jobStatus`` is one request to the system per job), so a poll asks the
 system's own listing command once for all jobs whatever their number (``scheduler.drm_listing``:
@@ -39,7 +39,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.settings import SchedulerSettings
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.drm_listing import (
     GRID_ENGINE,
@@ -61,6 +60,8 @@ from scheduler.drmaa_endings import (
 )
 from scheduler.launcher import read_result
 from scheduler.resources import Resources
+from scheduler.run_job import MODULE as RUN_JOB
+from scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
@@ -248,9 +249,9 @@ class DrmaaExecutor(Executor):
             return self._drmaa
         if self._load_error:
             raise SubmitError(self._load_error, retry=False)
-        library = self.settings.drmaa_library or os.environ.get("DRMAA_LIBRARY_PATH", "")
-        if self.settings.drmaa_library:
-            os.environ["DRMAA_LIBRARY_PATH"] = self.settings.drmaa_library  # read by the drmaa package on import
+        library = self.settings.drmaa_library  # the configuration fills it from DRMAA_LIBRARY_PATH
+        if library:
+            os.environ["DRMAA_LIBRARY_PATH"] = library  # read by the drmaa package on import
         try:
             import drmaa
         except (ImportError, OSError, RuntimeError) as exc:
@@ -326,7 +327,7 @@ class DrmaaExecutor(Executor):
         running_job = False  # whether runJob was called: then the job may have reached the system
         try:
             template.remoteCommand = self.python[0]
-            template.args = [*self.python[1:], "-m", "app.cli", "run-job", job_dir]
+            template.args = [*self.python[1:], "-m", RUN_JOB, job_dir]
             template.jobName = self.job_name(spec.job_id)
             template.workingDirectory = job_dir
             template.outputPath = f":{job_dir}/stdout"

@@ -3,12 +3,13 @@ so a site without a DRMAA library or the docker package never loads one."""
 
 from __future__ import annotations
 
-from app.settings import Settings
 from processes.registry import Registry
 from scheduler.base import Executor
+from scheduler.executor_names import DOCKER
+from scheduler.settings import JobSettings
 
 
-def build_batch_executor(settings: Settings) -> Executor:
+def build_batch_executor(settings: JobSettings) -> Executor:
     system = settings.scheduler.system
     if system == "slurm":
         from scheduler.slurm import SlurmExecutor
@@ -21,12 +22,12 @@ def build_batch_executor(settings: Settings) -> Executor:
     raise ValueError(f"unknown scheduler system {system!r}")
 
 
-def wants_docker(settings: Settings, registry: Registry) -> bool:
+def wants_docker(settings: JobSettings, registry: Registry) -> bool:
     """True when some asynchronous job may go to the docker executor."""
-    return any(settings.executor_name(p.identifier) == "docker" for p in registry)
+    return any(settings.executor_for(p) == DOCKER for p in registry)
 
 
-def build_docker_executor(settings: Settings, registry: Registry) -> Executor:
+def build_docker_executor(settings: JobSettings, registry: Registry) -> Executor:
     from scheduler.docker_executor import DockerExecutor
 
     return DockerExecutor(settings, registry.get)

@@ -26,13 +26,14 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.logs import job_context
+from processes.container.settings import DockerSettings
 from processes.context import ProcessError
 from processes.fetch import FetchLimits, InputError
 from processes.model import Process
 from processes.runtime import run_process
 from scheduler import lifecycle
 from scheduler.db import make_engine
+from scheduler.logs import job_context
 from scheduler.models import JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,7 @@ def run_to_outcome(
     limits: FetchLimits,
     reporter: ProgressReporter,
     seconds: float | None = None,
+    docker: DockerSettings | None = None,
 ) -> Outcome:
     """Run the process and turn whatever happens into an Outcome; never raises for the job's faults.
 
@@ -181,7 +183,9 @@ def run_to_outcome(
     """
     with job_context(reporter.job_id):  # every record logged while it runs names the job
         try:
-            outcome = _outcome(lambda: run_process(process, request, job_dir, limits, reporter), seconds, job_dir)
+            outcome = _outcome(
+                lambda: run_process(process, request, job_dir, limits, reporter, docker), seconds, job_dir
+            )
         finally:
             shutil.rmtree(job_dir / "work", ignore_errors=True)
     if outcome.status != JobStatus.SUCCEEDED.value:
@@ -212,7 +216,7 @@ def _outcome(run: Callable[[], list[dict[str, Any]]], seconds: float | None, job
 
 
 def run_job_dir(job_dir: Path) -> int:
-    """``hpc-wps run-job DIR``: run a batch job on a compute node, from its payload.
+    """``python -m scheduler.run_job DIR``: run a batch job on a compute node, from its payload.
 
     Reports to the job table when it can reach it; the result file is written in any case, so the
     dispatcher settles the job either way. Exit status 0 whenever a result was written.
@@ -242,7 +246,9 @@ def run_job_dir(job_dir: Path) -> int:
     if engine is None:  # the file is the dispatcher's only news of a node cut off from the table
         write_json(job_dir / STATUS_FILE, {"message": f"running on {socket.gethostname()}", "percent": 0})
     reporter = ProgressReporter(engine, payload.job_id, job_dir)
-    outcome = run_to_outcome(payload.process, payload.request, job_dir, payload.fetch_limits, reporter)
+    outcome = run_to_outcome(
+        payload.process, payload.request, job_dir, payload.fetch_limits, reporter, docker=payload.docker
+    )
     write_result(job_dir, outcome)
     if engine is not None:
         try:

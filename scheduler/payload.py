@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processes.container.settings import DockerSettings
 from processes.fetch import FetchLimits
 from processes.model import Process
 
@@ -26,6 +27,7 @@ class Payload:
     database_url: str
     fetch_limits: FetchLimits
     retention: float
+    docker: DockerSettings  # for a container process run on the node: the configuration is not read there
 
 
 def write_payload(job_dir: Path, payload: Payload) -> Path:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.settings import SchedulerSettings, parse_size
+from processes.setting_fields import parse_size
+from scheduler.settings import SchedulerSettings
 
 # Literal inputs a client may add to an Execute to ask for other resources, e.g. resources.cores=4.
 REQUEST_PREFIX = "resources."

@@ -1,7 +1,7 @@
 """Slurm through its own command-line tools (sbatch, squeue, sacct, scancel): no DRMAA library needed.
 
 A job is a script written into its job directory (``scheduler/templates/slurm.sh``) that runs
-``python -m app.cli run-job DIR`` on the node; ``sbatch --parsable`` submits it and prints the id.
+``python -m scheduler.run_job DIR`` on the node; ``sbatch --parsable`` submits it and prints the id.
 Every poll is one ``squeue`` for all jobs (``--states=all``, so jobs that ended within Slurm's
 MinJobAge are still listed with their final state, exit code and time limit); jobs squeue no longer
 lists are looked up with one ``sacct`` when accounting storage is enabled (checked once, then
@@ -23,10 +23,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from app.settings import SchedulerSettings
 from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.batch import SUBMITTED_FILE, BatchExecutor, SchedulerUnavailable, tail
 from scheduler.resources import Resources
+from scheduler.run_job import MODULE as RUN_JOB
+from scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ class SlurmExecutor(BatchExecutor):
             "memory": sbatch_quote(f"{resources.memory_mb}M"),
             "walltime": sbatch_quote(resources.walltime_hms),
             "options": "\n".join(options),
-            "command": shlex.join([*self.python, "-m", "app.cli", "run-job", job_dir]),
+            "command": shlex.join([*self.python, "-m", RUN_JOB, job_dir]),
         }
 
     def submit_script(self, script: Path) -> str:

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.settings import DockerSettings, load_settings
+from app.settings import load_settings
+from processes.builtin import BUILTIN_PROCESSES
 from processes.container import STDOUT, OutputSource, Relaxations, TemplateError, container_process, render_command
 from processes.container.config import ContainerConfigError, parse_config
 from processes.container.engine import (
@@ -25,6 +26,7 @@ from processes.container.engine import (
     stage_inputs,
 )
 from processes.container.images import ImageRefused, admitted, digest_matches, parse_reference
+from processes.container.settings import DockerSettings
 from processes.context import ProcessError
 from processes.model import (
     FORMAT_JSON,
@@ -384,17 +386,17 @@ def test_configuration_errors_name_the_file_process_and_key(text, message):
 
 
 def test_container_processes_go_to_docker_in_every_mode(tmp_path: Path):
-    assert PROCESS.identifier  # declared above: a container process of this interpreter
-    local = load_settings(environ={})
-    assert local.executor_name("unit_container") == "docker"
-    assert local.executor_name("sleep") == "local"
-    scheduler = load_settings(environ={"HPC_WPS_PROCESSING_MODE": "scheduler"})
-    assert scheduler.executor_name("unit_container") == "docker"
-    assert scheduler.executor_name("sleep") == "slurm"
-    docker = load_settings(environ={"HPC_WPS_PROCESSING_MODE": "docker"})
-    assert docker.executor_name("sleep") == "docker"
-    pinned = load_settings(environ={"HPC_WPS_SCHEDULER_LOCAL_PROCESSES": "unit_container"})
-    assert pinned.executor_name("unit_container") == "local"
+    sleep = next(p for p in BUILTIN_PROCESSES if p.identifier == "sleep")
+    local = load_settings(environ={}).jobs
+    assert local.executor_for(PROCESS) == "docker"
+    assert local.executor_for(sleep) == "local"
+    scheduler = load_settings(environ={"HPC_WPS_PROCESSING_MODE": "scheduler"}).jobs
+    assert scheduler.executor_for(PROCESS) == "docker"
+    assert scheduler.executor_for(sleep) == "slurm"
+    docker = load_settings(environ={"HPC_WPS_PROCESSING_MODE": "docker"}).jobs
+    assert docker.executor_for(sleep) == "docker"
+    pinned = load_settings(environ={"HPC_WPS_SCHEDULER_LOCAL_PROCESSES": "unit_container"}).jobs
+    assert pinned.executor_for(PROCESS) == "local"
 
 
 def test_an_unreachable_engine_keeps_jobs_queued(tmp_path: Path):
@@ -406,7 +408,7 @@ def test_an_unreachable_engine_keeps_jobs_queued(tmp_path: Path):
     settings = load_settings(
         environ={"HPC_WPS_SERVER_WORKDIR": str(tmp_path), "HPC_WPS_DOCKER_URL": f"unix://{tmp_path}/none.sock"}
     )
-    executor = DockerExecutor(settings, Registry([PROCESS]).get)
+    executor = DockerExecutor(settings.jobs, Registry([PROCESS]).get)
     with pytest.raises(SubmitError, match="does not answer") as error:
         executor.submit(JobSpec("j1", PROCESS.identifier, tmp_path / "j1", {"inputs": []}))
     assert error.value.retry

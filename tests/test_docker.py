@@ -404,7 +404,7 @@ def run_executor(tmp_path: Path, docker_url: str, image: str, allowed: str) -> d
             "HPC_WPS_DOCKER_IMAGES": allowed,
         }
     )
-    executor = DockerExecutor(settings, Registry([process]).get)
+    executor = DockerExecutor(settings.jobs, Registry([process]).get)
     job_id = f"job-{time.monotonic_ns()}"
     native = executor.submit(JobSpec(job_id, process.identifier, settings.jobs_dir / job_id, {"inputs": []}))
     wait_for(lambda: executor.poll_many([native])[native].state is NativeState.ENDED, 30)

@@ -671,7 +671,7 @@ def test_submit_builds_the_template(executor, tmp_path):
     (template,) = executor.fake_session.templates
     job_dir = str(tmp_path / "job-1")
     assert template.remoteCommand == "/opt/py/bin/python3"
-    assert template.args == ["-X", "utf8", "-m", "app.cli", "run-job", job_dir]
+    assert template.args == ["-X", "utf8", "-m", "scheduler.run_job", job_dir]
     assert template.jobName == "wps-job-1" and template.workingDirectory == job_dir
     assert template.outputPath == f":{job_dir}/stdout" and template.errorPath == f":{job_dir}/stderr"
     assert template.joinFiles is False

@@ -16,12 +16,13 @@ import requests
 from lxml import etree
 from sqlalchemy import select
 
-from app.logs import JobIdFilter, JsonFormatter, TextFormatter, job_context
+from processes.container.settings import DockerSettings
 from processes.context import JobContext
 from processes.fetch import FetchLimits
 from processes.model import LiteralOutput, Process
 from scheduler.db import make_engine
 from scheduler.launcher import read_result
+from scheduler.logs import JobIdFilter, JsonFormatter, TextFormatter, job_context
 from scheduler.models import JOBS
 from scheduler.payload import Payload, write_payload
 from tests.conftest import LiveServer, free_port, wait_for
@@ -106,7 +107,7 @@ def test_node_launcher_tags_its_lines_with_the_job_id(tmp_path: Path):
     job_id = "0f0e0d0c-0b0a-4908-8706-050403020100"
     job_dir = tmp_path / job_id
     unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/jobs"
-    payload = Payload(job_id, CHATTY, {"inputs": [], "outputs": []}, unreachable, FetchLimits(), 60.0)
+    payload = Payload(job_id, CHATTY, {"inputs": [], "outputs": []}, unreachable, FetchLimits(), 60.0, DockerSettings())
     write_payload(job_dir, payload)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HPC_WPS_")}
     env["PYTHONPATH"] = str(ROOT)  # where the node finds the process's module, as a site installs it

@@ -84,7 +84,7 @@ def test_dispatcher_runs_maintenance(app, settings):
     engine = app.extensions["hpc_wps"].engine
     job_id = lifecycle.create_job(engine, "sleep", "1.0.0", "sync", REQUEST, JobStatus.RUNNING, "web")["id"]
     _age(engine, job_id, updated_at=utcnow() - dt.timedelta(days=1))
-    Dispatcher(settings, engine, build_registry(True, [])).cycle()
+    Dispatcher(settings.jobs, engine, build_registry(True, [])).cycle()
     assert lifecycle.get_job(engine, job_id)["status"] == "failed"
 
 
@@ -126,7 +126,7 @@ def test_local_jobs_of_a_host_gone_for_good_end(app, settings, wps):
                 beat_at=utcnow() - dt.timedelta(seconds=silent + 1),
             )
         )
-    Dispatcher(settings, engine, build_registry(True, [])).maintain()
+    Dispatcher(settings.jobs, engine, build_registry(True, [])).maintain()
 
     def status(job_id: str):  # type: ignore[no-untyped-def]
         return wps.get(f"/wps?service=WPS&version=2.0.0&request=GetStatus&jobId={job_id}").xml

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import SettingsError, load_settings, parse_size, reference
+from app.settings import SettingsError, load_settings, reference
+from processes.setting_fields import parse_size
 from tests.xsd import ROOT
 
 

@@ -111,7 +111,7 @@ def test_script_values_reach_slurm_and_the_shell_unchanged(tmp_path, resources, 
     assert sbatch_options(script) == wanted
     # The shell runs the command with the job directory as one word, whatever it holds.
     run = subprocess.run(["sh", str(_write(tmp_path / "job.sh", script))], capture_output=True, text=True, check=True)
-    assert json.loads(run.stdout) == ["-m", "app.cli", "run-job", str(job_dir)]
+    assert json.loads(run.stdout) == ["-m", "scheduler.run_job", str(job_dir)]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -123,7 +123,7 @@ def test_template_numbers_and_times(tmp_path):
     script = executor(tmp_path).render_script(spec(tmp_path / "j", Resources(3, 1536 * 1024**2 + 1, 3661)))
     assert '--cpus-per-task="3"' in script and '--mem="1537M"' in script and '--time="1:01:01"' in script
     assert "--partition" not in script
-    assert script.rstrip().splitlines()[-1].startswith(f"exec {shlex.quote(sys.executable)} -m app.cli run-job ")
+    assert script.rstrip().splitlines()[-1].startswith(f"exec {shlex.quote(sys.executable)} -m scheduler.run_job ")
 
 
 @pytest.mark.parametrize(
@@ -515,4 +515,4 @@ def test_the_command_line_never_passes_through_a_shell(tmp_path, monkeypatch):
     job = spec(tmp_path / NASTY / JOB_ID)
     executor(tmp_path).submit(job)
     assert fake.calls[0][-1] == str(job.job_dir / "slurm.sh")
-    assert re.search(r"exec .* run-job '", (job.job_dir / "slurm.sh").read_text())
+    assert re.search(r"exec .* scheduler\.run_job '", (job.job_dir / "slurm.sh").read_text())

@@ -133,9 +133,10 @@ class WPSService:
             process,
             stored,
             self.job_dir(job_id),
-            self.settings.fetch_limits,
+            self.settings.inputs,
             ProgressReporter(self.engine, job_id),
             self.settings.processing.sync_time_limit,
+            self.settings.docker,
         )
         record_outcome(self.engine, job_id, outcome, self.settings.processing.retention)
         final = lifecycle.get_job(self.engine, job_id)

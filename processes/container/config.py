@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.settings import SettingsError, parse_size
 from processes.container.images import ImageRefused, admitted
+from processes.container.settings import DockerSettings
 from processes.container.spec import OutputSource, Relaxations, TemplateError, container_process
 from processes.literals import TYPES
 from processes.model import (
@@ -41,6 +41,7 @@ from processes.model import (
     Process,
     Range,
 )
+from processes.setting_fields import SettingsError, parse_size
 
 KNOWN_FORMATS = {f.mime_type: f for f in (FORMAT_TEXT, FORMAT_JSON, FORMAT_XML, FORMAT_XML_APP, FORMAT_BINARY)}
 PROCESS_KEYS = {
@@ -350,9 +351,8 @@ def load_config(path: str | os.PathLike[str], images: Sequence[str] | None = Non
         raise ContainerConfigError(f"{path}: cannot read the container processes: {exc.strerror}") from None
 
 
-def configured(settings: Any) -> ContainerConfig:
-    """The configuration named by ``[docker] processes`` of ``settings`` (empty when none is named)."""
-    docker = settings.docker
+def configured(docker: DockerSettings) -> ContainerConfig:
+    """The configuration named by ``[docker] processes`` (empty when none is named)."""
     if str(docker.processes) in ("", "."):
         return ContainerConfig()
     return load_config(docker.processes, docker.images)

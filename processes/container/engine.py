@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from processes.container.images import ImageRefused, admitted, digest_matches
+from processes.container.settings import DockerSettings
 from processes.container.spec import (
     INPUTS_DIR,
     OUTPUTS_DIR,
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
     from docker import DockerClient
     from docker.models.containers import Container
 
-    from app.settings import DockerSettings
     from processes.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,9 @@ class JobPaths:
 
 
 def engine_url(docker: DockerSettings) -> str:
-    return docker.url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    """The configured engine (the configuration fills in DOCKER_HOST when no url is set), else the
+    engine's usual socket."""
+    return docker.url or "unix:///var/run/docker.sock"
 
 
 _api_version: str | None = None  # learned once per process (and its forked children): asking costs ~0.5 s on Podman
@@ -413,12 +415,6 @@ def removing(container: Container) -> Iterator[Container]:
 # -- the handler: run and wait here -------------------------------------------------------------------
 
 
-def _current_settings() -> Any:
-    from app.settings import load_settings
-
-    return load_settings()
-
-
 def run_in_handler(spec: ContainerSpec, job: JobContext) -> None:
     """Run the container of ``job`` and wait for it: synchronous Execute and the local pool.
 
@@ -431,10 +427,9 @@ def run_in_handler(spec: ContainerSpec, job: JobContext) -> None:
 
     from processes.container.config import configured
 
-    settings = _current_settings()
-    docker = settings.docker
+    docker = job.docker
     process = job.process
-    relax = configured(settings).relaxations(process.identifier)
+    relax = configured(docker).relaxations(process.identifier)
     limits = limits_for(spec, docker)
     # The mounts live in the work directory, which the runtime removes once the outputs are collected.
     paths = JobPaths(job.output_dir.parent, job.workdir / CONTAINER_DIR)

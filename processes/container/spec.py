@@ -43,10 +43,6 @@ _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.\-]*)\}|[{}]")
 
 Arg = str | tuple[str, ...]
 
-# Identifiers of every container process declared in this interpreter: the settings' executor choice
-# sends their asynchronous jobs to the docker executor in every mode.
-_CONTAINER_IDS: set[str] = set()
-
 
 class TemplateError(ValueError):
     """A command template that cannot be rendered (unknown placeholder, stray brace)."""
@@ -268,7 +264,6 @@ def container_process(
         sync_allowed=sync_allowed,
         resources={"container": spec},
     )
-    _CONTAINER_IDS.add(identifier)
     return process
 
 
@@ -277,9 +272,10 @@ def container_spec(process: Process) -> ContainerSpec | None:
     return spec if isinstance(spec, ContainerSpec) else None
 
 
-def is_container_process(process_id: str) -> bool:
-    """True for the identifier of a container process declared in this interpreter."""
-    return process_id in _CONTAINER_IDS
+def is_container_process(process: Process) -> bool:
+    """True for a process that runs an image: its asynchronous jobs go to the docker executor in every
+    mode. Decided by the process itself, so routing never depends on what has been imported."""
+    return container_spec(process) is not None
 
 
 __all__ = [

@@ -5,7 +5,8 @@ a filter on the handler copies it into every record, whichever logger wrote it (
 author's, a library's), so no call site formats the id into its message. The process id is in every
 record too: web workers, the dispatcher and its local workers write to the same stream.
 
-This module imports no web framework: the dispatcher and the launcher on compute nodes use it.
+It lives with the job system, which tags its records (the dispatcher, the local pool, the launcher on
+compute nodes); the web app configures it the same way for its own processes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,23 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
-from app.settings import LoggingSettings
+from processes.setting_fields import setting
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """The ``[logging]`` section."""
+
+    level: str = setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    file: str = setting("", "log file; empty: standard error")
+    format: str = setting(
+        "text",
+        "text lines, or one JSON object per line (time, level, logger, message, pid, job_id, ...)",
+        choices=("text", "json"),
+    )
+
 
 _JOB_ID: ContextVar[str | None] = ContextVar("hpc_wps_job_id", default=None)
 TEXT_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s%(job_tag)s: %(message)s"

@@ -1,0 +1,118 @@
+"""The settings the job system reads: the ``[processing]`` and ``[scheduler]`` sections, and
+:class:`JobSettings`, the part of the whole configuration the app hands to the job service, the
+dispatcher and the executors.
+
+Nothing here reads a file or the environment: the app (or the CLI) loads and validates the INI file
+once and builds a :class:`JobSettings` from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from processes.container import is_container_process
+from processes.container.settings import DockerSettings
+from processes.fetch import FetchLimits
+from processes.model import Process
+from processes.setting_fields import parse_percent, setting, size_setting
+from scheduler.executor_names import DOCKER, LOCAL
+
+
+def parse_name(text: str) -> str:
+    """A name passed to a batch system as one word: letters, digits, ``_ . -`` and ``*`` wildcards."""
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.*][A-Za-z0-9_.*-]*", value):
+        raise ValueError(f"{value!r} is not one word of letters, digits, '_', '.', '-' and '*'")
+    return value
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    mode: str = setting("local", "where asynchronous jobs run", choices=("local", "scheduler", "docker"))
+    slots: int = setting(2, "jobs the local pool runs at once")
+    worker_max_jobs: int = setting(100, "jobs a local pool worker runs before a fresh one replaces it")
+    worker_nice: int = setting(10, "niceness (0-19) of local pool workers, so that jobs yield the CPU to requests")
+    queue_length: int = setting(1000, "accepted jobs waiting for a slot before Execute answers ServerBusy")
+    sync_time_limit: float = setting(600.0, "seconds a synchronous Execute may run")
+    poll_interval: float = setting(0.05, "seconds between dispatcher cycles when it is idle")
+    demo_processes: bool = setting(True, "serve the built-in demo processes")
+    processes: tuple[str, ...] = setting((), "further processes: comma-separated module:attribute import paths")
+    retention: float = setting(7 * 86400.0, "seconds a finished job's outputs are kept (expirationDate)")
+    disk_high_water: float = setting(
+        90.0,
+        "fullest the filesystem of the job directories may be, in percent (90%): above it the "
+        "oldest finished jobs are deleted first; 0: no such limit",
+        parse=parse_percent,
+    )
+    jobs_budget: int = size_setting(
+        0, "most bytes all job directories may hold together (as 500GB): above it the oldest finished jobs go; 0: none"
+    )
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    system: str = setting("slurm", "how batch jobs are submitted", choices=("slurm", "drmaa"))
+    workdir: Path = setting(  # noqa: RUF009
+        Path(""), "job directories the compute nodes can read and write; empty: the server workdir"
+    )
+    python: str = setting("", "the Python the nodes run the launcher with; empty: this service's own interpreter")
+    poll_interval: float = setting(2.0, "seconds between scheduler queries (one query for all jobs)")
+    queue: str = setting("", "default queue (Grid Engine) or partition (Slurm); empty: the system's default")
+    parallel_environment: str = setting(
+        "smp",
+        "Grid Engine parallel environment whose slots a job of several cores asks for (-pe NAME CORES)",
+        parse=parse_name,
+    )
+    cores: int = setting(1, "default cores per job")
+    memory: int = size_setting(1024**3, "default memory per job")
+    walltime: float = setting(3600.0, "default wall-clock limit per job, seconds")
+    native: str = setting("", "extra native options for every job, passed to the submitter as they are")
+    max_cores: int = setting(16, "most cores a request may ask for")
+    max_memory: int = size_setting(64 * 1024**3, "most memory a request may ask for")
+    max_walltime: float = setting(86400.0, "longest wall-clock limit a request may ask for, seconds")
+    local_processes: tuple[str, ...] = setting((), "processes that run locally even when mode = scheduler")
+    scheduler_processes: tuple[str, ...] = setting((), "processes that go to the scheduler even when mode = local")
+    drmaa_library: str = setting("", "path of libdrmaa; empty: DRMAA_LIBRARY_PATH from the environment")
+    drmaa_preload: str = setting("", "libraries the dispatcher preloads for libdrmaa (Grid Engine's needs libjemalloc)")
+    retry_max: float = setting(300.0, "longest pause between submission retries while the scheduler is down, seconds")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What the job service, the dispatcher and the executors read, and nothing else."""
+
+    database_url: str
+    jobs_dir: Path  # where job directories live: the scheduler's shared workdir when one is set
+    processing: ProcessingSettings = dataclasses.field(default_factory=ProcessingSettings)
+    scheduler: SchedulerSettings = dataclasses.field(default_factory=SchedulerSettings)
+    docker: DockerSettings = dataclasses.field(default_factory=DockerSettings)
+    inputs: FetchLimits = dataclasses.field(default_factory=FetchLimits)
+    heartbeat_interval: float = 5.0  # seconds between two heartbeats of a dispatcher
+    host_lost_after: float = 600.0  # a local job of a host silent this long, with no live dispatcher, ends
+
+    def executor_for(self, process: Process) -> str:
+        """local, the scheduler system, or docker, for asynchronous jobs of ``process``.
+
+        A container process goes to docker in every mode unless named in local or scheduler processes.
+        """
+        scheduler = self.scheduler
+        if process.identifier in scheduler.local_processes:
+            return LOCAL
+        if process.identifier in scheduler.scheduler_processes:
+            return scheduler.system
+        if self.processing.mode == "docker" or is_container_process(process):
+            return DOCKER
+        if self.processing.mode == "scheduler":
+            return scheduler.system
+        return LOCAL
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+    def replace(self, section: str, **values: Any) -> JobSettings:
+        """A copy with some keys of one section changed (tests use it)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **values)})
