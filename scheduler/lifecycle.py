@@ -2,7 +2,9 @@
 
 Each transition is one conditional UPDATE (``WHERE status IN (allowed previous states)``), so a web
 worker dismissing a job, the dispatcher settling it and the job itself reporting progress can race
-without ever moving a final state or running a job twice: the loser's UPDATE matches no row.
+without ever moving a final state or running a job twice: the loser's UPDATE matches no row. The
+allowed previous states all come from one table, ``TRANSITIONS``, so the rules can be read (and
+tested) in one place.
 
 Every function takes an Engine (it then runs in a transaction of its own) or an open Connection (it
 joins the caller's transaction): the dispatcher settles a whole poll cycle in one transaction, which
@@ -17,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,6 +34,43 @@ MESSAGE_LIMIT = 4000
 DISMISSED_BY_CLIENT = "dismissed by the client"
 Bind = Engine | Connection
 _INSERT = JOBS.insert()
+
+# Every move a job may make, from -> to. A finished job only ever goes on to dismissed; a dismissed
+# one never moves again. running -> running is a progress report (no change of state).
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.ACCEPTED: frozenset(
+        {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DISMISSED}
+    ),
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.ACCEPTED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DISMISSED}
+    ),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.ACCEPTED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DISMISSED}
+    ),
+    JobStatus.SUCCEEDED: frozenset({JobStatus.DISMISSED}),
+    JobStatus.FAILED: frozenset({JobStatus.DISMISSED}),
+    JobStatus.DISMISSED: frozenset(),
+}
+
+
+def moves_into(to: JobStatus) -> frozenset[JobStatus]:
+    """The states a job may change to ``to`` from; ``to`` itself is no change of state, so never one."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if to in targets and s is not to)
+
+
+# The guard of each transition function, taken from the table once, next to the UPDATEs using them.
+# A claim that starts its jobs at once (running) still takes only those that could be queued: jobs
+# no executor holds yet, never one another dispatcher has queued already.
+_CLAIMABLE = moves_into(JobStatus.QUEUED)
+_RELEASABLE = moves_into(JobStatus.ACCEPTED)
+_STARTABLE = moves_into(JobStatus.RUNNING)
+_REPORTING = TRANSITIONS[JobStatus.RUNNING] & {JobStatus.RUNNING}  # progress: only a running job reports
+_SUCCEEDABLE = moves_into(JobStatus.SUCCEEDED)
+_FAILABLE = moves_into(JobStatus.FAILED)
+# A dismissal ends an active job, or takes back a finished one: two UPDATEs, so that the job metrics
+# count only the first (see ``dismiss``).
+_DISMISSIBLE_ACTIVE = moves_into(JobStatus.DISMISSED) & ACTIVE_STATES
+_DISMISSIBLE_ENDED = moves_into(JobStatus.DISMISSED) - ACTIVE_STATES
 _COUNT_WAITING = select(func.count()).select_from(JOBS).where(JOBS.c.status == JobStatus.ACCEPTED.value)
 
 
@@ -65,16 +104,14 @@ def _values(status: JobStatus | None = None, **values: Any) -> dict[str, Any]:
 @functools.cache
 def _update(allowed: frozenset[JobStatus], columns: tuple[str, ...], ends: bool) -> Update:
     """One UPDATE per transition shape, built once: on the hot path only parameters change."""
-    stmt = update(JOBS).where(JOBS.c.id == bindparam("job_id"))
-    if allowed:
-        stmt = stmt.where(JOBS.c.status.in_([s.value for s in sorted(allowed)]))
+    stmt = update(JOBS).where(JOBS.c.id == bindparam("job_id"), JOBS.c.status.in_([s.value for s in sorted(allowed)]))
     stmt = stmt.values({c: bindparam(f"v_{c}") for c in columns})
     return stmt.returning(*job_metrics.ENDED_COLUMNS) if ends else stmt
 
 
-def _transition(bind: Bind, job_id: str, allowed: Iterable[JobStatus], **values: Any) -> bool:
+def _transition(bind: Bind, job_id: str, allowed: frozenset[JobStatus], **values: Any) -> bool:
+    """``allowed``: the previous states the row must be in, one of the guards taken from ``TRANSITIONS``."""
     values = _values(**values)
-    allowed = frozenset(allowed)
     # From an active state to a final one: the job may have ended for good, which the metrics count.
     ends = values.get("status") in FINAL_VALUES and bool(allowed) and allowed <= ACTIVE_STATES
     stmt = _update(allowed, tuple(sorted(values)), ends)
@@ -159,7 +196,7 @@ def oldest_accepted(bind: Bind, limit: int, lock: bool = False) -> list[RowMappi
 
 _CLAIM = (
     update(JOBS)
-    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.status == JobStatus.ACCEPTED.value)
+    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.status.in_([s.value for s in sorted(_CLAIMABLE)]))
     .values(
         executor=bindparam("executor"),
         claimed_by=bindparam("claimed_by"),
@@ -222,7 +259,7 @@ def release(bind: Bind, job_id: str, message: str) -> bool:
     return _transition(
         bind,
         job_id,
-        [JobStatus.QUEUED, JobStatus.RUNNING],
+        _RELEASABLE,
         status=JobStatus.ACCEPTED,
         native_active=False,
         native_id=None,
@@ -236,7 +273,7 @@ def mark_running(bind: Bind, job_id: str, message: str = "running") -> bool:
     return _transition(
         bind,
         job_id,
-        [JobStatus.ACCEPTED, JobStatus.QUEUED],
+        _STARTABLE,
         status=JobStatus.RUNNING,
         started_at=utcnow(),
         message=message,
@@ -247,7 +284,7 @@ def update_progress(bind: Bind, job_id: str, message: str, percent: int | None) 
     values: dict[str, Any] = {"message": message}
     if percent is not None:
         values["progress"] = percent
-    return _transition(bind, job_id, [JobStatus.RUNNING], **values)
+    return _transition(bind, job_id, _REPORTING, **values)
 
 
 def mark_succeeded(
@@ -257,7 +294,7 @@ def mark_succeeded(
     return _transition(
         bind,
         job_id,
-        ACTIVE_STATES,
+        _SUCCEEDABLE,
         status=JobStatus.SUCCEEDED,
         outputs=outputs,
         progress=100,
@@ -269,7 +306,7 @@ def mark_succeeded(
 
 def mark_failed(bind: Bind, job_id: str, message: str, expires_at: dt.datetime | None = None, **extra: Any) -> bool:
     return _transition(
-        bind, job_id, ACTIVE_STATES, status=JobStatus.FAILED, message=message, expires_at=expires_at, **extra
+        bind, job_id, _FAILABLE, status=JobStatus.FAILED, message=message, expires_at=expires_at, **extra
     )
 
 
@@ -278,10 +315,9 @@ def dismiss(bind: Bind, job_id: str, message: str = DISMISSED_BY_CLIENT) -> bool
 
     Two UPDATEs in one transaction, so that a job that had ended already is not counted twice."""
     with _transaction(bind) as conn:
-        if _transition(conn, job_id, ACTIVE_STATES, status=JobStatus.DISMISSED, message=message):
+        if _transition(conn, job_id, _DISMISSIBLE_ACTIVE, status=JobStatus.DISMISSED, message=message):
             return True
-        ended = {JobStatus.SUCCEEDED, JobStatus.FAILED}
-        return _transition(conn, job_id, ended, status=JobStatus.DISMISSED, message=message)
+        return _transition(conn, job_id, _DISMISSIBLE_ENDED, status=JobStatus.DISMISSED, message=message)
 
 
 _ACTIVE_NATIVE = select(
