@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.logs import job_context
 from app.settings import Settings
 from processes.registry import Registry
-from scheduler import lifecycle
+from scheduler import lifecycle, queries
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.db import after_fork
 from scheduler.executors import build_batch_executor, build_docker_executor, wants_docker
@@ -170,7 +170,7 @@ class Dispatcher:
     def recover(self) -> None:
         """After a restart: take up every job an executor may still hold; none is lost or run twice."""
         for executor in self.executors.values():
-            for row in lifecycle.active_native_jobs(self.engine, executor.name):
+            for row in queries.active_native_jobs(self.engine, executor.name):
                 if row["native_id"]:
                     with job_context(row["id"]):
                         executor.attach(row["native_id"])
@@ -188,7 +188,7 @@ class Dispatcher:
         """
         cutoff = utcnow() - dt.timedelta(seconds=HANDOVER_GRACE)
         for executor in self.executors.values():
-            for row in lifecycle.active_native_jobs(self.engine, executor.name):
+            for row in queries.active_native_jobs(self.engine, executor.name):
                 if row["native_id"]:
                     continue
                 found = executor.find_native_id(self.job_dir(row["id"]))
@@ -293,7 +293,7 @@ class Dispatcher:
         claims: dict[str, list[RowMapping]] = {}
         with self.engine.begin() as conn:
             groups: dict[str, list[RowMapping]] = {}
-            for row in lifecycle.oldest_accepted(conn, min(room, BATCH), lock=True):
+            for row in queries.oldest_accepted(conn, min(room, BATCH), lock=True):
                 process = self.registry.get(row["process_id"])
                 if process is None:
                     message = f"process {row['process_id']} is no longer offered"
@@ -404,7 +404,7 @@ class Dispatcher:
                 if self._next_poll.get(executor.name, 0.0) > now:
                     continue
                 self._next_poll[executor.name] = now + self.settings.scheduler.poll_interval
-            rows = [r for r in lifecycle.active_native_jobs(self.engine, executor.name) if r["native_id"]]
+            rows = [r for r in queries.active_native_jobs(self.engine, executor.name) if r["native_id"]]
             if not rows:
                 continue
             try:
@@ -472,7 +472,7 @@ class Dispatcher:
             job_id = row["id"]
             retention = self.settings.processing.retention
             recorded = False
-            if not lifecycle.is_final(row["status"]):
+            if not JobStatus(row["status"]).is_final:
                 if outcome is not None:
                     recorded = record_outcome(conn, job_id, outcome, retention, native_active=False)
                 elif status.reason == RESTARTED and self._run_again(conn, row):

@@ -1,4 +1,4 @@
-"""Every change of a job's state, one named function each.
+"""Every change of a job's state, one named function each; the reads are in ``queries.py``.
 
 Each transition is one conditional UPDATE (``WHERE status IN (allowed previous states)``), so a web
 worker dismissing a job, the dispatcher settling it and the job itself reporting progress can race
@@ -19,20 +19,17 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.sql.dml import Update
 
 from scheduler import job_metrics
+from scheduler.db import Bind, transaction
 from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobStatus, utcnow
 
 MESSAGE_LIMIT = 4000
 DISMISSED_BY_CLIENT = "dismissed by the client"
-Bind = Engine | Connection
 _INSERT = JOBS.insert()
 
 # Every move a job may make, from -> to. A finished job only ever goes on to dismissed; a dismissed
@@ -71,22 +68,11 @@ _FAILABLE = moves_into(JobStatus.FAILED)
 # count only the first (see ``dismiss``).
 _DISMISSIBLE_ACTIVE = moves_into(JobStatus.DISMISSED) & ACTIVE_STATES
 _DISMISSIBLE_ENDED = moves_into(JobStatus.DISMISSED) - ACTIVE_STATES
-_COUNT_WAITING = select(func.count()).select_from(JOBS).where(JOBS.c.status == JobStatus.ACCEPTED.value)
 
 
 def new_job_id() -> str:
     """A uuid4: 122 random bits, so job ids (and with them status and output URLs) cannot be guessed."""
     return str(uuid.uuid4())
-
-
-@contextmanager
-def _transaction(bind: Bind, write: bool = True) -> Iterator[Connection]:
-    """The caller's connection, or one of the engine's: in a transaction to commit when ``write``."""
-    if isinstance(bind, Connection):
-        yield bind
-    else:
-        with bind.begin() if write else bind.connect() as conn:
-            yield conn
 
 
 def _values(status: JobStatus | None = None, **values: Any) -> dict[str, Any]:
@@ -116,7 +102,7 @@ def _transition(bind: Bind, job_id: str, allowed: frozenset[JobStatus], **values
     ends = values.get("status") in FINAL_VALUES and bool(allowed) and allowed <= ACTIVE_STATES
     stmt = _update(allowed, tuple(sorted(values)), ends)
     params = {f"v_{k}": v for k, v in values.items()} | {"job_id": job_id}
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         result = conn.execute(stmt, params)
         if not ends:
             return result.rowcount == 1
@@ -161,37 +147,9 @@ def create_job(
         "expires_at": None,
         "claimed_by": claimed_by,
     }
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         conn.execute(_INSERT, row)  # parameters, not .values(): the compiled statement is reused
     return row
-
-
-def get_job(bind: Bind, job_id: str) -> RowMapping | None:
-    with _transaction(bind) as conn:
-        return conn.execute(select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
-
-
-def count_waiting(bind: Bind) -> int:
-    with _transaction(bind, write=False) as conn:
-        return conn.execute(_COUNT_WAITING).scalar_one()
-
-
-_OLDEST_ACCEPTED = (
-    select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
-    .where(JOBS.c.status == JobStatus.ACCEPTED.value)
-    .order_by(JOBS.c.created_at, JOBS.c.id)
-    .limit(bindparam("limit"))
-)
-
-
-_OLDEST_ACCEPTED_LOCKED = _OLDEST_ACCEPTED.with_for_update(skip_locked=True)  # SQLite ignores the clause
-
-
-def oldest_accepted(bind: Bind, limit: int, lock: bool = False) -> list[RowMapping]:
-    """``lock``: on PostgreSQL, lock the rows read until the transaction ends, skipping rows another
-    dispatcher holds."""
-    with _transaction(bind) as conn:
-        return list(conn.execute(_OLDEST_ACCEPTED_LOCKED if lock else _OLDEST_ACCEPTED, {"limit": limit}).mappings())
 
 
 _CLAIM = (
@@ -226,7 +184,7 @@ def claim_many(bind: Bind, job_ids: list[str], executor: str, starts_now: bool, 
         "message": "running" if starts_now else f"submitting to {executor}",
         "now": now,
     }
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         return {row[0] for row in conn.execute(_CLAIM, params)}
 
 
@@ -248,7 +206,7 @@ def mark_submitted_many(bind: Bind, submitted: list[tuple[str, str, str | None]]
         return
     now = utcnow()
     params = [{"job_id": j, "native_id": n, "new_message": m, "now": now} for j, n, m in submitted]
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         conn.execute(_MARK_SUBMITTED, params)
 
 
@@ -314,21 +272,10 @@ def dismiss(bind: Bind, job_id: str, message: str = DISMISSED_BY_CLIENT) -> bool
     """Mark a job dismissed, running or finished; the dispatcher then cancels it and removes its files.
 
     Two UPDATEs in one transaction, so that a job that had ended already is not counted twice."""
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         if _transition(conn, job_id, _DISMISSIBLE_ACTIVE, status=JobStatus.DISMISSED, message=message):
             return True
         return _transition(conn, job_id, _DISMISSIBLE_ENDED, status=JobStatus.DISMISSED, message=message)
-
-
-_ACTIVE_NATIVE = select(
-    JOBS.c.id, JOBS.c.status, JOBS.c.native_id, JOBS.c.process_id, JOBS.c.updated_at, JOBS.c.claimed_by
-).where(JOBS.c.executor == bindparam("executor"), JOBS.c.native_active.is_(True))
-
-
-def active_native_jobs(bind: Bind, executor: str) -> list[RowMapping]:
-    """Jobs an executor may still hold: running or queued there, or dismissed but not yet cancelled."""
-    with _transaction(bind) as conn:
-        return list(conn.execute(_ACTIVE_NATIVE, {"executor": executor}).mappings())
 
 
 _NATIVE_DONE = (
@@ -341,11 +288,7 @@ _NATIVE_DONE = (
 
 def mark_native_done(bind: Bind, job_id: str) -> None:
     """The executor no longer holds a job that is final already (its launcher or a Dismiss made it so)."""
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         row = conn.execute(_NATIVE_DONE, {"job_id": job_id, "now": utcnow()}).first()
         if row is not None:
             job_metrics.note_settled(conn, row)
-
-
-def is_final(status: str) -> bool:
-    return JobStatus(status).is_final

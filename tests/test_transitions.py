@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from migrations import upgrade
-from scheduler import lifecycle
+from scheduler import lifecycle, queries
 from scheduler.db import make_engine
 from scheduler.lifecycle import TRANSITIONS, moves_into
 from scheduler.models import ACTIVE_STATES, FINAL_STATES, JobStatus
@@ -39,7 +39,7 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def row(engine: Engine, job_id: str) -> dict[str, Any]:
-    found = lifecycle.get_job(engine, job_id)
+    found = queries.get_job(engine, job_id)
     assert found is not None
     return dict(found)
 

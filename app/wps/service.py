@@ -25,7 +25,7 @@ from app.wps.requests import SUPPORTED_VERSIONS, DescribeProcess, Execute, GetCa
 from app.wps.validate import execution_mode, job_request
 from processes.model import Process
 from processes.registry import Registry
-from scheduler import lifecycle
+from scheduler import lifecycle, queries
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
 from scheduler.models import JobStatus, utcnow
 from scheduler.pids import holder
@@ -138,12 +138,12 @@ class WPSService:
             self.settings.processing.sync_time_limit,
         )
         record_outcome(self.engine, job_id, outcome, self.settings.processing.retention)
-        final = lifecycle.get_job(self.engine, job_id)
+        final = queries.get_job(self.engine, job_id)
         assert final is not None
         return outcome, final
 
     def _execute_async(self, process: Process, request: Execute, stored: dict[str, Any]) -> Reply:
-        if lifecycle.count_waiting(self.engine) >= self.settings.processing.queue_length:
+        if queries.count_waiting(self.engine) >= self.settings.processing.queue_length:
             raise OWSException("ServerBusy", "the job queue is full; try again later", "Execute")
         if process.inline_async:
             job = lifecycle.create_job(
@@ -196,7 +196,7 @@ class WPSService:
     # -- GetStatus, GetResult, Dismiss (WPS 2.0) and the 1.0.0 status document --------------------------
 
     def _job(self, job_id: str) -> Any:
-        job = lifecycle.get_job(self.engine, job_id)
+        job = queries.get_job(self.engine, job_id)
         if job is None:
             raise OWSException("NoSuchJob", f"no job {job_id}", job_id)
         return job
