@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from processes.fetch import FetchLimits
+from scheduler.executor_names import DOCKER, LOCAL
 
 ENV_CONFIG = "HPC_WPS_CONFIG"
 ENV_PREFIX = "HPC_WPS_"
@@ -248,14 +249,14 @@ class Settings:
 
         scheduler = self.scheduler
         if process_id in scheduler.local_processes:
-            return "local"
+            return LOCAL
         if process_id in scheduler.scheduler_processes:
             return scheduler.system
         if self.processing.mode == "docker" or is_container_process(process_id):
-            return "docker"
+            return DOCKER
         if self.processing.mode == "scheduler":
             return scheduler.system
-        return "local"
+        return LOCAL
 
     @property
     def fetch_limits(self) -> FetchLimits:

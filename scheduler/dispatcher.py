@@ -28,6 +28,7 @@ from processes.registry import Registry
 from scheduler import lifecycle, queries
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.db import after_fork
+from scheduler.executor_names import DOCKER, LOCAL
 from scheduler.executors import build_batch_executor, build_docker_executor, wants_docker
 from scheduler.heartbeat import Heartbeat
 from scheduler.launcher import (
@@ -116,7 +117,7 @@ class Dispatcher:
         processing = settings.processing
         self.identity = identity()  # host/pid:starttime, in its claims and its local jobs' native ids
         self.executors: dict[str, Executor] = {
-            "local": LocalExecutor(
+            LOCAL: LocalExecutor(
                 processing.slots,
                 self._run_local,
                 self._prepare_worker,
@@ -128,7 +129,7 @@ class Dispatcher:
         if settings.processing.mode == "scheduler" or scheduler.scheduler_processes:
             self.executors[scheduler.system] = build_batch_executor(settings)
         if wants_docker(settings, registry):  # mode = docker, or container processes in the registry
-            self.executors["docker"] = build_docker_executor(settings, registry)
+            self.executors[DOCKER] = build_docker_executor(settings, registry)
         # Batch systems are asked at most every scheduler poll interval; the local pool every cycle.
         self._next_poll: dict[str, float] = {}
         # Back-off per executor after a failed submission (the system is down): (retry at, pause).
@@ -146,7 +147,7 @@ class Dispatcher:
 
     def executor_for(self, process_id: str) -> Executor:
         name = self.settings.executor_name(process_id)
-        return self.executors.get(name) or self.executors["local"]
+        return self.executors.get(name) or self.executors[LOCAL]
 
     def _prepare_worker(self) -> None:
         """In a freshly forked local worker. Jobs run niced: on a machine whose cores they fill, the

@@ -6,6 +6,7 @@ from __future__ import annotations
 from app.settings import Settings
 from processes.registry import Registry
 from scheduler.base import Executor
+from scheduler.executor_names import DOCKER
 
 
 def build_batch_executor(settings: Settings) -> Executor:
@@ -23,7 +24,7 @@ def build_batch_executor(settings: Settings) -> Executor:
 
 def wants_docker(settings: Settings, registry: Registry) -> bool:
     """True when some asynchronous job may go to the docker executor."""
-    return any(settings.executor_name(p.identifier) == "docker" for p in registry)
+    return any(settings.executor_name(p.identifier) == DOCKER for p in registry)
 
 
 def build_docker_executor(settings: Settings, registry: Registry) -> Executor:

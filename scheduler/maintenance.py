@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine, RowMapping
 
 from scheduler import lifecycle, queries
+from scheduler.executor_names import WEB
 from scheduler.heartbeat import dispatchers
 from scheduler.local import LocalExecutor
 from scheduler.models import utcnow
@@ -32,7 +33,6 @@ from scheduler.removal import delete_finished_jobs, directory_size
 
 log = logging.getLogger(__name__)
 
-WEB_EXECUTOR = "web"
 GRACE = 60.0  # seconds past the time limit before a web job counts as abandoned
 EXPIRED_BATCH = 500
 EVICTION_BATCH = 100  # oldest finished jobs looked at per pass; usage is measured again after each pass
@@ -42,7 +42,7 @@ def fail_abandoned_web_jobs(engine: Engine, time_limit: float, expires_at: dt.da
     """Jobs whose web worker is known to be gone (same host and pid namespace as this dispatcher), at
     once; the others once they are past their time limit plus GRACE."""
     cutoff = utcnow() - dt.timedelta(seconds=time_limit + GRACE)
-    rows = queries.active_jobs(engine, WEB_EXECUTOR)
+    rows = queries.active_jobs(engine, WEB)
     ids = [row["id"] for row in rows if row["updated_at"] < cutoff or holder_gone(row["claimed_by"] or "")]
     failed = sum(
         lifecycle.mark_failed(

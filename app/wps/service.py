@@ -26,6 +26,7 @@ from app.wps.validate import execution_mode, job_request
 from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle, queries
+from scheduler.executor_names import WEB
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
 from scheduler.models import JobStatus, utcnow
 from scheduler.pids import holder
@@ -147,7 +148,7 @@ class WPSService:
             raise OWSException("ServerBusy", "the job queue is full; try again later", "Execute")
         if process.inline_async:
             job = lifecycle.create_job(
-                self.engine, process.identifier, request.version, "async", stored, JobStatus.RUNNING, "web", holder()
+                self.engine, process.identifier, request.version, "async", stored, JobStatus.RUNNING, WEB, holder()
             )
             _outcome, job = self._run_here(process, job, stored)
         else:
@@ -160,7 +161,7 @@ class WPSService:
 
     def _execute_sync(self, process: Process, request: Execute, stored: dict[str, Any]) -> Reply:
         created = lifecycle.create_job(
-            self.engine, process.identifier, request.version, "sync", stored, JobStatus.RUNNING, "web", holder()
+            self.engine, process.identifier, request.version, "sync", stored, JobStatus.RUNNING, WEB, holder()
         )
         outcome, job = self._run_here(process, created, stored)
         job_id = job["id"]
