@@ -26,7 +26,7 @@ from sqlalchemy.sql.dml import Update
 
 from scheduler import job_metrics
 from scheduler.db import Bind, transaction
-from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobStatus, utcnow
+from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobMode, JobStatus, utcnow
 
 MESSAGE_LIMIT = 4000
 DISMISSED_BY_CLIENT = "dismissed by the client"
@@ -116,7 +116,7 @@ def create_job(
     bind: Bind,
     process_id: str,
     version: str,
-    mode: str,
+    mode: JobMode,
     request: dict[str, Any],
     status: JobStatus = JobStatus.ACCEPTED,
     executor: str | None = None,
@@ -134,7 +134,7 @@ def create_job(
         "progress": 0,
         "message": "running" if running else "accepted",
         "version": version,
-        "mode": mode,
+        "mode": JobMode(mode).value,  # plain text, as a row read back has it
         "request": request,
         "outputs": None,
         "executor": executor,
