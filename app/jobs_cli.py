@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine, RowMapping, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.settings import Settings
+from scheduler import queries
 from scheduler.db import make_engine
-from scheduler.models import ACTIVE_STATES, FINAL_STATES, JOBS, JobStatus, utcnow
-from scheduler.removal import delete_finished_jobs, directory_size, dismiss_job, removable
+from scheduler.models import ACTIVE_STATES, FINAL_STATES, JobStatus, utcnow
+from scheduler.removal import delete_finished_jobs, directory_size, dismiss_job
 
 SettingsLoader = Callable[[argparse.Namespace], Settings]
 
@@ -67,28 +67,23 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _filters(args: argparse.Namespace) -> list[Any]:
-    conditions = []
-    if args.status:
-        conditions.append(JOBS.c.status.in_(sorted({s for group in args.status for s in group})))
-    if args.process:
-        conditions.append(JOBS.c.process_id.in_(args.process))
-    if args.older_than is not None:
-        conditions.append(JOBS.c.created_at < utcnow() - args.older_than)
-    return conditions
+def _matching(engine: Engine, args: argparse.Namespace, removable_only: bool = False) -> list[RowMapping]:
+    return queries.find_jobs(
+        engine,
+        statuses=sorted({s for group in args.status for s in group}) if args.status else None,
+        processes=args.process or None,
+        created_before=None if args.older_than is None else utcnow() - args.older_than,
+        limit=args.limit,
+        removable_only=removable_only,
+    )
 
 
-def _matching(args: argparse.Namespace, *extra: Any) -> Select[Any]:
-    stmt = select(JOBS).where(*_filters(args), *extra).order_by(JOBS.c.created_at.desc(), JOBS.c.id)
-    return stmt.limit(args.limit) if args.limit else stmt
-
-
-def _resolve(conn: Connection, reference: str) -> Mapping[str, Any]:
+def _resolve(engine: Engine, reference: str) -> Mapping[str, Any]:
     """A job by its id or an unambiguous beginning of it (as the table shows them)."""
     reference = reference.strip().lower()
     if not re.fullmatch(r"[0-9a-f-]{4,36}", reference):
         raise JobsError(f"{reference!r} is not a job id (or its first characters, at least four)")
-    rows = conn.execute(select(JOBS).where(JOBS.c.id.like(f"{reference}%")).limit(2)).mappings().all()
+    rows = queries.jobs_by_id_prefix(engine, reference, limit=2)
     exact = [row for row in rows if row["id"] == reference]
     if exact or len(rows) == 1:
         return (exact or rows)[0]
@@ -116,8 +111,7 @@ def _size(size: int) -> str:
 
 
 def cmd_list(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    with engine.connect() as conn:
-        rows = conn.execute(_matching(args)).mappings().all()
+    rows = _matching(engine, args)
     if args.json:
         json.dump([{k: _text(v) for k, v in row.items()} for row in rows], sys.stdout, indent=1)
         print()
@@ -142,8 +136,7 @@ def describe(row: Mapping[str, Any], jobs_dir: Path) -> dict[str, Any]:
 
 
 def cmd_show(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    with engine.connect() as conn:
-        row = _resolve(conn, args.job)
+    row = _resolve(engine, args.job)
     details = describe(row, settings.jobs_dir)
     if args.json:
         json.dump(details, sys.stdout, indent=1)
@@ -166,8 +159,7 @@ def cmd_cancel(engine: Engine, settings: Settings, args: argparse.Namespace) -> 
     code = 0
     for reference in args.jobs:
         try:
-            with engine.connect() as conn:
-                before = _resolve(conn, reference)
+            before = _resolve(engine, reference)
         except JobsError as exc:
             print(f"hpc-wps jobs cancel: {exc}", file=sys.stderr)
             code = 1
@@ -196,8 +188,7 @@ def cmd_purge(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
         raise JobsError(f"purge removes finished jobs only, never {', '.join(active)} ones")
     if not (args.status or args.process or args.older_than or args.all):
         raise JobsError("say which finished jobs to purge (--status, --process, --older-than), or --all")
-    with engine.connect() as conn:
-        rows = conn.execute(_matching(args, removable())).mappings().all()
+    rows = _matching(engine, args, removable_only=True)
     sizes = {row["id"]: directory_size(settings.jobs_dir / row["id"]) for row in rows}
     if args.dry_run:
         _table(rows)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# What the job table's reads and writes run on: an Engine (a transaction of their own) or an open
+# Connection (the caller's transaction, so that a dispatcher cycle takes one write lock, not many).
+Bind = Engine | Connection
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -58,6 +62,16 @@ def _closing_before_fork(engine: Engine) -> Callable[[], None]:
             alive.dispose()
 
     return close_idle_connections
+
+
+@contextmanager
+def transaction(bind: Bind, write: bool = True) -> Iterator[Connection]:
+    """The caller's connection, or one of the engine's: in a transaction to commit when ``write``."""
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.begin() if write else bind.connect() as conn:
+            yield conn
 
 
 def after_fork(engine: Engine) -> None:

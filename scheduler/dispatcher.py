@@ -24,9 +24,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from processes.model import Process
 from processes.registry import Registry
-from scheduler import lifecycle
+from scheduler import lifecycle, queries
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.db import after_fork
+from scheduler.executor_names import DOCKER, LOCAL
 from scheduler.executors import build_batch_executor, build_docker_executor, wants_docker
 from scheduler.heartbeat import Heartbeat
 from scheduler.launcher import (
@@ -117,7 +118,7 @@ class Dispatcher:
         processing = settings.processing
         self.identity = identity()  # host/pid:starttime, in its claims and its local jobs' native ids
         self.executors: dict[str, Executor] = {
-            "local": LocalExecutor(
+            LOCAL: LocalExecutor(
                 processing.slots,
                 self._run_local,
                 self._prepare_worker,
@@ -129,7 +130,7 @@ class Dispatcher:
         if settings.processing.mode == "scheduler" or scheduler.scheduler_processes:
             self.executors[scheduler.system] = build_batch_executor(settings)
         if wants_docker(settings, registry):  # mode = docker, or container processes in the registry
-            self.executors["docker"] = build_docker_executor(settings, registry)
+            self.executors[DOCKER] = build_docker_executor(settings, registry)
         # Batch systems are asked at most every scheduler poll interval; the local pool every cycle.
         self._next_poll: dict[str, float] = {}
         # Back-off per executor after a failed submission (the system is down): (retry at, pause).
@@ -147,7 +148,7 @@ class Dispatcher:
 
     def executor_for(self, process: Process) -> Executor:
         name = self.settings.executor_for(process)
-        return self.executors.get(name) or self.executors["local"]
+        return self.executors.get(name) or self.executors[LOCAL]
 
     def _prepare_worker(self) -> None:
         """In a freshly forked local worker. Jobs run niced: on a machine whose cores they fill, the
@@ -174,7 +175,7 @@ class Dispatcher:
     def recover(self) -> None:
         """After a restart: take up every job an executor may still hold; none is lost or run twice."""
         for executor in self.executors.values():
-            for row in lifecycle.active_native_jobs(self.engine, executor.name):
+            for row in queries.active_native_jobs(self.engine, executor.name):
                 if row["native_id"]:
                     with job_context(row["id"]):
                         executor.attach(row["native_id"])
@@ -192,7 +193,7 @@ class Dispatcher:
         """
         cutoff = utcnow() - dt.timedelta(seconds=HANDOVER_GRACE)
         for executor in self.executors.values():
-            for row in lifecycle.active_native_jobs(self.engine, executor.name):
+            for row in queries.active_native_jobs(self.engine, executor.name):
                 if row["native_id"]:
                     continue
                 found = executor.find_native_id(self.job_dir(row["id"]))
@@ -297,7 +298,7 @@ class Dispatcher:
         claims: dict[str, list[RowMapping]] = {}
         with self.engine.begin() as conn:
             groups: dict[str, list[RowMapping]] = {}
-            for row in lifecycle.oldest_accepted(conn, min(room, BATCH), lock=True):
+            for row in queries.oldest_accepted(conn, min(room, BATCH), lock=True):
                 process = self.registry.get(row["process_id"])
                 if process is None:
                     message = f"process {row['process_id']} is no longer offered"
@@ -409,7 +410,7 @@ class Dispatcher:
                 if self._next_poll.get(executor.name, 0.0) > now:
                     continue
                 self._next_poll[executor.name] = now + self.settings.scheduler.poll_interval
-            rows = [r for r in lifecycle.active_native_jobs(self.engine, executor.name) if r["native_id"]]
+            rows = [r for r in queries.active_native_jobs(self.engine, executor.name) if r["native_id"]]
             if not rows:
                 continue
             try:
@@ -477,7 +478,7 @@ class Dispatcher:
             job_id = row["id"]
             retention = self.settings.processing.retention
             recorded = False
-            if not lifecycle.is_final(row["status"]):
+            if not JobStatus(row["status"]).is_final:
                 if outcome is not None:
                     recorded = record_outcome(conn, job_id, outcome, retention, native_active=False)
                 elif status.reason == RESTARTED and self._run_again(conn, row):

@@ -58,6 +58,7 @@ from processes.fetch import InputError
 from processes.model import Process
 from processes.runtime import collect_outputs, materialize_inputs
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executor_names import DOCKER
 from scheduler.launcher import RESULT_FILE, Outcome, read_result, write_json, write_result
 from scheduler.models import JobStatus
 from scheduler.pids import alive, process_key
@@ -102,7 +103,7 @@ def _failed(message: str, **extra: Any) -> Outcome:
 
 
 class DockerExecutor(Executor):
-    name = "docker"
+    name = DOCKER
     # Staging and starting take well under a second, so a job counts as running from its submission,
     # and the dispatcher polls this executor every cycle ([docker] poll_interval spaces the listings).
     starts_now = True

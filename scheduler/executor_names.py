@@ -1,9 +1,11 @@
-"""The names jobs record in their ``executor`` column, and the metrics and /health show.
+"""Executor names as stored in ``jobs.executor`` and shown in metrics labels and dispatcher heartbeats,
+spelled once for every module that picks an executor or tells them apart.
 
-``web`` is not an executor class: it marks a job a web worker runs itself (a synchronous Execute, or
-an asynchronous one of an ``inline_async`` process).
+A batch executor is named after its ``[scheduler] system`` (slurm, drmaa), as the configuration spells it.
 """
 
-WEB = "web"
+from __future__ import annotations
+
+WEB = "web"  # no executor: a synchronous (or inline asynchronous) job runs in the web worker that took it
 LOCAL = "local"
 DOCKER = "docker"

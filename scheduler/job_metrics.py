@@ -1,6 +1,7 @@
-"""Job metrics: every job end counted exactly once, and the job table's shape read at scrape time.
+"""Job metrics: every job end counted exactly once (the table's shape, read at scrape time, is
+``queries.table_shape``).
 
-Counting. A job has ended for good when its row is final and no executor holds it any more
+A job has ended for good when its row is final and no executor holds it any more
 (``native_active`` false). Whichever conditional UPDATE makes that true first is the one that counts
 it, in the process that ran it: the web worker of a synchronous job, the dispatcher for everything
 an executor ran (a batch job's launcher on a compute node may record the outcome first, but it
@@ -9,26 +10,21 @@ that dismisses a job still waiting. The count waits for the transaction to commi
 settle is settled again later and must not count twice. In a multi-process server (``hpc-wps
 serve`` sets PROMETHEUS_MULTIPROC_DIR) prometheus_client keeps each process's counts in a file of
 that directory and /metrics adds them up.
-
-Shape. Queue depth and jobs per executor are whatever the table says now, so /health and /metrics
-read them when asked, with one GROUP BY, and every web worker answers the same.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import event, func, select
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.failure_reasons import failure_reason
-from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobStatus, utcnow
+from scheduler.models import FINAL_VALUES, JOBS, JobStatus
 
 NO_EXECUTOR = "none"  # label of jobs that ended before an executor took them
 ENDED_COLUMNS = (
@@ -95,40 +91,3 @@ def count(row: Row[Any]) -> None:
     if started is not None and finished is not None:
         JOB_DURATION.labels(process, status).observe(max(0.0, (finished - started).total_seconds()))
         JOB_WAIT.labels(executor).observe(max(0.0, (started - row.created_at).total_seconds()))
-
-
-# -- the table's shape ------------------------------------------------------------------------------
-
-
-@dataclass
-class TableShape:
-    waiting: int = 0  # accepted, not yet handed to an executor: the queue depth
-    oldest_waiting: dt.datetime | None = None
-    queued: dict[str, int] = field(default_factory=dict)  # per executor: handed over, not started
-    running: dict[str, int] = field(default_factory=dict)  # per executor ("web": synchronous jobs)
-
-    def waiting_seconds(self) -> float:
-        """How long the oldest waiting job has waited; 0 when none waits."""
-        if self.oldest_waiting is None:
-            return 0.0
-        return max(0.0, (utcnow() - self.oldest_waiting).total_seconds())
-
-
-_SHAPE = (
-    select(JOBS.c.status, JOBS.c.executor, func.count(), func.min(JOBS.c.created_at))
-    .where(JOBS.c.status.in_([s.value for s in ACTIVE_STATES]))
-    .group_by(JOBS.c.status, JOBS.c.executor)
-)
-
-
-def table_shape(conn: Connection) -> TableShape:
-    shape = TableShape()
-    for status, executor, number, oldest in conn.execute(_SHAPE):
-        if status == JobStatus.ACCEPTED.value:
-            shape.waiting += number
-            shape.oldest_waiting = oldest if shape.oldest_waiting is None else min(oldest, shape.oldest_waiting)
-        else:
-            counts = shape.running if status == JobStatus.RUNNING.value else shape.queued
-            key = executor or NO_EXECUTOR
-            counts[key] = counts.get(key, 0) + number
-    return shape

@@ -31,8 +31,8 @@ from processes.context import ProcessError
 from processes.fetch import FetchLimits, InputError
 from processes.model import Process
 from processes.runtime import run_process
-from scheduler import lifecycle
-from scheduler.db import make_engine
+from scheduler import lifecycle, queries
+from scheduler.db import Bind, make_engine
 from scheduler.logs import job_context
 from scheduler.models import JobStatus, utcnow
 
@@ -144,7 +144,7 @@ def expiry(retention: float) -> dt.datetime:
     return utcnow() + dt.timedelta(seconds=retention)
 
 
-def record_outcome(bind: lifecycle.Bind, job_id: str, outcome: Outcome, retention: float, **extra: Any) -> bool:
+def record_outcome(bind: Bind, job_id: str, outcome: Outcome, retention: float, **extra: Any) -> bool:
     """Apply a finished job's outcome to the table, unless it reached a final state already."""
     if outcome.status == JobStatus.SUCCEEDED.value:
         return lifecycle.mark_succeeded(bind, job_id, outcome.outputs, expiry(retention), **extra)
@@ -235,7 +235,7 @@ def run_job_dir(job_dir: Path) -> int:
         engine = make_engine(payload.database_url)
         running_on = f"running on {socket.gethostname()}"
         if not lifecycle.mark_running(engine, payload.job_id, running_on):
-            row = lifecycle.get_job(engine, payload.job_id)
+            row = queries.get_job(engine, payload.job_id)
             if row is not None and row["status"] == JobStatus.DISMISSED.value:
                 return 0
             # The dispatcher saw the batch job start first and marked it running; say where it runs.

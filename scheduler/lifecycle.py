@@ -1,8 +1,10 @@
-"""Every change of a job's state, one named function each.
+"""Every change of a job's state, one named function each; the reads are in ``queries.py``.
 
 Each transition is one conditional UPDATE (``WHERE status IN (allowed previous states)``), so a web
 worker dismissing a job, the dispatcher settling it and the job itself reporting progress can race
-without ever moving a final state or running a job twice: the loser's UPDATE matches no row.
+without ever moving a final state or running a job twice: the loser's UPDATE matches no row. The
+allowed previous states all come from one table, ``TRANSITIONS``, so the rules can be read (and
+tested) in one place.
 
 Every function takes an Engine (it then runs in a transaction of its own) or an open Connection (it
 joins the caller's transaction): the dispatcher settles a whole poll cycle in one transaction, which
@@ -17,37 +19,60 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.sql.dml import Update
 
 from scheduler import job_metrics
-from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobStatus, utcnow
+from scheduler.db import Bind, transaction
+from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobMode, JobStatus, utcnow
 
 MESSAGE_LIMIT = 4000
 DISMISSED_BY_CLIENT = "dismissed by the client"
-Bind = Engine | Connection
 _INSERT = JOBS.insert()
-_COUNT_WAITING = select(func.count()).select_from(JOBS).where(JOBS.c.status == JobStatus.ACCEPTED.value)
+
+# Every move a job may make, from -> to. A finished job only ever goes on to dismissed; a dismissed
+# one never moves again. running -> running is a progress report (no change of state).
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.ACCEPTED: frozenset(
+        {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DISMISSED}
+    ),
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.ACCEPTED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DISMISSED}
+    ),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.ACCEPTED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DISMISSED}
+    ),
+    JobStatus.SUCCEEDED: frozenset({JobStatus.DISMISSED}),
+    JobStatus.FAILED: frozenset({JobStatus.DISMISSED}),
+    JobStatus.DISMISSED: frozenset(),
+}
+
+
+def moves_into(to: JobStatus) -> frozenset[JobStatus]:
+    """The states a job may change to ``to`` from; ``to`` itself is no change of state, so never one."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if to in targets and s is not to)
+
+
+# The guard of each transition function, taken from the table once, next to the UPDATEs using them.
+# A claim that starts its jobs at once (running) still takes only those that could be queued: jobs
+# no executor holds yet, never one another dispatcher has queued already.
+_CLAIMABLE = moves_into(JobStatus.QUEUED)
+_RELEASABLE = moves_into(JobStatus.ACCEPTED)
+_STARTABLE = moves_into(JobStatus.RUNNING)
+_REPORTING = TRANSITIONS[JobStatus.RUNNING] & {JobStatus.RUNNING}  # progress: only a running job reports
+_SUCCEEDABLE = moves_into(JobStatus.SUCCEEDED)
+_FAILABLE = moves_into(JobStatus.FAILED)
+# A dismissal ends an active job, or takes back a finished one: two UPDATEs, so that the job metrics
+# count only the first (see ``dismiss``).
+_DISMISSIBLE_ACTIVE = moves_into(JobStatus.DISMISSED) & ACTIVE_STATES
+_DISMISSIBLE_ENDED = moves_into(JobStatus.DISMISSED) - ACTIVE_STATES
 
 
 def new_job_id() -> str:
     """A uuid4: 122 random bits, so job ids (and with them status and output URLs) cannot be guessed."""
     return str(uuid.uuid4())
-
-
-@contextmanager
-def _transaction(bind: Bind, write: bool = True) -> Iterator[Connection]:
-    """The caller's connection, or one of the engine's: in a transaction to commit when ``write``."""
-    if isinstance(bind, Connection):
-        yield bind
-    else:
-        with bind.begin() if write else bind.connect() as conn:
-            yield conn
 
 
 def _values(status: JobStatus | None = None, **values: Any) -> dict[str, Any]:
@@ -65,21 +90,19 @@ def _values(status: JobStatus | None = None, **values: Any) -> dict[str, Any]:
 @functools.cache
 def _update(allowed: frozenset[JobStatus], columns: tuple[str, ...], ends: bool) -> Update:
     """One UPDATE per transition shape, built once: on the hot path only parameters change."""
-    stmt = update(JOBS).where(JOBS.c.id == bindparam("job_id"))
-    if allowed:
-        stmt = stmt.where(JOBS.c.status.in_([s.value for s in sorted(allowed)]))
+    stmt = update(JOBS).where(JOBS.c.id == bindparam("job_id"), JOBS.c.status.in_([s.value for s in sorted(allowed)]))
     stmt = stmt.values({c: bindparam(f"v_{c}") for c in columns})
     return stmt.returning(*job_metrics.ENDED_COLUMNS) if ends else stmt
 
 
-def _transition(bind: Bind, job_id: str, allowed: Iterable[JobStatus], **values: Any) -> bool:
+def _transition(bind: Bind, job_id: str, allowed: frozenset[JobStatus], **values: Any) -> bool:
+    """``allowed``: the previous states the row must be in, one of the guards taken from ``TRANSITIONS``."""
     values = _values(**values)
-    allowed = frozenset(allowed)
     # From an active state to a final one: the job may have ended for good, which the metrics count.
     ends = values.get("status") in FINAL_VALUES and bool(allowed) and allowed <= ACTIVE_STATES
     stmt = _update(allowed, tuple(sorted(values)), ends)
     params = {f"v_{k}": v for k, v in values.items()} | {"job_id": job_id}
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         result = conn.execute(stmt, params)
         if not ends:
             return result.rowcount == 1
@@ -93,7 +116,7 @@ def create_job(
     bind: Bind,
     process_id: str,
     version: str,
-    mode: str,
+    mode: JobMode,
     request: dict[str, Any],
     status: JobStatus = JobStatus.ACCEPTED,
     executor: str | None = None,
@@ -111,7 +134,7 @@ def create_job(
         "progress": 0,
         "message": "running" if running else "accepted",
         "version": version,
-        "mode": mode,
+        "mode": JobMode(mode).value,  # plain text, as a row read back has it
         "request": request,
         "outputs": None,
         "executor": executor,
@@ -124,42 +147,14 @@ def create_job(
         "expires_at": None,
         "claimed_by": claimed_by,
     }
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         conn.execute(_INSERT, row)  # parameters, not .values(): the compiled statement is reused
     return row
 
 
-def get_job(bind: Bind, job_id: str) -> RowMapping | None:
-    with _transaction(bind) as conn:
-        return conn.execute(select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
-
-
-def count_waiting(bind: Bind) -> int:
-    with _transaction(bind, write=False) as conn:
-        return conn.execute(_COUNT_WAITING).scalar_one()
-
-
-_OLDEST_ACCEPTED = (
-    select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
-    .where(JOBS.c.status == JobStatus.ACCEPTED.value)
-    .order_by(JOBS.c.created_at, JOBS.c.id)
-    .limit(bindparam("limit"))
-)
-
-
-_OLDEST_ACCEPTED_LOCKED = _OLDEST_ACCEPTED.with_for_update(skip_locked=True)  # SQLite ignores the clause
-
-
-def oldest_accepted(bind: Bind, limit: int, lock: bool = False) -> list[RowMapping]:
-    """``lock``: on PostgreSQL, lock the rows read until the transaction ends, skipping rows another
-    dispatcher holds."""
-    with _transaction(bind) as conn:
-        return list(conn.execute(_OLDEST_ACCEPTED_LOCKED if lock else _OLDEST_ACCEPTED, {"limit": limit}).mappings())
-
-
 _CLAIM = (
     update(JOBS)
-    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.status == JobStatus.ACCEPTED.value)
+    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.status.in_([s.value for s in sorted(_CLAIMABLE)]))
     .values(
         executor=bindparam("executor"),
         claimed_by=bindparam("claimed_by"),
@@ -189,7 +184,7 @@ def claim_many(bind: Bind, job_ids: list[str], executor: str, starts_now: bool, 
         "message": "running" if starts_now else f"submitting to {executor}",
         "now": now,
     }
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         return {row[0] for row in conn.execute(_CLAIM, params)}
 
 
@@ -211,7 +206,7 @@ def mark_submitted_many(bind: Bind, submitted: list[tuple[str, str, str | None]]
         return
     now = utcnow()
     params = [{"job_id": j, "native_id": n, "new_message": m, "now": now} for j, n, m in submitted]
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         conn.execute(_MARK_SUBMITTED, params)
 
 
@@ -222,7 +217,7 @@ def release(bind: Bind, job_id: str, message: str) -> bool:
     return _transition(
         bind,
         job_id,
-        [JobStatus.QUEUED, JobStatus.RUNNING],
+        _RELEASABLE,
         status=JobStatus.ACCEPTED,
         native_active=False,
         native_id=None,
@@ -236,7 +231,7 @@ def mark_running(bind: Bind, job_id: str, message: str = "running") -> bool:
     return _transition(
         bind,
         job_id,
-        [JobStatus.ACCEPTED, JobStatus.QUEUED],
+        _STARTABLE,
         status=JobStatus.RUNNING,
         started_at=utcnow(),
         message=message,
@@ -247,7 +242,7 @@ def update_progress(bind: Bind, job_id: str, message: str, percent: int | None) 
     values: dict[str, Any] = {"message": message}
     if percent is not None:
         values["progress"] = percent
-    return _transition(bind, job_id, [JobStatus.RUNNING], **values)
+    return _transition(bind, job_id, _REPORTING, **values)
 
 
 def mark_succeeded(
@@ -257,7 +252,7 @@ def mark_succeeded(
     return _transition(
         bind,
         job_id,
-        ACTIVE_STATES,
+        _SUCCEEDABLE,
         status=JobStatus.SUCCEEDED,
         outputs=outputs,
         progress=100,
@@ -269,7 +264,7 @@ def mark_succeeded(
 
 def mark_failed(bind: Bind, job_id: str, message: str, expires_at: dt.datetime | None = None, **extra: Any) -> bool:
     return _transition(
-        bind, job_id, ACTIVE_STATES, status=JobStatus.FAILED, message=message, expires_at=expires_at, **extra
+        bind, job_id, _FAILABLE, status=JobStatus.FAILED, message=message, expires_at=expires_at, **extra
     )
 
 
@@ -277,22 +272,10 @@ def dismiss(bind: Bind, job_id: str, message: str = DISMISSED_BY_CLIENT) -> bool
     """Mark a job dismissed, running or finished; the dispatcher then cancels it and removes its files.
 
     Two UPDATEs in one transaction, so that a job that had ended already is not counted twice."""
-    with _transaction(bind) as conn:
-        if _transition(conn, job_id, ACTIVE_STATES, status=JobStatus.DISMISSED, message=message):
+    with transaction(bind) as conn:
+        if _transition(conn, job_id, _DISMISSIBLE_ACTIVE, status=JobStatus.DISMISSED, message=message):
             return True
-        ended = {JobStatus.SUCCEEDED, JobStatus.FAILED}
-        return _transition(conn, job_id, ended, status=JobStatus.DISMISSED, message=message)
-
-
-_ACTIVE_NATIVE = select(
-    JOBS.c.id, JOBS.c.status, JOBS.c.native_id, JOBS.c.process_id, JOBS.c.updated_at, JOBS.c.claimed_by
-).where(JOBS.c.executor == bindparam("executor"), JOBS.c.native_active.is_(True))
-
-
-def active_native_jobs(bind: Bind, executor: str) -> list[RowMapping]:
-    """Jobs an executor may still hold: running or queued there, or dismissed but not yet cancelled."""
-    with _transaction(bind) as conn:
-        return list(conn.execute(_ACTIVE_NATIVE, {"executor": executor}).mappings())
+        return _transition(conn, job_id, _DISMISSIBLE_ENDED, status=JobStatus.DISMISSED, message=message)
 
 
 _NATIVE_DONE = (
@@ -305,11 +288,7 @@ _NATIVE_DONE = (
 
 def mark_native_done(bind: Bind, job_id: str) -> None:
     """The executor no longer holds a job that is final already (its launcher or a Dismiss made it so)."""
-    with _transaction(bind) as conn:
+    with transaction(bind) as conn:
         row = conn.execute(_NATIVE_DONE, {"job_id": job_id, "now": utcnow()}).first()
         if row is not None:
             job_metrics.note_settled(conn, row)
-
-
-def is_final(status: str) -> bool:
-    return JobStatus(status).is_final

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executor_names import LOCAL
 from scheduler.launcher import disk_full_reason
 from scheduler.logs import job_context
 from scheduler.pids import alive, describe_wait_status, identity, process_key, running_here
@@ -95,7 +96,7 @@ def _serve(conn: Connection, runner: Runner, max_jobs: int) -> None:
 
 
 class LocalExecutor(Executor):
-    name = "local"
+    name = LOCAL
     starts_now = True
 
     def __init__(

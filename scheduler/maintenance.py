@@ -21,19 +21,18 @@ import shutil
 import socket
 from pathlib import Path
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine, RowMapping
 
-from scheduler import lifecycle
+from scheduler import lifecycle, queries
+from scheduler.executor_names import WEB
 from scheduler.heartbeat import dispatchers
 from scheduler.local import LocalExecutor
-from scheduler.models import ACTIVE_STATES, JOBS, utcnow
+from scheduler.models import utcnow
 from scheduler.pids import holder_gone
-from scheduler.removal import delete_finished_jobs, directory_size, removable
+from scheduler.removal import delete_finished_jobs, directory_size
 
 log = logging.getLogger(__name__)
 
-WEB_EXECUTOR = "web"
 GRACE = 60.0  # seconds past the time limit before a web job counts as abandoned
 EXPIRED_BATCH = 500
 EVICTION_BATCH = 100  # oldest finished jobs looked at per pass; usage is measured again after each pass
@@ -43,12 +42,8 @@ def fail_abandoned_web_jobs(engine: Engine, time_limit: float, expires_at: dt.da
     """Jobs whose web worker is known to be gone (same host and pid namespace as this dispatcher), at
     once; the others once they are past their time limit plus GRACE."""
     cutoff = utcnow() - dt.timedelta(seconds=time_limit + GRACE)
-    stmt = select(JOBS.c.id, JOBS.c.updated_at, JOBS.c.claimed_by).where(
-        JOBS.c.executor == WEB_EXECUTOR, JOBS.c.status.in_([s.value for s in ACTIVE_STATES])
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()  # as many as synchronous jobs running: a few per web worker
-    ids = [row.id for row in rows if row.updated_at < cutoff or holder_gone(row.claimed_by or "")]
+    rows = queries.active_jobs(engine, WEB)
+    ids = [row["id"] for row in rows if row["updated_at"] < cutoff or holder_gone(row["claimed_by"] or "")]
     failed = sum(
         lifecycle.mark_failed(
             engine, job_id, "interrupted: the web worker running it stopped before it ended", expires_at
@@ -72,7 +67,7 @@ def jobs_of_lost_hosts(engine: Engine, silent_for: float) -> list[tuple[RowMappi
     cutoff = utcnow() - dt.timedelta(seconds=silent_for)
     here = socket.gethostname()
     candidates = []
-    for row in lifecycle.active_native_jobs(engine, LocalExecutor.name):
+    for row in queries.active_native_jobs(engine, LocalExecutor.name):
         owner = (row["native_id"] or "").split("/")  # host, dispatcher, worker
         if len(owner) == 3 and owner[0] != here and row["updated_at"] < cutoff:
             candidates.append((row, owner[0]))
@@ -85,10 +80,7 @@ def jobs_of_lost_hosts(engine: Engine, silent_for: float) -> list[tuple[RowMappi
 
 def remove_expired(engine: Engine, jobs_dir: Path) -> int:
     """Delete finished jobs past their expiration date: directory first, then the row."""
-    stmt = select(JOBS.c.id).where(JOBS.c.expires_at < utcnow(), removable()).limit(EXPIRED_BATCH)
-    with engine.connect() as conn:
-        ids = [row[0] for row in conn.execute(stmt)]
-    removed = delete_finished_jobs(engine, jobs_dir, ids)
+    removed = delete_finished_jobs(engine, jobs_dir, queries.expired_jobs(engine, EXPIRED_BATCH))
     if removed:
         log.info("removed %d expired job(s)", removed)
     return removed
@@ -110,14 +102,6 @@ def bytes_over_high_water(jobs_dir: Path, high_water: float, budget: int) -> int
     return max(0, math.ceil(over))
 
 
-_OLDEST_FINISHED = (
-    select(JOBS.c.id, JOBS.c.process_id, JOBS.c.status, JOBS.c.finished_at)
-    .where(removable())
-    .order_by(func.coalesce(JOBS.c.finished_at, JOBS.c.created_at), JOBS.c.id)
-    .limit(EVICTION_BATCH)
-)
-
-
 def evict_over_high_water(engine: Engine, jobs_dir: Path, high_water: float, budget: int) -> list[str]:
     """While the job directories are over a limit, delete the oldest finished jobs (files and rows).
 
@@ -129,8 +113,7 @@ def evict_over_high_water(engine: Engine, jobs_dir: Path, high_water: float, bud
     evicted: list[str] = []
     over = bytes_over_high_water(jobs_dir, high_water, budget)
     while over > 0:
-        with engine.connect() as conn:
-            rows = list(conn.execute(_OLDEST_FINISHED).mappings())
+        rows = queries.oldest_finished(engine, EVICTION_BATCH)
         if not rows:
             log.warning(
                 "the job directories are still %s over their high-water mark with no finished job left to evict",

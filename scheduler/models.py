@@ -25,6 +25,13 @@ class JobStatus(enum.StrEnum):
         return self in FINAL_STATES
 
 
+class JobMode(enum.StrEnum):
+    """Stored as text: how the request that created a job wants its result, in the reply or later."""
+
+    SYNC = "sync"
+    ASYNC = "async"
+
+
 FINAL_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DISMISSED})
 ACTIVE_STATES = frozenset({JobStatus.ACCEPTED, JobStatus.QUEUED, JobStatus.RUNNING})
 FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)  # as stored: compared with rows without an Enum

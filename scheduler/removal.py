@@ -13,18 +13,11 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, delete
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine, RowMapping
 
-from scheduler import lifecycle
-from scheduler.models import FINAL_STATES, JOBS
-
-FINAL_VALUES = sorted(s.value for s in FINAL_STATES)
-
-
-def removable() -> ColumnElement[bool]:
-    """The SQL condition for jobs whose files and row may go: final, and released by their executor."""
-    return JOBS.c.status.in_(FINAL_VALUES) & JOBS.c.native_active.is_(False)
+from scheduler import lifecycle, queries
+from scheduler.models import JOBS
 
 
 def directory_size(path: Path) -> int:
@@ -49,14 +42,14 @@ def delete_finished_jobs(engine: Engine, jobs_dir: Path, job_ids: Sequence[str])
     """Delete the directories, then the rows, of jobs picked as removable; returns the rows deleted.
 
     A final state is terminal and a released job is never claimed again, so a job picked by
-    :func:`removable` stays removable while its files go; the DELETE checks it once more anyway.
+    :func:`queries.removable` stays removable while its files go; the DELETE checks it once more anyway.
     """
     if not job_ids:
         return 0
     for job_id in job_ids:
         shutil.rmtree(jobs_dir / job_id, ignore_errors=True)
     with engine.begin() as conn:
-        return conn.execute(delete(JOBS).where(JOBS.c.id.in_(list(job_ids)), removable())).rowcount
+        return conn.execute(delete(JOBS).where(JOBS.c.id.in_(list(job_ids)), queries.removable())).rowcount
 
 
 def dismiss_job(
@@ -67,7 +60,7 @@ def dismiss_job(
     A job an executor still holds keeps its directory: the dispatcher cancels it, then removes it.
     """
     lifecycle.dismiss(engine, job_id, message)
-    job = lifecycle.get_job(engine, job_id)
+    job = queries.get_job(engine, job_id)
     if job is not None and not job["native_active"]:
         shutil.rmtree(jobs_dir / job_id, ignore_errors=True)
     return job

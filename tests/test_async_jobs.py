@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scheduler import lifecycle
+from scheduler import queries
 from scheduler.local import worker_pid
 from scheduler.models import JobStatus
 from scheduler.pids import start_time
@@ -86,7 +86,7 @@ def test_dismiss_running_job_kills_it_and_removes_outputs(wps, dispatcher, app, 
     job_id = submit_sleep(wps, 60)
     engine = app.extensions["hpc_wps"].engine
     wait_for(lambda: status20(wps, job_id)[0] == "Running")
-    native = wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"])
+    native = wait_for(lambda: queries.get_job(engine, job_id)["native_id"])
     pid = worker_pid(native)
     os.kill(pid, 0)  # the job's process exists
     response = wps.post(
@@ -96,7 +96,7 @@ def test_dismiss_running_job_kills_it_and_removes_outputs(wps, dispatcher, app, 
         content_type="text/xml",
     )
     assert response.xml.findtext(f"{{{WPS20}}}Status") == "Dismissed"
-    wait_for(lambda: not lifecycle.get_job(engine, job_id)["native_active"])
+    wait_for(lambda: not queries.get_job(engine, job_id)["native_active"])
     wait_for(lambda: not (settings.jobs_dir / job_id).exists())
     assert not os.path.exists(f"/proc/{pid}") or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     assert status20(wps, job_id)[0] == "Dismissed"
@@ -108,7 +108,7 @@ def test_a_job_dismissed_just_before_the_dispatcher_stops_does_not_run_on(wps, d
     job_id = submit_sleep(wps, 60)
     engine = app.extensions["hpc_wps"].engine
     wait_for(lambda: status20(wps, job_id)[0] == "Running")
-    pid = worker_pid(wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"]))
+    pid = worker_pid(wait_for(lambda: queries.get_job(engine, job_id)["native_id"]))
     os.kill(dispatcher.pid, signal.SIGSTOP)  # so that no ordinary cycle sees the Dismiss
     try:
         wps.get(f"/wps?service=WPS&version=2.0.0&request=Dismiss&jobId={job_id}")
@@ -125,7 +125,7 @@ def test_dismiss_queued_job_never_runs(wps, app, settings):
     """Without a dispatcher the job stays accepted; dismissed, it must never start later."""
     job_id = submit_sleep(wps, 0)
     wps.get(f"/wps?service=WPS&version=2.0.0&request=Dismiss&jobId={job_id}")
-    row = lifecycle.get_job(app.extensions["hpc_wps"].engine, job_id)
+    row = queries.get_job(app.extensions["hpc_wps"].engine, job_id)
     assert row["status"] == JobStatus.DISMISSED.value and row["started_at"] is None
 
 
@@ -134,7 +134,7 @@ def test_local_jobs_run_niced_and_the_dispatcher_does_not(wps, dispatcher, app, 
     job_id = submit_sleep(wps, 2)
     engine = app.extensions["hpc_wps"].engine
     wait_for(lambda: status20(wps, job_id)[0] == "Running")
-    pid = worker_pid(wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"]))
+    pid = worker_pid(wait_for(lambda: queries.get_job(engine, job_id)["native_id"]))
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, ours + settings.processing.worker_nice)
     assert os.getpriority(os.PRIO_PROCESS, dispatcher.pid) == ours
@@ -145,7 +145,7 @@ def test_crashed_process_marks_job_failed(wps, dispatcher, app):
     job_id = submit_sleep(wps, 60)
     engine = app.extensions["hpc_wps"].engine
     wait_for(lambda: status20(wps, job_id)[0] == "Running")
-    pid = worker_pid(wait_for(lambda: lifecycle.get_job(engine, job_id)["native_id"]))
+    pid = worker_pid(wait_for(lambda: queries.get_job(engine, job_id)["native_id"]))
     os.kill(pid, signal.SIGKILL)
     failed = wait_status10(wps, job_id, "ProcessFailed")
     assert "killed by signal SIGKILL" in failed.findtext(f".//{{{OWS11}}}ExceptionText")
@@ -155,9 +155,9 @@ def test_fifo_and_slots(wps, dispatcher, app):
     """Two slots: of four jobs, the first two run first, the last two wait."""
     engine = app.extensions["hpc_wps"].engine
     ids = [submit_sleep(wps, 1.0) for _ in range(4)]
-    wait_for(lambda: all(lifecycle.get_job(engine, j)["status"] == "succeeded" for j in ids), timeout=60)
-    starts = [lifecycle.get_job(engine, j)["started_at"] for j in ids]
-    ends = [lifecycle.get_job(engine, j)["finished_at"] for j in ids]
+    wait_for(lambda: all(queries.get_job(engine, j)["status"] == "succeeded" for j in ids), timeout=60)
+    starts = [queries.get_job(engine, j)["started_at"] for j in ids]
+    ends = [queries.get_job(engine, j)["finished_at"] for j in ids]
     assert starts[0] <= starts[2] and starts[1] <= starts[3]
     assert min(starts[2], starts[3]) >= min(ends[0], ends[1])
 
@@ -190,7 +190,7 @@ def test_dispatcher_restart_reattaches_running_job(wps, settings, app):
         second = start()
         try:
             wait_for(lambda: status20(wps, job_id)[0] == "Succeeded")
-            wait_for(lambda: not lifecycle.get_job(engine, job_id)["native_active"])
+            wait_for(lambda: not queries.get_job(engine, job_id)["native_active"])
         finally:
             second.terminate()
             second.wait()

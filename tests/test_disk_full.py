@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler import lifecycle
+from scheduler import queries
 from scheduler.launcher import RESULT_FILE
 from scheduler.local import NATIVE_ID_FILE
 from tests.conftest import wait_for
@@ -68,7 +68,7 @@ def test_sync_job_on_a_full_disk_fails_with_the_reason(wps, app, small_disk):
     )
     assert_nothing_half_written(small_disk)
     for job_dir in small_disk.iterdir():
-        row = lifecycle.get_job(engine, job_dir.name)
+        row = queries.get_job(engine, job_dir.name)
         assert (row["status"], row["message"]) == ("failed", DISK_FULL)
     check_serving(wps)
     wordcount_succeeds(wps, wps.get(WORDCOUNT).xml)
@@ -86,18 +86,18 @@ def test_async_job_on_a_full_disk_fails_and_the_next_one_runs(wps, app, small_di
     engine = app.extensions["hpc_wps"].engine
     response = wps.get(BIG + ASYNC)
     job_id = response.xml.get("statusLocation").rsplit("/", 1)[1]
-    wait_for(lambda: lifecycle.get_job(engine, job_id)["status"] == "failed", timeout=60)
+    wait_for(lambda: queries.get_job(engine, job_id)["status"] == "failed", timeout=60)
     assert failure_text(wps.get(f"/wps/jobs/{job_id}").xml) == DISK_FULL
     status = wps.get(f"/wps?service=WPS&version=2.0.0&request=GetStatus&jobId={job_id}")
     assert status.xml.findtext(f"{{{WPS20}}}Status") == "Failed"
     result = wps.get(f"/wps?service=WPS&version=2.0.0&request=GetResult&jobId={job_id}")
     assert DISK_FULL in result.xml.findtext(f".//{{{OWS20}}}ExceptionText")
     assert wps.get(f"/wps/jobs/{job_id}/outputs/output.bin").status_code == 404
-    wait_for(lambda: not lifecycle.get_job(engine, job_id)["native_active"])
+    wait_for(lambda: not queries.get_job(engine, job_id)["native_active"])
     assert_nothing_half_written(small_disk)
     check_serving(wps)
     later = wps.get(WORDCOUNT + ASYNC).xml.get("statusLocation").rsplit("/", 1)[1]
-    wait_for(lambda: lifecycle.get_job(engine, later)["status"] == "succeeded", timeout=60)
+    wait_for(lambda: queries.get_job(engine, later)["status"] == "succeeded", timeout=60)
     wordcount_succeeds(wps, wps.get(f"/wps/jobs/{later}").xml)
 
 
@@ -107,10 +107,10 @@ def test_async_job_while_the_disk_is_full_fails_with_the_reason(wps, app, small_
     engine = app.extensions["hpc_wps"].engine
     filler = fill(small_disk)
     job_id = wps.get(WORDCOUNT + ASYNC).xml.get("statusLocation").rsplit("/", 1)[1]
-    wait_for(lambda: lifecycle.get_job(engine, job_id)["status"] == "failed", timeout=60)
+    wait_for(lambda: queries.get_job(engine, job_id)["status"] == "failed", timeout=60)
     assert "no space left on device" in failure_text(wps.get(f"/wps/jobs/{job_id}").xml).lower()
     check_serving(wps)
     filler.unlink()
     later = wps.get(WORDCOUNT + ASYNC).xml.get("statusLocation").rsplit("/", 1)[1]
-    wait_for(lambda: lifecycle.get_job(engine, later)["status"] == "succeeded", timeout=60)
+    wait_for(lambda: queries.get_job(engine, later)["status"] == "succeeded", timeout=60)
     wordcount_succeeds(wps, wps.get(f"/wps/jobs/{later}").xml)

@@ -22,7 +22,7 @@ import pytest
 import requests
 from lxml import etree
 
-from scheduler import lifecycle
+from scheduler import queries
 from scheduler.db import make_engine
 from scheduler.drm_listing import parse_qstat_xml
 from scheduler.drmaa_endings import parse_qacct
@@ -188,7 +188,7 @@ class Server:
         return self.get(version="2.0.0", request="Dismiss", jobId=job_id).findtext("wps2:Status", namespaces=NS)
 
     def row(self, job_id: str):  # type: ignore[no-untyped-def]
-        return lifecycle.get_job(self.engine, job_id)
+        return queries.get_job(self.engine, job_id)
 
     def native_id(self, job_id: str) -> str:
         return wait_for(lambda: self.row(job_id)["native_id"], timeout=30)
@@ -247,7 +247,7 @@ def held(grid_engine, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-
     """A server whose jobs Grid Engine holds until ``qrls``."""
     started = Server(tmp_path_factory.mktemp("drmaa-held"), config(grid_engine, "native = -h\n"))
     yield started
-    for row in lifecycle.active_native_jobs(started.engine, "drmaa"):
+    for row in queries.active_native_jobs(started.engine, "drmaa"):
         subprocess.run(["qdel", row["native_id"]], capture_output=True, timeout=30)
     started.stop()
 

@@ -18,7 +18,7 @@ import requests
 
 from app import create_app
 from app.settings import Settings, load_settings
-from scheduler import lifecycle
+from scheduler import queries
 from tests.conftest import LiveServer, free_port, wait_for
 from tests.xsd import ROOT
 
@@ -143,7 +143,7 @@ def test_health_reads_the_same_table_jobs_go_to(app, wps, settings):
     """The queue depth of /health is the table's count of accepted jobs (no dispatcher runs here)."""
     for _ in range(3):
         wps.get(f"{ASYNC_SLEEP}&DataInputs=delay=0")
-    assert health(app)[1]["queue"]["waiting"] == lifecycle.count_waiting(app.extensions["hpc_wps"].engine) == 3
+    assert health(app)[1]["queue"]["waiting"] == queries.count_waiting(app.extensions["hpc_wps"].engine) == 3
 
 
 def test_image_healthcheck_follows_health(tmp_path: Path):

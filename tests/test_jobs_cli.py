@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from scheduler import lifecycle
+from scheduler import lifecycle, queries
 from scheduler.models import JOBS, utcnow
 from tests.conftest import settings_environ, wait_for
 from tests.xsd import ROOT, WPS20
@@ -138,11 +138,11 @@ def test_cancel_is_a_dismiss(wps, app, settings, dispatcher):
     assert f"{words}: dismissed (was succeeded); its files are removed" in out
     assert f"no job {unknown}" in out
     assert not (settings.jobs_dir / words).exists()
-    wait_for(lambda: not lifecycle.get_job(engine, running)["native_active"])
+    wait_for(lambda: not queries.get_job(engine, running)["native_active"])
     wait_for(lambda: not (settings.jobs_dir / running).exists())
     for job_id in (running, words):
         assert status20(wps, job_id) == "Dismissed"
-        assert lifecycle.get_job(engine, job_id)["message"] == "dismissed by an operator (hpc-wps jobs cancel)"
+        assert queries.get_job(engine, job_id)["message"] == "dismissed by an operator (hpc-wps jobs cancel)"
     assert f"{words}: already dismissed" in jobs(settings, "cancel", words)
 
 
@@ -160,13 +160,13 @@ def test_purge_finished_jobs_only(wps, app, settings):
     preview = jobs(settings, "purge", "--older-than", "1d", "--dry-run")
     assert made["hello"] in preview and old_waiting not in preview and running not in preview
     assert "would purge 1 finished job(s)" in preview
-    assert lifecycle.get_job(engine, made["hello"]) is not None
+    assert queries.get_job(engine, made["hello"]) is not None
 
     assert "purged 1 finished job(s)" in jobs(settings, "purge", "--older-than", "1d")
-    assert lifecycle.get_job(engine, made["hello"]) is None
+    assert queries.get_job(engine, made["hello"]) is None
     assert "purged 1 finished job(s)" in jobs(settings, "purge", "--process", "wordcounter")
-    assert lifecycle.get_job(engine, made["words"]) is None and not (settings.jobs_dir / made["words"]).exists()
-    assert lifecycle.get_job(engine, made["failed"]) is not None
+    assert queries.get_job(engine, made["words"]) is None and not (settings.jobs_dir / made["words"]).exists()
+    assert queries.get_job(engine, made["failed"]) is not None
 
     assert "purged 1 finished job(s)" in jobs(settings, "purge", "--all")
     assert sorted(listed(settings)) == sorted([made["waiting"], old_waiting, running])

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 
 from app.settings import SettingsError, load_settings
 from processes.registry import build_registry
-from scheduler import lifecycle
+from scheduler import lifecycle, queries
 from scheduler.dispatcher import Dispatcher
 from scheduler.launcher import Outcome, write_result
 from scheduler.maintenance import bytes_over_high_water, evict_over_high_water, fail_abandoned_web_jobs, remove_expired
@@ -39,9 +39,9 @@ def test_abandoned_web_job_fails_and_fresh_one_stays(app):
     fresh = lifecycle.create_job(engine, "sleep", "1.0.0", "sync", REQUEST, JobStatus.RUNNING, "web")["id"]
     _age(engine, old, updated_at=utcnow() - dt.timedelta(seconds=700))
     assert fail_abandoned_web_jobs(engine, 600, utcnow()) == 1
-    row = lifecycle.get_job(engine, old)
+    row = queries.get_job(engine, old)
     assert row["status"] == "failed" and "web worker" in row["message"]
-    assert lifecycle.get_job(engine, fresh)["status"] == "running"
+    assert queries.get_job(engine, fresh)["status"] == "running"
 
 
 def test_a_web_job_whose_worker_is_gone_fails_at_once(app):
@@ -60,9 +60,9 @@ def test_a_web_job_whose_worker_is_gone_fails_at_once(app):
     other_host = web_job(f"elsewhere/{ended.pid}:0|{pid_namespace()}")
     other_namespace = web_job(f"{gone}|pid:[1]")
     assert fail_abandoned_web_jobs(engine, 600, utcnow()) == 1
-    row = lifecycle.get_job(engine, dead)
+    row = queries.get_job(engine, dead)
     assert row["status"] == "failed" and "web worker" in row["message"]
-    assert all(lifecycle.get_job(engine, j)["status"] == "running" for j in (alive, other_host, other_namespace))
+    assert all(queries.get_job(engine, j)["status"] == "running" for j in (alive, other_host, other_namespace))
 
 
 def test_expired_jobs_lose_files_and_rows(app, settings, wps):
@@ -74,7 +74,7 @@ def test_expired_jobs_lose_files_and_rows(app, settings, wps):
     assert remove_expired(engine, settings.jobs_dir) == 0
     _age(engine, job_id, expires_at=utcnow() - dt.timedelta(seconds=1))
     assert remove_expired(engine, settings.jobs_dir) == 1
-    assert lifecycle.get_job(engine, job_id) is None
+    assert queries.get_job(engine, job_id) is None
     assert not (settings.jobs_dir / job_id).exists()
     gone = wps.get(f"/wps?service=WPS&version=2.0.0&request=GetStatus&jobId={job_id}")
     assert gone.xml.find("{http://www.opengis.net/ows/2.0}Exception").get("exceptionCode") == "NoSuchJob"
@@ -85,7 +85,7 @@ def test_dispatcher_runs_maintenance(app, settings):
     job_id = lifecycle.create_job(engine, "sleep", "1.0.0", "sync", REQUEST, JobStatus.RUNNING, "web")["id"]
     _age(engine, job_id, updated_at=utcnow() - dt.timedelta(days=1))
     Dispatcher(settings.jobs, engine, build_registry(True, [])).cycle()
-    assert lifecycle.get_job(engine, job_id)["status"] == "failed"
+    assert queries.get_job(engine, job_id)["status"] == "failed"
 
 
 # -- local jobs of a host gone for good --------------------------------------------------------------
@@ -133,11 +133,11 @@ def test_local_jobs_of_a_host_gone_for_good_end(app, settings, wps):
 
     failed = status(lost)
     assert failed.findtext("{http://www.opengis.net/wps/2.0}Status") == "Failed"
-    assert "lost with its host gone-host" in lifecycle.get_job(engine, lost)["message"]
+    assert "lost with its host gone-host" in queries.get_job(engine, lost)["message"]
     assert status(ended_there).findtext("{http://www.opengis.net/wps/2.0}Status") == "Succeeded"
     for job_id in (with_news, on_live_host):
         assert status(job_id).findtext("{http://www.opengis.net/wps/2.0}Status") == "Running"
-    assert not any(lifecycle.get_job(engine, j)["native_active"] for j in (lost, ended_there))
+    assert not any(queries.get_job(engine, j)["native_active"] for j in (lost, ended_there))
 
 
 # -- the disk high-water mark ---------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def finished_big_jobs(wps, engine, count: int) -> list[str]:  # type: ignore[no-
     before = {row[0] for row in _ids(engine)}
     for _ in range(count):
         assert wps.get(BIG1).status_code == 200
-    rows = sorted((lifecycle.get_job(engine, i) for i in {r[0] for r in _ids(engine)} - before), key=_finished)
+    rows = sorted((queries.get_job(engine, i) for i in {r[0] for r in _ids(engine)} - before), key=_finished)
     assert [r["status"] for r in rows] == ["succeeded"] * count
     return [r["id"] for r in rows]
 
@@ -186,13 +186,13 @@ def test_budget_evicts_oldest_finished_jobs_and_never_a_running_one(app, setting
         evicted = evict_over_high_water(engine, settings.jobs_dir, 0, int(3.5 * MIB))
     assert evicted == [oldest, middle]
     for job_id in (oldest, middle):
-        assert lifecycle.get_job(engine, job_id) is None and not (settings.jobs_dir / job_id).exists()
+        assert queries.get_job(engine, job_id) is None and not (settings.jobs_dir / job_id).exists()
         assert f"evicted job {job_id} (bigoutput, succeeded" in caplog.text
-    assert lifecycle.get_job(engine, newest)["status"] == "succeeded"
+    assert queries.get_job(engine, newest)["status"] == "succeeded"
     assert (settings.jobs_dir / newest / "outputs" / "output.bin").stat().st_size == MIB
-    assert lifecycle.get_job(engine, running)["status"] == "running"
+    assert queries.get_job(engine, running)["status"] == "running"
     assert (settings.jobs_dir / running / "outputs" / "output.bin").exists()
-    assert lifecycle.get_job(engine, waiting)["status"] == "accepted"
+    assert queries.get_job(engine, waiting)["status"] == "accepted"
     assert directory_size(settings.jobs_dir) <= 3.5 * MIB
     assert evict_over_high_water(engine, settings.jobs_dir, 0, int(3.5 * MIB)) == []
     # The newest finished job still served: eviction leaves the jobs it keeps whole.
@@ -212,12 +212,12 @@ def test_high_water_mark_of_a_real_small_filesystem(app, settings, wps, tmp_path
         usage = shutil.disk_usage(settings.jobs_dir)
         assert usage.used <= usage.total / 2
         assert bytes_over_high_water(settings.jobs_dir, 50, 0) == 0
-        assert [lifecycle.get_job(engine, j) is not None for j in (oldest, middle, newest)] == [False, True, True]
+        assert [queries.get_job(engine, j) is not None for j in (oldest, middle, newest)] == [False, True, True]
         running = running_job_with_files(engine, settings.jobs_dir, int(1.5 * MIB))
         with caplog.at_level(logging.WARNING, logger="scheduler.maintenance"):
             assert evict_over_high_water(engine, settings.jobs_dir, 10, 0) == [middle, newest]
         assert "no finished job left to evict" in caplog.text
-        assert lifecycle.get_job(engine, running)["status"] == "running"
+        assert queries.get_job(engine, running)["status"] == "running"
         assert (settings.jobs_dir / running / "outputs" / "output.bin").exists()
         assert sorted(p.name for p in settings.jobs_dir.iterdir()) == [running]
 

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from app import create_app
 from app.settings import SettingsError, load_settings
 from migrations import upgrade
-from scheduler import lifecycle
+from scheduler import queries
 from scheduler.db import make_engine
 from scheduler.failure_reasons import REASONS, failure_reason
 from scheduler.local import worker_pid
@@ -119,7 +119,7 @@ def test_counters_and_gauges_after_real_jobs(server: LiveServer, request: pytest
     client.wait(failing, "ProcessFailed")
     crashing = client.submit("sleep", "delay=60")
     client.wait(crashing, "ProcessStarted")
-    os.kill(worker_pid(lifecycle.get_job(engine, crashing)["native_id"]), signal.SIGKILL)
+    os.kill(worker_pid(queries.get_job(engine, crashing)["native_id"]), signal.SIGKILL)
     client.wait(crashing, "ProcessFailed")
     # One job holds the only slot, two wait behind it: the gauges show the table as it is.
     holding = client.submit("sleep", "delay=60")
@@ -129,7 +129,7 @@ def test_counters_and_gauges_after_real_jobs(server: LiveServer, request: pytest
     client.get("Dismiss", f"{client.wps}?service=WPS&version=2.0.0&request=Dismiss&jobId={holding}")
     for job_id in waiting:
         client.wait(job_id, "ProcessSucceeded")
-    wait_for(lambda: lifecycle.get_job(engine, holding)["native_active"] is False)
+    wait_for(lambda: queries.get_job(engine, holding)["native_active"] is False)
     engine.dispose()
     after = client.scrape()
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from scheduler import lifecycle
+from scheduler import queries
 from tests.conftest import settings_environ, wait_for
 from tests.xsd import ROOT
 
@@ -52,7 +52,7 @@ def test_two_dispatchers_share_the_queue_and_run_every_job_once(wps, app, settin
         engine = app.extensions["hpc_wps"].engine
 
         def unfinished() -> list[dict[str, object]]:
-            rows = (lifecycle.get_job(engine, j) for j in ids)
+            rows = (queries.get_job(engine, j) for j in ids)
             return [dict(r) for r in rows if r is not None and r["status"] != "succeeded"]
 
         try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from scheduler import lifecycle
+from scheduler import lifecycle, queries
 from scheduler.dispatcher import HANDOVER_GRACE
 from scheduler.local import worker_pid
 from scheduler.models import JOBS, utcnow
@@ -81,7 +81,7 @@ def runs(run_log: Path, tag: str) -> int:
 
 def kill_service_and_job(dispatcher: subprocess.Popen[bytes], engine, job_id: str) -> None:  # type: ignore[no-untyped-def]
     """What a crash of the whole host's service looks like to one job: dispatcher and worker gone."""
-    worker = worker_pid(lifecycle.get_job(engine, job_id)["native_id"])
+    worker = worker_pid(queries.get_job(engine, job_id)["native_id"])
     dispatcher.kill()
     dispatcher.wait()
     os.killpg(worker, signal.SIGKILL)
@@ -93,7 +93,7 @@ def status(wps, job_id: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
 
 
 def wait_running(engine, run_log: Path, job_id: str, tag: str, count: int) -> None:  # type: ignore[no-untyped-def]
-    wait_for(lambda: runs(run_log, tag) == count and lifecycle.get_job(engine, job_id)["native_id"])
+    wait_for(lambda: runs(run_log, tag) == count and queries.get_job(engine, job_id)["native_id"])
 
 
 @pytest.mark.parametrize(("process", "expected_runs"), [("run_log", 1), ("run_log_rerunnable", 2)])
@@ -108,7 +108,7 @@ def test_a_job_interrupted_by_a_restart(wps, app, start_dispatcher, run_log, pro
     assert runs(run_log, "t") == expected_runs
     if process == "run_log":
         assert final[0] == "Failed"
-        row = lifecycle.get_job(engine, job_id)
+        row = queries.get_job(engine, job_id)
         assert row["message"] == "the job's process was interrupted by a restart of the service"
     else:
         assert final[0] == "Succeeded"
@@ -124,7 +124,7 @@ def test_a_rerunnable_job_runs_again_once_only(wps, app, start_dispatcher, run_l
     start_dispatcher()
     wait_for(lambda: status(wps, job_id)[0] == "Failed", timeout=60)
     assert runs(run_log, "again") == 2
-    assert "interrupted by a restart of the service" in lifecycle.get_job(engine, job_id)["message"]
+    assert "interrupted by a restart of the service" in queries.get_job(engine, job_id)["message"]
 
 
 GONE_HERE = f"{socket.gethostname()}/1:0"  # pid 1 started at another time: a dispatcher of this host, gone
@@ -155,7 +155,7 @@ def test_a_job_claimed_but_not_handed_over(
     wait_for(lambda: status(wps, job_id)[0] == expected, timeout=60)
     if expected == "Failed":
         assert runs(run_log, "claimed") == 0
-        message = lifecycle.get_job(engine, job_id)["message"]
+        message = queries.get_job(engine, job_id)["message"]
         assert message == "interrupted by a restart of the service before its hand-over to local was recorded"
     else:
         assert runs(run_log, "claimed") == 1
@@ -169,5 +169,5 @@ def test_a_hand_over_in_progress_elsewhere_is_left_alone(wps, app, start_dispatc
     start_dispatcher()
     other = submit(wps, "run_log", "ours", 0)  # the dispatcher is up and past its first upkeep
     wait_for(lambda: status(wps, other)[0] == "Succeeded")
-    row = lifecycle.get_job(engine, job_id)
+    row = queries.get_job(engine, job_id)
     assert (row["status"], row["native_id"], runs(run_log, "theirs")) == ("running", None, 0)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from scheduler import lifecycle
+from scheduler import queries
 from scheduler.models import utcnow
 from tests.conftest import settings_environ, wait_for
 from tests.xsd import OWS11, OWS20, ROOT, WPS10, WPS20
@@ -57,7 +57,7 @@ def test_expiration_date_in_status_and_result_documents(wps, app, settings, disp
     wait_for(lambda: state(wps, job_id) == "Running")
     assert expiration(kvp20(wps, "GetStatus", job_id).xml) is None
     wait_for(lambda: state(wps, job_id) == "Succeeded")
-    row = lifecycle.get_job(engine, job_id)
+    row = queries.get_job(engine, job_id)
     expires = expiration(kvp20(wps, "GetStatus", job_id).xml)
     assert expires == row["expires_at"].replace(microsecond=0)
     assert abs(expires - row["finished_at"] - WEEK) < dt.timedelta(seconds=2)
@@ -65,7 +65,7 @@ def test_expiration_date_in_status_and_result_documents(wps, app, settings, disp
 
     failed = submit(wps, f"{EXECUTE10}&identifier=fail&DataInputs=message=no")
     wait_for(lambda: state(wps, failed) == "Failed")
-    failed_row = lifecycle.get_job(engine, failed)
+    failed_row = queries.get_job(engine, failed)
     assert abs(expiration(kvp20(wps, "GetStatus", failed).xml) - failed_row["finished_at"] - WEEK) < dt.timedelta(
         seconds=2
     )
@@ -101,7 +101,7 @@ def test_expired_job_is_swept_by_the_dispatcher(wps, app, settings):
     finally:
         first.terminate()
         first.wait(timeout=30)
-    row = lifecycle.get_job(engine, job_id)
+    row = queries.get_job(engine, job_id)
     assert dt.timedelta(seconds=1) <= row["expires_at"] - row["finished_at"] <= dt.timedelta(seconds=3)
     href = wps.get(f"/wps/jobs/{job_id}").xml.xpath("//wps:Reference/@href", namespaces=NS)[0]
     assert wps.get(local_path(href)).status_code == 200
@@ -109,7 +109,7 @@ def test_expired_job_is_swept_by_the_dispatcher(wps, app, settings):
     assert (settings.jobs_dir / job_id).is_dir()  # expired, but nothing has swept it yet
     second = dispatcher()
     try:
-        wait_for(lambda: lifecycle.get_job(engine, job_id) is None)
+        wait_for(lambda: queries.get_job(engine, job_id) is None)
     finally:
         second.terminate()
         second.wait(timeout=30)
@@ -128,7 +128,7 @@ def test_dismiss_finished_job_removes_its_outputs(wps, app, settings):
     dismissed = kvp20(wps, "Dismiss", job_id)
     assert dismissed.xml.findtext(f"{{{WPS20}}}Status") == "Dismissed"
     assert not (settings.jobs_dir / job_id).exists()
-    assert lifecycle.get_job(engine, job_id)["status"] == "dismissed"
+    assert queries.get_job(engine, job_id)["status"] == "dismissed"
     assert wps.get(local_path(href)).status_code == 404
     assert exception_code(kvp20(wps, "GetResult", job_id)) == "NoSuchJob"
     failed = wps.get(f"/wps/jobs/{job_id}").xml.find(f"{{{WPS10}}}Status/{{{WPS10}}}ProcessFailed")
@@ -146,12 +146,12 @@ def test_dismiss_waiting_and_running_jobs_leaves_nothing(wps, app, settings, dis
     assert state(wps, waiting) == "Accepted"
     for job_id in [waiting, *running]:
         assert kvp20(wps, "Dismiss", job_id).xml.findtext(f"{{{WPS20}}}Status") == "Dismissed"
-    wait_for(lambda: not any(lifecycle.get_job(engine, j)["native_active"] for j in running))
+    wait_for(lambda: not any(queries.get_job(engine, j)["native_active"] for j in running))
     wait_for(lambda: not any((settings.jobs_dir / j).exists() for j in running))
     # A job submitted after them runs to its end: the dispatcher has had free slots since.
     later = submit(wps, f"{EXECUTE10}&identifier=say_hello&DataInputs=name=x")
     wait_for(lambda: state(wps, later) == "Succeeded")
-    row = lifecycle.get_job(engine, waiting)
+    row = queries.get_job(engine, waiting)
     assert (row["status"], row["started_at"], row["native_id"]) == ("dismissed", None, None)
     assert not (settings.jobs_dir / waiting).exists()
     assert all(state(wps, j) == "Dismissed" for j in [waiting, *running])

@@ -29,7 +29,7 @@ import requests
 from lxml import etree
 
 from app.settings import load_settings
-from scheduler import lifecycle
+from scheduler import queries
 from scheduler.base import JobSpec, NativeState, NativeStatus
 from scheduler.db import make_engine
 from scheduler.resources import Resources
@@ -160,7 +160,7 @@ class Service:
             return False
 
     def row(self, job_id: str):  # type: ignore[no-untyped-def]
-        return lifecycle.get_job(self.engine, job_id)
+        return queries.get_job(self.engine, job_id)
 
     def native_id(self, job_id: str) -> str:
         return wait_for(lambda: self.row(job_id)["native_id"], timeout=JOB)

@@ -26,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from app.ops.probe import Probe
+from scheduler.executor_names import WEB
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class TableCollector(Collector):
             value=shape.waiting_seconds(),
         )
         # Executors of live dispatchers, and "web" (synchronous jobs), show 0 when idle rather than nothing.
-        known = {"web"} | {name for d in snapshot.alive for name in d.executors.split(",") if name}
+        known = {WEB} | {name for d in snapshot.alive for name in d.executors.split(",") if name}
         yield _per_executor("hpc_wps_jobs_running", "Jobs running, per executor", shape.running, known)
         yield _per_executor(
             "hpc_wps_jobs_queued", "Jobs handed to an executor that has not started them", shape.queued, known

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from app.settings import Settings
 from scheduler.heartbeat import DispatcherState, dispatchers
-from scheduler.job_metrics import TableShape, table_shape
+from scheduler.queries import TableShape, table_shape
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ from app.wps.requests import SUPPORTED_VERSIONS, DescribeProcess, Execute, GetCa
 from app.wps.validate import execution_mode, job_request
 from processes.model import Process
 from processes.registry import Registry
-from scheduler import lifecycle
+from scheduler import lifecycle, queries
+from scheduler.executor_names import WEB
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
-from scheduler.models import JobStatus, utcnow
+from scheduler.models import JobMode, JobStatus, utcnow
 from scheduler.pids import holder
 from scheduler.removal import dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
@@ -122,7 +123,7 @@ class WPSService:
             stored["resources"] = parse_requested(stored["resources"], self.settings.scheduler)
         except ResourceError as exc:
             raise OWSException("InvalidParameterValue", str(exc), f"{REQUEST_PREFIX}{exc.name}") from None
-        if mode == "async":
+        if mode == JobMode.ASYNC:
             return self._execute_async(process, request, stored)
         return self._execute_sync(process, request, stored)
 
@@ -139,20 +140,27 @@ class WPSService:
             self.settings.docker,
         )
         record_outcome(self.engine, job_id, outcome, self.settings.processing.retention)
-        final = lifecycle.get_job(self.engine, job_id)
+        final = queries.get_job(self.engine, job_id)
         assert final is not None
         return outcome, final
 
     def _execute_async(self, process: Process, request: Execute, stored: dict[str, Any]) -> Reply:
-        if lifecycle.count_waiting(self.engine) >= self.settings.processing.queue_length:
+        if queries.count_waiting(self.engine) >= self.settings.processing.queue_length:
             raise OWSException("ServerBusy", "the job queue is full; try again later", "Execute")
         if process.inline_async:
             job = lifecycle.create_job(
-                self.engine, process.identifier, request.version, "async", stored, JobStatus.RUNNING, "web", holder()
+                self.engine,
+                process.identifier,
+                request.version,
+                JobMode.ASYNC,
+                stored,
+                JobStatus.RUNNING,
+                WEB,
+                holder(),
             )
             _outcome, job = self._run_here(process, job, stored)
         else:
-            job = lifecycle.create_job(self.engine, process.identifier, request.version, "async", stored)
+            job = lifecycle.create_job(self.engine, process.identifier, request.version, JobMode.ASYNC, stored)
         job_id = job["id"]
         if request.version == "1.0.0":
             return Reply(execute_response(process, job, self.base, self.job_dir(job_id), self.language))
@@ -161,7 +169,7 @@ class WPSService:
 
     def _execute_sync(self, process: Process, request: Execute, stored: dict[str, Any]) -> Reply:
         created = lifecycle.create_job(
-            self.engine, process.identifier, request.version, "sync", stored, JobStatus.RUNNING, "web", holder()
+            self.engine, process.identifier, request.version, JobMode.SYNC, stored, JobStatus.RUNNING, WEB, holder()
         )
         outcome, job = self._run_here(process, created, stored)
         job_id = job["id"]
@@ -197,7 +205,7 @@ class WPSService:
     # -- GetStatus, GetResult, Dismiss (WPS 2.0) and the 1.0.0 status document --------------------------
 
     def _job(self, job_id: str) -> Any:
-        job = lifecycle.get_job(self.engine, job_id)
+        job = queries.get_job(self.engine, job_id)
         if job is None:
             raise OWSException("NoSuchJob", f"no job {job_id}", job_id)
         return job

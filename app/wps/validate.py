@@ -17,6 +17,7 @@ from app.wps.namespaces import is_xml_safe
 from app.wps.requests import Execute
 from processes.literals import LiteralValueError
 from processes.model import UNBOUNDED, BoundingBoxInput, ComplexInput, ComplexOutput, LiteralInput, Process
+from scheduler.models import JobMode
 from scheduler.resources import REQUEST_PREFIX, REQUESTABLE
 
 
@@ -189,7 +190,7 @@ def _outputs(process: Process, request: Execute) -> list[dict[str, Any]]:
     return [o.as_dict() for o in request.outputs]
 
 
-def execution_mode(process: Process, request: Execute) -> str:
+def execution_mode(process: Process, request: Execute) -> JobMode:
     """sync or async, from what the client asked and what the process permits."""
     if request.version.startswith("1"):
         if request.status and not request.store:
@@ -200,11 +201,12 @@ def execution_mode(process: Process, request: Execute) -> str:
             )
         if request.status and not process.status_supported:
             raise OWSException("StatusNotSupported", f"{process.identifier} does not report status", "status")
-        return "async" if request.store else "sync"
-    mode = request.mode
-    if mode == "auto":
-        mode = "async" if process.async_allowed else "sync"
-    allowed = process.async_allowed if mode == "async" else process.sync_allowed
+        return JobMode.ASYNC if request.store else JobMode.SYNC
+    if request.mode == "auto":
+        mode = JobMode.ASYNC if process.async_allowed else JobMode.SYNC
+    else:
+        mode = JobMode(request.mode)  # the parser admits sync, async and auto only
+    allowed = process.async_allowed if mode == JobMode.ASYNC else process.sync_allowed
     if not allowed:
         raise OWSException("NoSuchMode", f"{process.identifier} does not run in {mode} mode", "mode")
     return mode

@@ -13,7 +13,7 @@ from app.wps.render.common import iso, serialize
 from app.wps.render.data import corners, embed, selected_outputs
 from app.wps.urls import output_url, status_url
 from processes.model import Process
-from scheduler.models import JobStatus
+from scheduler.models import JobMode, JobStatus
 
 PROCESS_VERSION = f"{{{WPS10}}}processVersion"
 
@@ -130,7 +130,7 @@ def _lineage(process: Process, job: Mapping[str, Any]) -> list[etree._Element]:
 def execute_response(process: Process, job: Mapping[str, Any], base: str, job_dir: Path, language: str) -> bytes:
     """The ExecuteResponse for ``job`` as it stands: accepted, started, succeeded or failed."""
     request = job["request"]
-    stored = job["mode"] == "async"
+    stored = job["mode"] == JobMode.ASYNC
     root = WPS1.ExecuteResponse(
         WPS1.Process(
             OWS1.Identifier(process.identifier),
