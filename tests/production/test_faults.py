@@ -31,7 +31,7 @@ from lxml import etree
 from app import create_app
 from app.settings import load_settings
 from tests.conftest import LiveServer, ValidatingClient, free_port, fresh_pg_database, need_backend, wait_for
-from tests.production import (
+from tests.production.harness import (
     LOAD_DRIVER,
     children,
     command_line,

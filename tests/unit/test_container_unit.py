@@ -1,6 +1,6 @@
 """Container processes without an engine: command rendering, staging, outputs, image checks, the
 hardened options, configuration files and the executor choice. Everything here is a pure function or
-plain files; tests/test_docker.py runs the same code against Podman."""
+plain files; tests/clusters/test_docker.py runs the same code against Podman."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveServer, fresh_pg_database
-from tests.production import run_mixed_load, unfinished_jobs
+from tests.production.harness import run_mixed_load, unfinished_jobs
 
 pytestmark = pytest.mark.slow
 

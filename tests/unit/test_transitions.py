@@ -25,17 +25,18 @@ DISPATCHER = "elsewhere/1:0"
 OUTPUTS = [{"id": "result", "kind": "literal", "value": "42"}]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """One migrated job table per backend; every test makes rows of its own."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('transitions')) / 'jobs.sqlite'}"
-    else:
-        url = request.getfixturevalue("pg_url")
+def migrated(url: str) -> Iterator[Engine]:
     upgrade(url)
     made = make_engine(url)
     yield made
     made.dispose()
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One migrated SQLite job table; every test makes rows of its own. The same tests run against
+    PostgreSQL in ``tests/web/test_transitions_postgres.py``."""
+    yield from migrated(f"sqlite:///{Path(tmp_path_factory.mktemp('transitions')) / 'jobs.sqlite'}")
 
 
 def row(engine: Engine, job_id: str) -> dict[str, Any]:

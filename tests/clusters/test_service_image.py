@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.clusters.test_docker import containers_of, kvp, outputs, wait_final
 from tests.conftest import LiveServer, free_port, need_backend, serve_directory, wait_for
-from tests.test_docker import containers_of, kvp, outputs, wait_final
 from tests.xsd import ROOT, WPS10, validate
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,2 @@
+"""The production shape: ``hpc-wps serve`` under load, processes killed, databases restarted,
+several dispatchers at once."""
