@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 
 from app.wps.errors import OWSException
 from app.wps.requests import SUPPORTED_VERSIONS, DescribeProcess, Execute, GetCapabilities, JobRequest
-from app.wps.service import negotiate
+from app.wps.versions import negotiate
 from app.wps.views import JOB_ID
 
 log = logging.getLogger("hpc_wps.access")
