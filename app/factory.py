@@ -1,5 +1,5 @@
 """Build the Flask application: settings, job table engine, process registry, the job service, the
-WPS binding, /health and /metrics."""
+WPS binding, /health and /metrics, and the answers for errors no blueprint answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 from flask import Flask
 
-from app import ops
+from app import errors, ops
 from app.settings import Settings, load_settings
 from app.wps import views as wps
 from processes.container.config import configured
@@ -43,4 +43,5 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.extensions[JOBS_EXTENSION] = jobs
     wps.init_app(app, settings, jobs)
     ops.init_app(app, settings, jobs.engine)
+    errors.init_app(app, {wps.PREFIX: wps.error_response})
     return app

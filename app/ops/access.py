@@ -28,9 +28,9 @@ INVALID = "invalid"  # a WPS request that names no operation this service knows,
 ENDPOINTS = {
     "wps.status_document": "StatusDocument",
     "wps.output": "GetOutput",
-    "health": "health",
-    "health_live": "health",
-    "metrics": "metrics",
+    "health.ready": "health",
+    "health.live": "health",
+    "metrics.exposition": "metrics",
 }
 
 REQUEST_SECONDS = Histogram(

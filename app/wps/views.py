@@ -1,8 +1,9 @@
 """The HTTP face of the WPS binding: one endpoint for both protocol versions, plus job documents and outputs.
 
-Views only parse, call an operation (``app/wps/operations/``) and turn its reply into a response;
-every failure becomes an OWS ExceptionReport (the job service's errors through ``error_map``) and no
-traceback ever reaches a client.
+Views only parse, call an operation (``app/wps/operations/``) and turn its reply into a response. Every
+failure under these routes becomes an OWS ExceptionReport: the job service's errors through
+``error_map``, anything else through this blueprint's error handlers, which answer for its routes only
+(/health and /metrics answer in their own formats). No traceback ever reaches a client.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import re
 from dataclasses import dataclass
 
 from flask import Blueprint, Flask, Response, current_app, g, request, send_file
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from app import errors
 from app.settings import Settings
 from app.wps.error_map import to_ows
 from app.wps.errors import CONTENT_TYPE, OWSException, render_exception
@@ -35,11 +35,10 @@ log = logging.getLogger(__name__)
 bp = Blueprint("wps", __name__)
 
 EXTENSION = "hpc_wps.wps"
-PREFIX = "/wps"
+PREFIX = "/wps"  # every path this blueprint serves starts with it
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 VERSION_2_HINT = re.compile(rb"(?i)(version=2\.|acceptversions=2\.|opengis\.net/wps/2\.0)")
-RETRY_AFTER = 5  # seconds a client is asked to wait while the job table is out of reach
 
 
 @dataclass(frozen=True)
@@ -144,28 +143,17 @@ def output(job_id: str, filename: str) -> Response:
     return exception_response(ows, "1.0.0")
 
 
-@bp.app_errorhandler(HTTPException)
-def http_error(exc: HTTPException) -> Response:
-    code = "OperationNotSupported" if exc.code == 405 else "NoApplicableCode"
-    ows = OWSException(code, exc.description or exc.name, request.path, status=exc.code)
-    return exception_response(ows, "1.0.0")
-
-
-@bp.app_errorhandler(OperationalError)
-@bp.app_errorhandler(InterfaceError)
-@bp.app_errorhandler(PoolTimeout)
-def job_table_out_of_reach(exc: Exception) -> Response:
-    """The database is restarting, unreachable or (SQLite) locked past its busy timeout: a passing
-    condition, so 503 with Retry-After rather than an internal error, and one log line, not a traceback."""
-    log.warning("the job table is out of reach serving %s: %s", request.path, str(exc).split("\n", 1)[0])
-    ows = OWSException("NoApplicableCode", "the job table is out of reach; try again in a few seconds", status=503)
-    response = exception_response(ows, g.get("wps_version") or _version_hint(request.query_string))
-    response.headers["Retry-After"] = str(RETRY_AFTER)
-    return response
-
-
-@bp.app_errorhandler(Exception)
-def unexpected_error(exc: Exception) -> Response:
+@bp.errorhandler(Exception)
+def error_response(exc: Exception) -> Response:
+    """Every error under /wps a view did not answer itself; the app's fallback (``app/errors.py``)
+    calls it too, for paths under /wps no route serves (a wrong path, a wrong method)."""
+    if isinstance(exc, HTTPException):
+        code = "OperationNotSupported" if exc.code == 405 else "NoApplicableCode"
+        ows = OWSException(code, exc.description or exc.name, request.path, status=exc.code)
+        return exception_response(ows, "1.0.0")
+    version = g.get("wps_version") or _version_hint(request.query_string)
+    if isinstance(exc, errors.OUT_OF_REACH):
+        ows = OWSException("NoApplicableCode", errors.OUT_OF_REACH_TEXT, status=503)
+        return errors.retry_later(exc, exception_response(ows, version))
     log.exception("unexpected error serving %s", request.path)
-    ows = OWSException("NoApplicableCode", "internal server error; the service log has the details", status=500)
-    return exception_response(ows, g.get("wps_version") or _version_hint(request.query_string))
+    return exception_response(OWSException("NoApplicableCode", errors.INTERNAL_TEXT, status=500), version)
