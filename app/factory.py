@@ -1,5 +1,5 @@
-"""Build the Flask application: settings, job table engine, process registry, the WPS blueprint,
-/health and /metrics."""
+"""Build the Flask application: settings, job table engine, process registry, the job service, the
+WPS binding, /health and /metrics, and the answers for errors no blueprint answers."""
 
 from __future__ import annotations
 
@@ -7,20 +7,23 @@ import logging
 
 from flask import Flask
 
-from app import ops
+from app import errors, ops
 from app.settings import Settings, load_settings
-from app.wps.service import WPSService
-from app.wps.views import bp
+from app.wps import views as wps
 from processes.container.config import configured
 from processes.registry import Registry, build_registry
 from scheduler.db import make_engine
 from scheduler.logs import configure_logging
+from scheduler.service import JobService
 
 log = logging.getLogger(__name__)
 
 # Named in [processing] processes by configurations older than the rule that the [docker] processes
 # file's processes are always offered; accepted, and said to be unneeded.
 LEGACY_CONTAINER_ENTRY = "processes.container:configured"
+
+# The job service, shared by every protocol binding (tests reach its engine and settings through it).
+JOBS_EXTENSION = "hpc_wps"
 
 
 def service_registry(settings: Settings) -> Registry:
@@ -36,9 +39,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.logging)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_size
-    engine = make_engine(settings.database_url)
-    registry = service_registry(settings)
-    app.extensions["hpc_wps"] = WPSService(settings, engine, registry)
-    app.register_blueprint(bp)
-    ops.init_app(app, settings, engine)
+    jobs = JobService(settings.jobs, make_engine(settings.database_url), service_registry(settings))
+    app.extensions[JOBS_EXTENSION] = jobs
+    wps.init_app(app, settings, jobs)
+    ops.init_app(app, settings, jobs.engine)
+    errors.init_app(app, {wps.PREFIX: wps.error_response})
     return app

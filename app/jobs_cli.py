@@ -17,14 +17,17 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine, RowMapping, make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.settings import Settings
+from processes.registry import Registry
 from scheduler import queries
 from scheduler.db import make_engine
-from scheduler.models import ACTIVE_STATES, FINAL_STATES, JobStatus, utcnow
+from scheduler.job import Job
+from scheduler.models import ACTIVE_STATES, FINAL_STATES, JobStatus
 from scheduler.removal import delete_finished_jobs, directory_size, dismiss_job
+from scheduler.service import JobFilter, JobService
 
 SettingsLoader = Callable[[argparse.Namespace], Settings]
 
@@ -67,15 +70,19 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _matching(engine: Engine, args: argparse.Namespace, removable_only: bool = False) -> list[RowMapping]:
-    return queries.find_jobs(
-        engine,
-        statuses=sorted({s for group in args.status for s in group}) if args.status else None,
-        processes=args.process or None,
-        created_before=None if args.older_than is None else utcnow() - args.older_than,
+def _filter(args: argparse.Namespace, removable_only: bool = False) -> JobFilter:
+    return JobFilter(
+        statuses=tuple(s for group in args.status or [] for s in group),
+        processes=tuple(args.process or ()),
+        older_than=args.older_than,
         limit=args.limit,
         removable_only=removable_only,
     )
+
+
+def _jobs(engine: Engine, settings: Settings, which: JobFilter) -> list[Job]:
+    """Through the job service, as the web service lists them; the commands run no process."""
+    return JobService(settings.jobs, engine, Registry(())).list_jobs(which)
 
 
 def _resolve(engine: Engine, reference: str) -> Mapping[str, Any]:
@@ -92,15 +99,15 @@ def _resolve(engine: Engine, reference: str) -> Mapping[str, Any]:
     raise JobsError(f"{reference} is the beginning of more than one job id; give more of it")
 
 
-def _table(rows: Iterable[Mapping[str, Any]]) -> None:
+def _table(jobs: Iterable[Job]) -> None:
     header = ("ID", "STATUS", "PROCESS", "EXECUTOR", "CREATED (UTC)", "MESSAGE")
     lines = [header]
-    for row in rows:
-        message = " ".join((row["message"] or "").split())
+    for job in jobs:
+        message = " ".join((job.message or "").split())
         if len(message) > MESSAGE_WIDTH:
             message = message[: MESSAGE_WIDTH - 1] + "…"
-        created = row["created_at"].isoformat(sep=" ", timespec="seconds")
-        lines.append((row["id"], row["status"], row["process_id"], row["executor"] or "-", created, message))
+        created = job.created_at.isoformat(sep=" ", timespec="seconds")
+        lines.append((job.id, job.status.value, job.process_id, job.executor or "-", created, message))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)] + [0]  # the message: as it is
     for line in lines:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
@@ -111,12 +118,12 @@ def _size(size: int) -> str:
 
 
 def cmd_list(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    rows = _matching(engine, args)
+    jobs = _jobs(engine, settings, _filter(args))
     if args.json:
-        json.dump([{k: _text(v) for k, v in row.items()} for row in rows], sys.stdout, indent=1)
+        json.dump([{k: _text(v) for k, v in job.as_dict().items()} for job in jobs], sys.stdout, indent=1)
         print()
     else:
-        _table(rows)
+        _table(jobs)
     return 0
 
 
@@ -188,13 +195,13 @@ def cmd_purge(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
         raise JobsError(f"purge removes finished jobs only, never {', '.join(active)} ones")
     if not (args.status or args.process or args.older_than or args.all):
         raise JobsError("say which finished jobs to purge (--status, --process, --older-than), or --all")
-    rows = _matching(engine, args, removable_only=True)
-    sizes = {row["id"]: directory_size(settings.jobs_dir / row["id"]) for row in rows}
+    jobs = _jobs(engine, settings, _filter(args, removable_only=True))
+    sizes = {job.id: directory_size(settings.jobs_dir / job.id) for job in jobs}
     if args.dry_run:
-        _table(rows)
-        print(f"would purge {len(rows)} finished job(s), {_size(sum(sizes.values()))} of files")
+        _table(jobs)
+        print(f"would purge {len(jobs)} finished job(s), {_size(sum(sizes.values()))} of files")
         return 0
-    ids = [row["id"] for row in rows]
+    ids = [job.id for job in jobs]
     purged = sum(
         delete_finished_jobs(engine, settings.jobs_dir, ids[i : i + PURGE_BATCH])
         for i in range(0, len(ids), PURGE_BATCH)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from flask import Flask
 from sqlalchemy.engine import Engine
 
@@ -14,9 +12,8 @@ from app.settings import Settings
 
 def init_app(app: Flask, settings: Settings, engine: Engine) -> None:
     probe = Probe(settings, engine)
-    app.add_url_rule("/health", "health", partial(health.ready, probe))
-    app.add_url_rule("/health/live", "health_live", health.live)
+    app.register_blueprint(health.blueprint(probe))
     if settings.monitoring.metrics:
-        app.add_url_rule("/metrics", "metrics", partial(metrics.exposition, probe, settings.monitoring.metrics_clients))
+        app.register_blueprint(metrics.blueprint(probe, settings.monitoring.metrics_clients))
     app.before_request(access.start)
     app.after_request(access.finish)

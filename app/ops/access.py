@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 
 from app.wps.errors import OWSException
 from app.wps.requests import SUPPORTED_VERSIONS, DescribeProcess, Execute, GetCapabilities, JobRequest
-from app.wps.service import negotiate
+from app.wps.versions import negotiate
 from app.wps.views import JOB_ID
 
 log = logging.getLogger("hpc_wps.access")
@@ -28,9 +28,9 @@ INVALID = "invalid"  # a WPS request that names no operation this service knows,
 ENDPOINTS = {
     "wps.status_document": "StatusDocument",
     "wps.output": "GetOutput",
-    "health": "health",
-    "health_live": "health",
-    "metrics": "metrics",
+    "health.ready": "health",
+    "health.live": "health",
+    "metrics.exposition": "metrics",
 }
 
 REQUEST_SECONDS = Histogram(

@@ -8,6 +8,9 @@ name hosts and users a public endpoint should not show).
 
 GET /health/live only says that this web worker answers, with no I/O: a liveness probe that must not
 restart the service because its database is down.
+
+Both answer their own errors in JSON too (the blueprint's handler): a probe that reads JSON must not
+meet a WPS exception report.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from functools import partial
 from typing import Any
 
-from flask import Response
+from flask import Blueprint, Response
 
+from app import errors
 from app.ops.probe import Probe, Snapshot
 
 log = logging.getLogger(__name__)
@@ -26,14 +31,27 @@ log = logging.getLogger(__name__)
 PASS, FAIL = "pass", "fail"
 
 
-def _reply(body: dict[str, Any], healthy: bool) -> Response:
-    response = Response(json.dumps(body), status=200 if healthy else 503, mimetype="application/json")
+def blueprint(probe: Probe) -> Blueprint:
+    bp = Blueprint("health", __name__)
+    bp.add_url_rule("/health", "ready", partial(ready, probe))
+    bp.add_url_rule("/health/live", "live", live)
+    bp.register_error_handler(Exception, partial(errors.answer, render=_failure))
+    return bp
+
+
+def _reply(body: dict[str, Any], status: int) -> Response:
+    response = Response(json.dumps(body), status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
+def _failure(status: int, reason: str) -> Response:
+    """What /health answers when it fails itself (the job table's failures are its answer, not errors)."""
+    return _reply({"status": FAIL, "reasons": [reason]}, status)
+
+
 def live() -> Response:
-    return _reply({"status": PASS}, True)
+    return _reply({"status": PASS}, 200)
 
 
 def ready(probe: Probe) -> Response:
@@ -42,7 +60,7 @@ def ready(probe: Probe) -> Response:
     except Exception as exc:  # any failure of the read is the answer, never an error page
         log.warning("health: the job table does not answer: %s", exc)
         reason = f"the job table does not answer ({type(exc).__name__}); the service log has the details"
-        return _reply({"status": FAIL, "reasons": [reason], "checks": {"database": {"status": FAIL}}}, False)
+        return _reply({"status": FAIL, "reasons": [reason], "checks": {"database": {"status": FAIL}}}, 503)
     return _report(snapshot, probe.heartbeat_timeout)
 
 
@@ -86,7 +104,7 @@ def _report(snapshot: Snapshot, heartbeat_timeout: float) -> Response:
             "running": shape.running,
         },
     }
-    return _reply(body, not reasons)
+    return _reply(body, 503 if reasons else 200)
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -8,7 +8,7 @@ are read from the job table at scrape time by ``TableCollector``. Without that d
 process, as in tests or a single gunicorn worker) this process's own metrics are shown.
 
 ``[monitoring] metrics_clients`` restricts who may read it (by client address), ``metrics = false``
-removes the endpoint.
+removes the endpoint. Its own errors are plain text too (the blueprint's handler), as a scraper expects.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import ipaddress
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from functools import partial
 
-from flask import Response, request
+from flask import Blueprint, Response, request
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from app import errors
 from app.ops.probe import Probe
 from scheduler.executor_names import WEB
 
@@ -95,9 +97,20 @@ def add_counts(registry: CollectorRegistry) -> None:
         registry.register(REGISTRY)
 
 
+def blueprint(probe: Probe, clients: tuple[str, ...]) -> Blueprint:
+    bp = Blueprint("metrics", __name__)
+    bp.add_url_rule("/metrics", "exposition", partial(exposition, probe, clients))
+    bp.register_error_handler(Exception, partial(errors.answer, render=_text))
+    return bp
+
+
+def _text(status: int, message: str) -> Response:
+    return Response(f"{message}\n", status=status, mimetype="text/plain")
+
+
 def exposition(probe: Probe, clients: tuple[str, ...]) -> Response:
     if not client_allowed(request.remote_addr, clients):
-        return Response("metrics are not served to this address\n", status=403, mimetype="text/plain")
+        return _text(403, "metrics are not served to this address")
     registry = CollectorRegistry(auto_describe=False)
     add_counts(registry)
     registry.register(TableCollector(probe))

@@ -1,37 +1,63 @@
-"""The HTTP face of the service: one endpoint for both protocol versions, plus job documents and outputs.
+"""The HTTP face of the WPS binding: one endpoint for both protocol versions, plus job documents and outputs.
 
-Views only parse, call the service and turn its reply into a response; every failure becomes an OWS
-ExceptionReport and no traceback ever reaches a client.
+Views only parse, call an operation (``app/wps/operations/``) and turn its reply into a response. Every
+failure under these routes becomes an OWS ExceptionReport: the job service's errors through
+``error_map``, anything else through this blueprint's error handlers, which answer for its routes only
+(/health and /metrics answer in their own formats). No traceback ever reaches a client.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
-from flask import Blueprint, Response, current_app, g, request, send_file
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from flask import Blueprint, Flask, Response, current_app, g, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from app import errors
+from app.settings import Settings
+from app.wps.error_map import to_ows
 from app.wps.errors import CONTENT_TYPE, OWSException, render_exception
+from app.wps.operations import downloads
+from app.wps.operations.context import Context, Reply
+from app.wps.operations.discovery import Discovery
+from app.wps.operations.execute import execute
+from app.wps.operations.job_control import job_operation
 from app.wps.parse_kvp import parse_kvp
 from app.wps.parse_xml import parse_xml
-from app.wps.requests import DescribeProcess, Execute, GetCapabilities, JobRequest
-from app.wps.service import Reply, WPSService
+from app.wps.requests import DescribeProcess, Execute, GetCapabilities, WPSRequest
+from scheduler.errors import JobServiceError
+from scheduler.service import JobService
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("wps", __name__)
 
+EXTENSION = "hpc_wps.wps"
+PREFIX = "/wps"  # every path this blueprint serves starts with it
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 VERSION_2_HINT = re.compile(rb"(?i)(version=2\.|acceptversions=2\.|opengis\.net/wps/2\.0)")
-RETRY_AFTER = 5  # seconds a client is asked to wait while the job table is out of reach
 
 
-def service() -> WPSService:
-    return current_app.extensions["hpc_wps"]
+@dataclass(frozen=True)
+class Binding:
+    """What the views use, built once per app: documents that depend on the configuration alone are
+    rendered then, not per request."""
+
+    context: Context
+    discovery: Discovery
+
+
+def init_app(app: Flask, settings: Settings, jobs: JobService) -> None:
+    context = Context(jobs, settings.server.url, settings.server.language)
+    app.extensions[EXTENSION] = Binding(context, Discovery(settings, context))
+    app.register_blueprint(bp)
+
+
+def binding() -> Binding:
+    return current_app.extensions[EXTENSION]
 
 
 def to_response(reply: Reply) -> Response:
@@ -45,7 +71,7 @@ def to_response(reply: Reply) -> Response:
 
 
 def exception_response(exc: OWSException, version: str) -> Response:
-    body = render_exception(exc, version, service().language)
+    body = render_exception(exc, version, binding().context.language)
     return Response(body, status=exc.status, content_type=CONTENT_TYPE)
 
 
@@ -53,19 +79,21 @@ def _version_hint(sample: bytes) -> str:
     return "2.0.0" if VERSION_2_HINT.search(sample[:4096]) else "1.0.0"
 
 
-def _dispatch(parsed: object) -> Reply:
-    wps = service()
+def _dispatch(parsed: WPSRequest) -> Reply:
+    wps = binding()
     if isinstance(parsed, GetCapabilities):
-        return wps.get_capabilities(parsed)
-    if isinstance(parsed, DescribeProcess):
-        return wps.describe(parsed)
-    if isinstance(parsed, Execute):
-        return wps.execute(parsed)
-    assert isinstance(parsed, JobRequest)
-    return wps.job_operation(parsed)
+        return wps.discovery.get_capabilities(parsed)
+    try:
+        if isinstance(parsed, DescribeProcess):
+            return wps.discovery.describe(parsed)
+        if isinstance(parsed, Execute):
+            return execute(wps.context, parsed)
+        return job_operation(wps.context, parsed)
+    except JobServiceError as exc:
+        raise to_ows(exc, parsed.version) from None
 
 
-@bp.route("/wps", methods=["GET", "POST"])
+@bp.route(PREFIX, methods=["GET", "POST"])
 def wps_endpoint() -> Response:
     sample = request.query_string
     try:
@@ -86,51 +114,46 @@ def wps_endpoint() -> Response:
         return exception_response(exc, "1.0.0")
 
 
-@bp.route("/wps/jobs/<job_id>", methods=["GET"])
+@bp.route(f"{PREFIX}/jobs/<job_id>", methods=["GET"])
 def status_document(job_id: str) -> Response:
     try:
         if not JOB_ID.match(job_id):
             raise OWSException("NoSuchJob", f"no job {job_id}", "jobId", status=404)
-        return to_response(service().status_document(job_id))
+        return to_response(downloads.status_document(binding().context, job_id))
+    except JobServiceError as exc:
+        ows = to_ows(exc, "1.0.0")
     except OWSException as exc:
-        if exc.code == "NoSuchJob":
-            exc.status = 404
-        return exception_response(exc, "1.0.0")
+        ows = exc
+    if ows.code == "NoSuchJob":
+        ows.status = 404
+    return exception_response(ows, "1.0.0")
 
 
-@bp.route("/wps/jobs/<job_id>/outputs/<filename>", methods=["GET"])
+@bp.route(f"{PREFIX}/jobs/<job_id>/outputs/<filename>", methods=["GET"])
 def output(job_id: str, filename: str) -> Response:
     try:
         if not JOB_ID.match(job_id) or not FILE_NAME.match(filename) or filename.startswith("."):
             raise OWSException("NoSuchJob", "no such output", "jobId", status=404)
-        return to_response(service().output_file(job_id, filename))
+        return to_response(downloads.output_file(binding().context, job_id, filename))
+    except JobServiceError as exc:
+        ows = to_ows(exc, "1.0.0")
     except OWSException as exc:
-        exc.status = 404 if exc.code in ("NoSuchJob", "InvalidParameterValue") else exc.status
-        return exception_response(exc, "1.0.0")
-
-
-@bp.app_errorhandler(HTTPException)
-def http_error(exc: HTTPException) -> Response:
-    code = "OperationNotSupported" if exc.code == 405 else "NoApplicableCode"
-    ows = OWSException(code, exc.description or exc.name, request.path, status=exc.code)
+        ows = exc
+    ows.status = 404 if ows.code in ("NoSuchJob", "InvalidParameterValue") else ows.status
     return exception_response(ows, "1.0.0")
 
 
-@bp.app_errorhandler(OperationalError)
-@bp.app_errorhandler(InterfaceError)
-@bp.app_errorhandler(PoolTimeout)
-def job_table_out_of_reach(exc: Exception) -> Response:
-    """The database is restarting, unreachable or (SQLite) locked past its busy timeout: a passing
-    condition, so 503 with Retry-After rather than an internal error, and one log line, not a traceback."""
-    log.warning("the job table is out of reach serving %s: %s", request.path, str(exc).split("\n", 1)[0])
-    ows = OWSException("NoApplicableCode", "the job table is out of reach; try again in a few seconds", status=503)
-    response = exception_response(ows, g.get("wps_version") or _version_hint(request.query_string))
-    response.headers["Retry-After"] = str(RETRY_AFTER)
-    return response
-
-
-@bp.app_errorhandler(Exception)
-def unexpected_error(exc: Exception) -> Response:
+@bp.errorhandler(Exception)
+def error_response(exc: Exception) -> Response:
+    """Every error under /wps a view did not answer itself; the app's fallback (``app/errors.py``)
+    calls it too, for paths under /wps no route serves (a wrong path, a wrong method)."""
+    if isinstance(exc, HTTPException):
+        code = "OperationNotSupported" if exc.code == 405 else "NoApplicableCode"
+        ows = OWSException(code, exc.description or exc.name, request.path, status=exc.code)
+        return exception_response(ows, "1.0.0")
+    version = g.get("wps_version") or _version_hint(request.query_string)
+    if isinstance(exc, errors.OUT_OF_REACH):
+        ows = OWSException("NoApplicableCode", errors.OUT_OF_REACH_TEXT, status=503)
+        return errors.retry_later(exc, exception_response(ows, version))
     log.exception("unexpected error serving %s", request.path)
-    ows = OWSException("NoApplicableCode", "internal server error; the service log has the details", status=500)
-    return exception_response(ows, g.get("wps_version") or _version_hint(request.query_string))
+    return exception_response(OWSException("NoApplicableCode", errors.INTERNAL_TEXT, status=500), version)

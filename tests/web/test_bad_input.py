@@ -22,6 +22,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from lxml import etree
+from requests.utils import requote_uri
 
 from app import create_app
 from tests.conftest import ValidatingClient
@@ -1312,7 +1313,9 @@ def test_corpus_against_live_server(live_server):
     for case in CORPUS:
         url = base + case.target
         headers = {"Content-Type": case.content_type} if case.content_type else {}
-        response = session.request(case.method, url, data=case.body, headers=headers, timeout=30)
+        prepared = session.prepare_request(requests.Request(case.method, url, data=case.body, headers=headers))
+        prepared.url = requote_uri(url)  # the path as written, as the test client sends it, not "/wps/../x" as "/x"
+        response = session.send(prepared, timeout=30)
         body = response.content
         if case.defect:  # a known fault: it must still be an answer, and not kill anything
             assert b"Traceback (most recent call last)" not in body, case.id

@@ -51,7 +51,7 @@ def json_lines(log: Path) -> list[dict]:
 
 
 def test_json_logs_of_the_production_shape(tmp_path: Path):
-    config = "[processing]\nprocesses = tests.test_logging:CHATTY\n[logging]\nformat = json\n"
+    config = "[processing]\nprocesses = tests.web.test_logging:CHATTY\n[logging]\nformat = json\n"
     server = LiveServer(tmp_path, config).start()
     try:
         execute = f"{server.url}?service=WPS&version=1.0.0&request=Execute&identifier=chatty"

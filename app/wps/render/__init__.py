@@ -1,1 +1,1 @@
-"""Encoders: small pure functions from the process model and job rows to lxml elements."""
+"""Encoders: small pure functions from the process model and jobs to lxml elements."""

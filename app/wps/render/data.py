@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from lxml import etree
 
 from app.wps.namespaces import Maker, is_xml_safe
 from app.wps.parse_xml import PARSER
+from scheduler.job import Job
 
 TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/geo+json")
 
@@ -45,11 +45,11 @@ def embed(record: dict[str, Any], path: Path) -> tuple[Any, str | None]:
     return base64.b64encode(raw).decode("ascii"), "base64"
 
 
-def selected_outputs(job: Mapping[str, Any]) -> list[tuple[dict[str, Any], bool]]:
+def selected_outputs(job: Job) -> list[tuple[dict[str, Any], bool]]:
     """(record, by reference) for each output the request asked for, or every output if it named none."""
-    requested = {o["id"]: o for o in job["request"].get("outputs", [])}
+    requested = {o["id"]: o for o in job.request.get("outputs", [])}
     selected = []
-    for record in job["outputs"] or []:
+    for record in job.outputs or []:
         if requested and record["id"] not in requested:
             continue
         by_reference = requested.get(record["id"], {}).get("transmission") == "reference" and bool(record.get("file"))

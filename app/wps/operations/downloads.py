@@ -1,0 +1,17 @@
+"""What WPS 1.0.0 documents link to: a stored job's status document (its statusLocation) and its
+output files (References). Plain GETs of a path, outside the KVP and XML encodings."""
+
+from __future__ import annotations
+
+from app.wps.operations.context import BINARY, Context, Reply
+
+
+def status_document(ctx: Context, job_id: str) -> Reply:
+    """Always complete, rendered from the job table on each request."""
+    job = ctx.jobs.get(job_id)
+    return ctx.execute_response(ctx.jobs.process_of(job), job)
+
+
+def output_file(ctx: Context, job_id: str, filename: str) -> Reply:
+    found = ctx.jobs.output_file(job_id, filename)
+    return Reply(file=found.path, content_type=found.mime_type or BINARY)

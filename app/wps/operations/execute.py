@@ -1,0 +1,58 @@
+"""Execute in both versions: which mode the client asked for, the job service runs or queues the job,
+and the answer the request's response form asks for (a document, or one output as it is)."""
+
+from __future__ import annotations
+
+from app.wps.errors import OWSException
+from app.wps.operations.context import BINARY, Context, Reply
+from app.wps.render.data import selected_outputs
+from app.wps.render.status20 import result, status_info
+from app.wps.requests import Execute
+from app.wps.validate import execution_mode, job_request
+from app.wps.versions import check_version
+from processes.model import Process
+from scheduler.job import Job
+from scheduler.models import JobStatus, utcnow
+
+
+def execute(ctx: Context, request: Execute) -> Reply:
+    check_version(request.version)
+    process = ctx.jobs.process(request.identifier)
+    mode = execution_mode(process, request)
+    stored = job_request(process, request)
+    if mode == "async":
+        return _accepted(ctx, process, request, ctx.jobs.submit(process, request.version, stored))
+    return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored))
+
+
+def _accepted(ctx: Context, process: Process, request: Execute, job: Job) -> Reply:
+    if request.version == "1.0.0":
+        return ctx.execute_response(process, job)
+    location = f"{ctx.base}?service=WPS&version=2.0.0&request=GetStatus&jobId={job.id}"
+    return Reply(status_info(job, utcnow()), headers={"Location": location})
+
+
+def _finished(ctx: Context, process: Process, request: Execute, job: Job) -> Reply:
+    version1 = request.version == "1.0.0"
+    if job.status is not JobStatus.SUCCEEDED:
+        if version1 and request.response == "document":  # 1.0.0 reports a failure in the document
+            return ctx.execute_response(process, job)
+        raise OWSException("NoApplicableCode", job.message or "the process failed", process.identifier)
+    if request.response == "raw":
+        return _raw(ctx, job)
+    if version1:
+        return ctx.execute_response(process, job)
+    return Reply(result(job, ctx.base, ctx.jobs.outputs_dir(job.id)))
+
+
+def _raw(ctx: Context, job: Job) -> Reply:
+    selected = selected_outputs(job)
+    if not selected:
+        raise OWSException("NoApplicableCode", "the process produced no such output", "RawDataOutput")
+    record = selected[0][0]
+    if record.get("file"):
+        return Reply(file=ctx.jobs.outputs_dir(job.id) / record["file"], content_type=record.get("mime_type") or BINARY)
+    if record["kind"] == "literal":
+        return Reply(record["value"].encode("utf-8"), "text/plain; charset=utf-8")
+    corners = ",".join(map(str, record["lower"] + record["upper"]))
+    return Reply(f"{corners},{record.get('crs')}".encode(), "text/plain; charset=utf-8")

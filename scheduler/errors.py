@@ -1,0 +1,78 @@
+"""Why the job service refuses a request, one class per reason.
+
+The service raises these instead of answering in a protocol, so each binding (WPS today, OGC API -
+Processes next) decides once, in its own error map, which code and HTTP status a reason becomes. The
+message is plain English a client may read; the attributes are what a binding needs besides it.
+"""
+
+from __future__ import annotations
+
+
+class JobServiceError(Exception):
+    """A request the job service does not carry out."""
+
+
+class NoSuchProcess(JobServiceError):
+    def __init__(self, identifier: str) -> None:
+        super().__init__(f"no process {identifier}")
+        self.identifier = identifier
+
+
+class NoSuchJob(JobServiceError):
+    """No job by that id: never one, gone with its retention, dismissed, or of a process no longer offered."""
+
+    def __init__(self, job_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"no job {job_id}")
+        self.job_id = job_id
+
+
+class ResultNotReady(JobServiceError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} has not finished")
+        self.job_id = job_id
+
+
+class JobFailed(JobServiceError):
+    """A result asked of a job that failed; ``reason`` is the job's own message."""
+
+    def __init__(self, job_id: str, reason: str | None) -> None:
+        super().__init__(f"job {job_id} failed: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+
+
+class QueueFull(JobServiceError):
+    """As many jobs wait as ``[processing] queue_length`` allows: a passing condition, worth a retry."""
+
+    def __init__(self) -> None:
+        super().__init__("the job queue is full; try again later")
+
+
+class InvalidInput(JobServiceError):
+    """An input the job cannot use, found when it ran (a synchronous job) or before it was created.
+
+    ``reason``: invalid (a wrong value), not_accessible (a reference that cannot be read) or too_large,
+    as ``processes.fetch.InputError`` tells them apart.
+    """
+
+    def __init__(self, input_id: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.input_id = input_id
+        self.reason = reason
+
+
+class InvalidResource(InvalidInput):
+    """A ``resources.<name>`` request outside the administrator's limits: the request is refused
+    before a job exists, which protocols may answer differently from data a running job rejects."""
+
+    def __init__(self, input_id: str, message: str) -> None:
+        super().__init__(input_id, "invalid", message)
+
+
+class NoSuchOutput(JobServiceError):
+    """A file name a succeeded job did not record, or whose file is gone."""
+
+    def __init__(self, job_id: str, filename: str) -> None:
+        super().__init__(f"job {job_id} has no output {filename}")
+        self.job_id = job_id
+        self.filename = filename

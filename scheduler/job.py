@@ -1,0 +1,58 @@
+"""A job as the job service hands it out: a frozen value read once from its table row.
+
+Callers (the protocol bindings, the operator commands) read attributes, never columns, so a change of
+the table's shape stays inside the job system. Not to be confused with ``scheduler.models.Job``, the
+table declaration it is read from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scheduler.models import JobStatus
+
+
+@dataclass(frozen=True)
+class Job:
+    """Every column of a job, in the table's order (the operator's JSON listing keeps it)."""
+
+    id: str
+    process_id: str
+    status: JobStatus
+    progress: int | None
+    message: str | None
+    version: str  # of the protocol request that created it, so its documents can be rendered later
+    mode: str  # sync | async
+    request: dict[str, Any]  # inputs as sent, requested outputs, resources: enough to run it anywhere
+    outputs: list[dict[str, Any]] | None  # output records, once it has succeeded
+    executor: str | None
+    native_id: str | None
+    claimed_by: str | None
+    native_active: bool
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    updated_at: dt.datetime
+    expires_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        values = {field.name: row[field.name] for field in dataclasses.fields(cls)}
+        return cls(**values | {"status": JobStatus(row["status"])})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Column name to value, shallow: the request and outputs are the job's own objects."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """An output file a job recorded, found where the job left it."""
+
+    path: Path
+    mime_type: str | None

@@ -1,0 +1,274 @@
+"""The job service on its own, against a real SQLite job table: no HTTP, no XML. What it stores, what
+it returns, and which domain error it raises, so that every protocol binding can rely on the same."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from migrations import upgrade
+from processes.fetch import FetchLimits
+from processes.registry import Registry, build_registry
+from scheduler import queries
+from scheduler.db import make_engine
+from scheduler.errors import (
+    InvalidInput,
+    InvalidResource,
+    JobFailed,
+    NoSuchJob,
+    NoSuchOutput,
+    NoSuchProcess,
+    QueueFull,
+    ResultNotReady,
+)
+from scheduler.executor_names import WEB
+from scheduler.job import Job
+from scheduler.models import JOBS, JobStatus, utcnow
+from scheduler.service import JobFilter, JobService
+from scheduler.settings import JobSettings, ProcessingSettings
+
+
+@pytest.fixture
+def job_settings(tmp_path: Path) -> JobSettings:
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    upgrade(url)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    return JobSettings(
+        database_url=url,
+        jobs_dir=tmp_path / "jobs",
+        processing=ProcessingSettings(sync_time_limit=20.0, queue_length=3),
+        inputs=FetchLimits(allowed_dirs=(allowed,)),
+    )
+
+
+@pytest.fixture
+def jobs(job_settings: JobSettings):  # type: ignore[no-untyped-def]
+    engine = make_engine(job_settings.database_url)
+    yield JobService(job_settings, engine, build_registry(True, []))
+    engine.dispose()
+
+
+def literal(identifier: str, value: str) -> dict[str, Any]:
+    return {"id": identifier, "kind": "literal", "value": value}
+
+
+def request(*inputs: dict[str, Any], resources: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A request as a binding hands it over: inputs checked, resources as the client wrote them."""
+    return {
+        "resources": resources or {},
+        "inputs": list(inputs),
+        "outputs": [],
+        "response": "document",
+        "lineage": False,
+        "status": False,
+        "store": False,
+    } | extra
+
+
+def stored_status(jobs: JobService, job_id: str) -> str:
+    row = queries.get_job(jobs.engine, job_id)
+    assert row is not None
+    return row["status"]
+
+
+def count_jobs(jobs: JobService) -> int:
+    with jobs.engine.connect() as conn:
+        return len(conn.execute(JOBS.select()).all())
+
+
+# -- processes -------------------------------------------------------------------------------------------
+
+
+def test_process_lookup(jobs):
+    assert jobs.process("say_hello").identifier == "say_hello"
+    with pytest.raises(NoSuchProcess) as raised:
+        jobs.process("nope")
+    assert raised.value.identifier == "nope"
+
+
+def test_a_job_whose_process_is_gone_counts_as_no_such_job(jobs, job_settings):
+    job = jobs.submit(jobs.process("sleep"), "2.0.0", request(literal("delay", "0")))
+    without = JobService(job_settings, jobs.engine, Registry(()))
+    with pytest.raises(NoSuchJob) as raised:
+        without.process_of(without.get(job.id))
+    assert raised.value.job_id == job.id
+    assert jobs.process_of(job).identifier == "sleep"
+
+
+# -- submitting ------------------------------------------------------------------------------------------
+
+
+def test_submit_stores_an_accepted_job_for_the_dispatcher(jobs):
+    job = jobs.submit(jobs.process("sleep"), "1.0.0", request(literal("delay", "1"), resources={"cores": "2"}))
+    assert isinstance(job, Job)
+    assert (job.status, job.mode, job.version, job.executor) == (JobStatus.ACCEPTED, "async", "1.0.0", None)
+    assert job.request["resources"] == {"cores": 2}  # resolved once, before anything runs it
+    assert jobs.get(job.id) == job
+    assert stored_status(jobs, job.id) == "accepted"
+
+
+def test_submit_refuses_beyond_the_queue_length(jobs):
+    sleep = jobs.process("sleep")
+    for _ in range(3):
+        jobs.submit(sleep, "2.0.0", request(literal("delay", "0")))
+    with pytest.raises(QueueFull):
+        jobs.submit(sleep, "2.0.0", request(literal("delay", "0")))
+    assert count_jobs(jobs) == 3
+    jobs.settings = jobs.settings.replace("processing", queue_length=4)  # read on every call
+    jobs.submit(sleep, "2.0.0", request(literal("delay", "0")))
+
+
+def test_an_inline_async_job_runs_before_submit_returns(jobs):
+    job = jobs.submit(jobs.process("echo"), "2.0.0", request(literal("literalInput", "here")))
+    assert (job.status, job.mode, job.executor) == (JobStatus.SUCCEEDED, "async", WEB)
+    assert [(o["id"], o["value"]) for o in job.outputs] == [("literalOutput", "here")]
+
+
+@pytest.mark.parametrize(
+    ("resources", "name"),
+    [
+        ({"cores": "999"}, "resources.cores"),
+        ({"memory": "lots"}, "resources.memory"),
+        ({"queue": "a b"}, "resources.queue"),
+    ],
+)
+def test_resources_beyond_the_limits_are_refused_before_a_job_exists(jobs, resources, name):
+    for start in (jobs.submit, jobs.run):
+        with pytest.raises(InvalidResource) as raised:
+            start(jobs.process("sleep"), "2.0.0", request(literal("delay", "0"), resources=resources))
+        assert (raised.value.input_id, raised.value.reason) == (name, "invalid")
+        assert isinstance(raised.value, InvalidInput)
+    assert count_jobs(jobs) == 0
+    assert jobs.resolve_resources({"cores": "4", "walltime": "60"}) == {"cores": 4, "walltime": 60.0}
+
+
+# -- running synchronously -------------------------------------------------------------------------------
+
+
+def test_run_returns_the_succeeded_job(jobs):
+    job = jobs.run(jobs.process("say_hello"), "2.0.0", request(literal("name", "unit")))
+    assert (job.status, job.mode, job.executor, job.progress) == (JobStatus.SUCCEEDED, "sync", WEB, 100)
+    assert job.outputs[0]["value"] == "Hello unit"
+    assert job.expires_at is not None and job.finished_at is not None
+    assert stored_status(jobs, job.id) == "succeeded"
+
+
+def test_run_returns_a_failed_job_rather_than_raising(jobs):
+    job = jobs.run(jobs.process("fail"), "1.0.0", request(literal("message", "on purpose")))
+    assert job.status is JobStatus.FAILED
+    assert "on purpose" in (job.message or "")
+
+
+def test_run_stops_at_the_time_limit(jobs):
+    jobs.settings = jobs.settings.replace("processing", sync_time_limit=0.3)
+    job = jobs.run(jobs.process("sleep"), "2.0.0", request(literal("delay", "5")))
+    assert job.status is JobStatus.FAILED
+    assert "time limit" in (job.message or "")
+
+
+@pytest.mark.parametrize(
+    ("href", "reason"),
+    [("file:///etc/passwd", "not_accessible"), ("gopher://example.org/text", "not_accessible")],
+)
+def test_an_input_that_fails_the_run_raises_invalid_input_naming_it(jobs, href, reason):
+    text = {"id": "text", "kind": "complex", "href": href, "mime_type": "text/plain"}
+    with pytest.raises(InvalidInput) as raised:
+        jobs.run(jobs.process("wordcounter"), "2.0.0", request(text))
+    assert (raised.value.input_id, raised.value.reason) == ("text", reason)
+    assert str(raised.value).startswith("input text: ")
+    (row,) = jobs.list_jobs(JobFilter())
+    assert row.status is JobStatus.FAILED  # recorded all the same
+
+
+def test_an_input_too_large_is_told_apart(jobs, job_settings):
+    allowed = job_settings.inputs.allowed_dirs[0]
+    (allowed / "big.txt").write_text("word " * 100, encoding="utf-8")
+    jobs.settings = job_settings.replace("inputs", max_size=10)
+    text = {"id": "text", "kind": "complex", "href": f"file://{allowed}/big.txt", "mime_type": "text/plain"}
+    with pytest.raises(InvalidInput) as raised:
+        jobs.run(jobs.process("wordcounter"), "1.0.0", request(text))
+    assert (raised.value.input_id, raised.value.reason) == ("text", "too_large")
+
+
+# -- reading, results, dismissal -------------------------------------------------------------------------
+
+
+def test_get_an_unknown_job(jobs):
+    with pytest.raises(NoSuchJob) as raised:
+        jobs.get("00000000-0000-4000-8000-000000000000")
+    assert raised.value.job_id == "00000000-0000-4000-8000-000000000000"
+
+
+def test_result_by_state(jobs):
+    waiting = jobs.submit(jobs.process("sleep"), "2.0.0", request(literal("delay", "0")))
+    with pytest.raises(ResultNotReady) as not_ready:
+        jobs.result(waiting.id)
+    assert not_ready.value.job_id == waiting.id
+    failed = jobs.run(jobs.process("fail"), "2.0.0", request(literal("message", "broken")))
+    with pytest.raises(JobFailed) as raised:
+        jobs.result(failed.id)
+    assert raised.value.job_id == failed.id and "broken" in (raised.value.reason or "")
+    succeeded = jobs.run(jobs.process("say_hello"), "2.0.0", request(literal("name", "x")))
+    assert jobs.result(succeeded.id) == succeeded
+
+
+def test_dismiss_removes_the_files_and_hides_the_result(jobs, job_settings):
+    job = jobs.run(jobs.process("say_hello"), "2.0.0", request(literal("name", "x")))
+    (job_settings.job_dir(job.id) / "outputs").mkdir(parents=True, exist_ok=True)
+    dismissed = jobs.dismiss(job.id)
+    assert dismissed.status is JobStatus.DISMISSED
+    assert stored_status(jobs, job.id) == "dismissed"
+    assert not job_settings.job_dir(job.id).exists()
+    with pytest.raises(NoSuchJob, match="was dismissed"):
+        jobs.result(job.id)
+    assert jobs.dismiss(job.id).status is JobStatus.DISMISSED  # again: the same answer
+    with pytest.raises(NoSuchJob):
+        jobs.dismiss("00000000-0000-4000-8000-000000000000")
+
+
+def test_output_files_are_only_those_recorded(jobs):
+    process = jobs.process("wordcounter")
+    words = {"id": "text", "kind": "complex", "value": "a b a", "mime_type": "text/plain"}
+    job = jobs.run(process, "2.0.0", request(words))
+    (record,) = job.outputs
+    found = jobs.output_file(job.id, record["file"])
+    assert found.path == jobs.outputs_dir(job.id) / record["file"] and found.path.is_file()
+    assert found.mime_type == record["mime_type"]
+    for name in ("other.json", "../result.json"):
+        with pytest.raises(NoSuchOutput) as raised:
+            jobs.output_file(job.id, name)
+        assert raised.value.filename == name
+    found.path.unlink()
+    with pytest.raises(NoSuchOutput):
+        jobs.output_file(job.id, record["file"])
+    waiting = jobs.submit(jobs.process("sleep"), "2.0.0", request(literal("delay", "0")))
+    with pytest.raises(NoSuchJob, match="has no outputs"):
+        jobs.output_file(waiting.id, record["file"])
+
+
+# -- listing ---------------------------------------------------------------------------------------------
+
+
+def test_list_jobs_filters(jobs):
+    old = jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "old")))
+    failed = jobs.run(jobs.process("fail"), "1.0.0", request(literal("message", "no")))
+    waiting = jobs.submit(jobs.process("sleep"), "2.0.0", request(literal("delay", "0")))
+    with jobs.engine.begin() as conn:
+        conn.execute(update(JOBS).where(JOBS.c.id == old.id).values(created_at=utcnow() - dt.timedelta(days=3)))
+
+    def ids(**which: Any) -> list[str]:
+        return [job.id for job in jobs.list_jobs(JobFilter(**which))]
+
+    assert ids() == [waiting.id, failed.id, old.id]  # newest first
+    assert ids(statuses=("failed", "accepted")) == [waiting.id, failed.id]
+    assert ids(processes=("say_hello", "fail")) == [failed.id, old.id]
+    assert ids(older_than=dt.timedelta(days=1)) == [old.id]
+    assert ids(limit=2) == [waiting.id, failed.id]
+    assert ids(removable_only=True) == [failed.id, old.id]  # never a job still waiting
+    assert dataclasses.asdict(jobs.list_jobs(JobFilter(limit=1))[0])["status"] == "accepted"
