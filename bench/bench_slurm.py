@@ -42,7 +42,7 @@ from command_log import read_calls, write_wrappers
 sys.path.insert(0, servers.REPO_DIR)
 
 from app.settings import load_settings
-from scheduler.base import JobSpec
+from scheduler.executors.base import JobSpec
 from scheduler.resources import Resources
 from scheduler.slurm import SlurmExecutor
 

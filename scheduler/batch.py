@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)

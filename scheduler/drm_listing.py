@@ -19,7 +19,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from scheduler.base import NativeState
+from scheduler.executors.base import NativeState
 from scheduler.slurm import SQUEUE_FORMAT, native_status, squeue_rows
 
 GRID_ENGINE = "Grid Engine"

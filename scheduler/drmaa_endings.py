@@ -11,8 +11,8 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from scheduler.base import NativeState, NativeStatus
 from scheduler.drm_listing import GRID_ENGINE
+from scheduler.executors.base import NativeState, NativeStatus
 
 
 def _signal_name(value: str | int) -> str:

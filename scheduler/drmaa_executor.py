@@ -39,7 +39,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.drm_listing import (
     GRID_ENGINE,
     SLURM,
@@ -58,6 +57,7 @@ from scheduler.drmaa_endings import (
     reason_from_job_info,
     status_from_qacct,
 )
+from scheduler.executors.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.launcher import read_result
 from scheduler.resources import Resources
 from scheduler.run_job import MODULE as RUN_JOB

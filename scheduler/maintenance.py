@@ -25,8 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine, RowMapping
 
 from scheduler import lifecycle
+from scheduler.executors.local import LocalExecutor
 from scheduler.heartbeat import dispatchers
-from scheduler.local import LocalExecutor
 from scheduler.models import ACTIVE_STATES, JOBS, utcnow
 from scheduler.pids import holder_gone
 from scheduler.removal import delete_finished_jobs, directory_size, removable

@@ -23,8 +23,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.batch import SUBMITTED_FILE, BatchExecutor, SchedulerUnavailable, tail
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.resources import Resources
 from scheduler.run_job import MODULE as RUN_JOB
 from scheduler.settings import SchedulerSettings

@@ -396,7 +396,7 @@ def test_library_that_cannot_load_names_the_fix(grid_engine, tmp_path):
         f"""
         from pathlib import Path
         from app.settings import load_settings
-        from scheduler.base import JobSpec, SubmitError
+        from scheduler.executors.base import JobSpec, SubmitError
         from scheduler.drmaa_executor import DrmaaExecutor
         settings = load_settings(environ={{}}).replace("scheduler", drmaa_library={grid_engine["DRMAA_LIBRARY_PATH"]!r})
         executor = DrmaaExecutor(settings.scheduler, Path({str(tmp_path)!r}))

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from app.settings import SettingsError, load_settings
-from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.drm_listing import (
     GRID_ENGINE,
     PBS,
@@ -41,6 +40,7 @@ from scheduler.drmaa_executor import (
     load_error_message,
     native_specification,
 )
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.resources import Resources
 
 GiB = 1024**3

@@ -30,8 +30,8 @@ from lxml import etree
 
 from app.settings import load_settings
 from scheduler import lifecycle
-from scheduler.base import JobSpec, NativeState, NativeStatus
 from scheduler.db import make_engine
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus
 from scheduler.resources import Resources
 from scheduler.slurm import SlurmExecutor
 from tests.conftest import LiveServer, wait_for

@@ -15,7 +15,7 @@ import pytest
 
 from app.settings import load_settings
 from scheduler import batch
-from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.resources import Resources
 from scheduler.slurm import (
     _STATE_MAP,
