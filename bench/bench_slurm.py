@@ -43,8 +43,8 @@ sys.path.insert(0, servers.REPO_DIR)
 
 from app.settings import load_settings
 from scheduler.executors.base import JobSpec
+from scheduler.executors.batch.slurm import SlurmExecutor
 from scheduler.resources import Resources
-from scheduler.slurm import SlurmExecutor
 
 RESULTS = Path(servers.BENCH_DIR) / "results"
 SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "sacct")

@@ -7,7 +7,7 @@ job that has left the listing ended:
 
 - Grid Engine: ``qstat -xml -u USER`` (waiting and running jobs, with their state letters and names);
 - Slurm, for slurm-drmaa sites: ``squeue`` in the native Slurm executor's own format, finished jobs
-  included for Slurm's MinJobAge (``scheduler.slurm``);
+  included for Slurm's MinJobAge (``scheduler.executors.batch.slurm``);
 - TORQUE, for pbs-drmaa sites: ``qstat -x``, which prints every job as XML there.
 
 PBS Professional's ``qstat -x`` means "finished jobs too" and prints no XML: its output raises
@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from scheduler.executors.base import NativeState
-from scheduler.slurm import SQUEUE_FORMAT, native_status, squeue_rows
+from scheduler.executors.batch.slurm import SQUEUE_FORMAT, native_status, squeue_rows
 
 GRID_ENGINE = "Grid Engine"
 SLURM = "Slurm"

@@ -182,9 +182,9 @@ def test_failure_reasons_of_the_messages_our_code_writes():
     """The messages executors and the launcher write, each to its reason (a fast check beside the
     live one above); anything else a process says is a process error."""
     from processes.container.engine import Limits, failure
+    from scheduler.executors.batch.slurm import native_status
     from scheduler.executors.local import RESTARTED
     from scheduler.pids import describe_wait_status
-    from scheduler.slurm import native_status
 
     def settled(reason: str) -> str:  # as the dispatcher words an executor's reason
         return f"the job's process {reason}"

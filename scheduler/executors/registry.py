@@ -35,7 +35,7 @@ def _local(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> Exe
 
 
 def _slurm(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> Executor:
-    from scheduler.slurm import SlurmExecutor
+    from scheduler.executors.batch.slurm import SlurmExecutor
 
     return SlurmExecutor(settings.scheduler, settings.jobs_dir)
 

@@ -1,6 +1,6 @@
 """Slurm through its own command-line tools (sbatch, squeue, sacct, scancel): no DRMAA library needed.
 
-A job is a script written into its job directory (``scheduler/templates/slurm.sh``) that runs
+A job is a script written into its job directory (``slurm.sh``, beside this module) that runs
 ``python -m scheduler.run_job DIR`` on the node; ``sbatch --parsable`` submits it and prints the id.
 Every poll is one ``squeue`` for all jobs (``--states=all``, so jobs that ended within Slurm's
 MinJobAge are still listed with their final state, exit code and time limit); jobs squeue no longer
@@ -23,8 +23,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from scheduler.batch import SUBMITTED_FILE, BatchExecutor, SchedulerUnavailable, tail
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.batch.base import SUBMITTED_FILE, BatchExecutor, SchedulerUnavailable, tail
 from scheduler.resources import Resources
 from scheduler.run_job import MODULE as RUN_JOB
 from scheduler.settings import SchedulerSettings

@@ -28,7 +28,7 @@ from scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).with_name("templates")
+TEMPLATES = Path(__file__).parent  # submit script templates lie beside their executor modules
 COMMAND_TIMEOUT = 30.0  # seconds a scheduler command may take before the system counts as unavailable
 CANCEL_REPEAT = 30.0  # seconds before a cancel request for the same job is sent again
 # Written into the job directory before the submit command runs, holding the native id once known:
@@ -70,7 +70,7 @@ class BatchExecutor(Executor):
     needs_payload = True
     # How the system is named in messages ("queued on Slurm as job 12").
     display_name: ClassVar[str]
-    # The submit script's template in scheduler/templates (string.Template syntax).
+    # The submit script's template beside this module (string.Template syntax).
     template: ClassVar[str]
 
     def __init__(self, settings: SchedulerSettings, jobs_dir: Path) -> None:
