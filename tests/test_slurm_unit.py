@@ -443,7 +443,7 @@ def test_finished_jobs_from_accounting(tmp_path, monkeypatch):
     }  # 62 is in neither: its record may still be on its way to the database
     sacct = fake.calls[1]
     assert sacct[:5] == ["sacct", "-n", "-P", "-X", "-j"] and sacct[5] == "61,62"
-    monkeypatch.setattr("scheduler.executors.batch.slurm.ACCOUNTING_LAG", 0.0)
+    monkeypatch.setattr("scheduler.executors.batch.base.VANISH_GRACE", 0.0)
     assert slurm.poll_many(["31", "62"])["62"] == NativeStatus(ENDED, "is no longer known to Slurm")
     assert fake.names() == ["squeue", "sacct", "squeue", "sacct"]  # one of each per poll, for all jobs
 

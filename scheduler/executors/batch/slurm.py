@@ -19,13 +19,13 @@ import os
 import re
 import shlex
 import signal
+import string
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.executors.batch.base import SUBMITTED_FILE, BatchExecutor, SchedulerUnavailable, tail
-from scheduler.resources import Resources
+from scheduler.executors.batch.base import BatchExecutor, SchedulerUnavailable, tail
 from scheduler.run_job import MODULE as RUN_JOB
 from scheduler.settings import SchedulerSettings
 
@@ -70,9 +70,6 @@ _PLAIN_REASONS = frozenset({"", "None", "NonZeroExitCode"})
 SQUEUE_FIELDS = ("JobID", "State", "Reason", "exit_code", "TimeLimit", "MinMemory", "WorkDir")
 SQUEUE_FORMAT = ",".join(f"{field}:|" for field in SQUEUE_FIELDS)
 SACCT_FIELDS = ("JobIDRaw", "State", "Reason", "ExitCode", "Timelimit", "ReqMem", "WorkDir")
-# Seconds a finished job may be missing from both squeue and sacct (its record on its way to slurmdbd)
-# before it ends as "no longer known to Slurm".
-ACCOUNTING_LAG = 60.0
 # More ids than this are not listed on squeue's command line: all our user's jobs are asked for.
 MAX_LISTED_IDS = 2000
 
@@ -225,23 +222,19 @@ def error_text(text: str) -> str:
 class SlurmExecutor(BatchExecutor):
     name = "slurm"
     display_name = "Slurm"
-    template = "slurm.sh"
+    job_name_prefix = "hpc-wps-"
+    job_id_chars = 8
 
     def __init__(self, settings: SchedulerSettings, jobs_dir: Path) -> None:
         super().__init__(settings, jobs_dir)
         self.accounting: bool | None = None  # whether sacct answers; None until first needed
+        self._template = string.Template(Path(__file__).with_name("slurm.sh").read_text(encoding="utf-8"))
 
     # -- submitting ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def job_name(job_id: str) -> str:
-        return f"hpc-wps-{job_id[:8]}"
-
     def script_values(self, spec: JobSpec) -> dict[str, str]:
-        settings = self.settings
-        resources = spec.resources or Resources(
-            settings.cores, settings.memory, settings.walltime, settings.queue, settings.native
-        )
+        """The template's values, each quoted for where it appears; ValueError if impossible."""
+        resources = self.resources(spec)
         job_dir = str(spec.job_dir)
         if "\\" in job_dir:  # Slurm drops backslashes from --output/--error file names, with no escape
             raise ValueError(f"the job directory {job_dir} contains a backslash, which Slurm cannot take")
@@ -269,7 +262,12 @@ class SlurmExecutor(BatchExecutor):
             "command": shlex.join([*self.python, "-m", RUN_JOB, job_dir]),
         }
 
-    def submit_script(self, script: Path) -> str:
+    def render_script(self, spec: JobSpec) -> str:
+        return self._template.substitute(self.script_values(spec))
+
+    def submit_job(self, spec: JobSpec) -> str:
+        script = spec.job_dir / "slurm.sh"
+        script.write_text(self.render_script(spec), encoding="utf-8")
         done = self.run(["sbatch", "--parsable", str(script)])
         if done.returncode == 0:
             native_id = done.stdout.strip().split(";")[0]  # "id;cluster" on a multi-cluster site
@@ -294,7 +292,7 @@ class SlurmExecutor(BatchExecutor):
         if found or self.accounting is False:
             return found
         try:  # the marker was written just before the earlier sbatch: that job started after it
-            since = (spec.job_dir / SUBMITTED_FILE).stat().st_mtime - 60
+            since = (spec.job_dir / self.submitted_file).stat().st_mtime - 60
         except OSError:
             since = time.time() - 7 * 86400
         start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
@@ -352,7 +350,8 @@ class SlurmExecutor(BatchExecutor):
         return {k: v for k, v in parse_sacct(done.stdout).items() if k in wanted}
 
     def vanish_grace(self) -> float:
-        return ACCOUNTING_LAG if self.accounting else 0.0
+        """No grace without accounting: a job squeue no longer lists will not turn up anywhere."""
+        return super().vanish_grace() if self.accounting else 0.0
 
     def cancel_command(self, native_id: str) -> list[str]:
         return ["scancel", native_id]
