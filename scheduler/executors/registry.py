@@ -41,7 +41,7 @@ def _slurm(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> Exe
 
 
 def _drmaa(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> Executor:
-    from scheduler.drmaa_executor import DrmaaExecutor
+    from scheduler.executors.batch.drmaa import DrmaaExecutor
 
     return DrmaaExecutor(settings.scheduler, settings.jobs_dir)
 

@@ -13,14 +13,17 @@ the default resources, the interpreter on the nodes, its name, and the tail of i
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -64,6 +67,20 @@ class CommandNotFound(SchedulerUnavailable):
         super().__init__(f"{command} is not installed on this host (not found on PATH)", certain=True)
 
 
+class UnknownListing(ValueError):
+    """A listing command's output is not the one its parser reads (another product of the same name)."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One job as a system's listing command shows it (the DRMAA executor polls with these)."""
+
+    state: NativeState  # ENDED where the listing still shows finished jobs (Slurm, TORQUE)
+    reason: str = ""  # why it ended, where the listing says (Slurm)
+    name: str = ""  # the job's name, where the listing shows it
+    workdir: str = ""  # the job's working directory (its job directory), where the listing shows it
+
+
 def tail(path: Path, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
     """The last non-empty lines of a small log file, joined with ' | ' (empty if unreadable)."""
     try:
@@ -76,6 +93,15 @@ def tail(path: Path, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
     kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
     joined = " | ".join(kept)
     return joined if len(joined) <= chars else "..." + joined[-chars:]
+
+
+def signal_name(value: str | int) -> str:
+    """SIGKILL for 9 (or "9"); "signal N" for a number no signal has; a name (as DRMAA gives it) unchanged."""
+    if isinstance(value, int) or str(value).isdigit():
+        with contextlib.suppress(ValueError):
+            return signal.Signals(int(value)).name
+        return f"signal {value}"
+    return str(value)
 
 
 class BatchExecutor(Executor):
@@ -109,9 +135,10 @@ class BatchExecutor(Executor):
     def find_submitted(self, spec: JobSpec) -> str | None:
         """The native id of a job submitted earlier for this job directory, if the system has it."""
 
-    @abstractmethod
     def query_status(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
-        """One command for all the jobs; jobs the system does not list are left out."""
+        """One command for all the jobs; jobs the system does not list are left out. The hook of
+        :meth:`poll_many`, which DRMAA overrides instead: it reaps what its listing no longer shows."""
+        raise NotImplementedError
 
     def query_finished(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
         """Jobs the status command no longer lists, from the system's accounting (one command), if any."""

@@ -9,7 +9,8 @@ remembered), and otherwise end as "no longer known to Slurm" (the result file th
 if any, still decides the outcome).
 
 Slurm's own vocabulary lives in one table, ``_STATE_MAP``; reasons are worded to follow "the job's
-process ", which is how the dispatcher reports a job that ended without a result.
+process ", which is how the dispatcher reports a job that ended without a result. On slurm-drmaa
+sites the DRMAA executor polls with the same squeue lines (``squeue_listing``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.executors.batch.base import BatchExecutor, SchedulerUnavailable, tail
+from scheduler.executors.batch.base import BatchExecutor, Listed, SchedulerUnavailable, tail
 from scheduler.run_job import MODULE as RUN_JOB
 from scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
+SLURM = "Slurm"
 QUEUED, RUNNING, ENDED = NativeState.QUEUED, NativeState.RUNNING, NativeState.ENDED
 
 # Every state squeue or sacct can print, with what it means here and, for an end, the reason.
@@ -203,6 +205,20 @@ def parse_sacct(output: str) -> dict[str, NativeStatus]:
     return statuses
 
 
+def squeue_listing_command(user: str) -> list[str]:
+    """For slurm-drmaa sites: every job of ``user`` in SQUEUE_FORMAT, finished ones within MinJobAge too."""
+    return ["squeue", "-h", "-t", "all", "-u", user, "-O", SQUEUE_FORMAT]
+
+
+def squeue_listing(output: str) -> dict[str, Listed]:
+    """squeue's lines in SQUEUE_FORMAT as the DRMAA executor's listing: states, reasons, job directories."""
+    listed = {}
+    for row in squeue_rows(output):
+        status = native_status(*row)
+        listed[row[0]] = Listed(status.state, status.reason, "", row[-1])  # WorkDir is the last field
+    return listed
+
+
 def _in_directory(listing: str, job_dir: Path) -> str | None:
     """The id on the last "id|workdir" line whose directory is ``job_dir`` (squeue's lines end in "|")."""
     found = None
@@ -221,7 +237,7 @@ def error_text(text: str) -> str:
 
 class SlurmExecutor(BatchExecutor):
     name = "slurm"
-    display_name = "Slurm"
+    display_name = SLURM
     job_name_prefix = "hpc-wps-"
     job_id_chars = 8
 
