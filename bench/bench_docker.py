@@ -45,8 +45,8 @@ sys.path.insert(0, servers.REPO_DIR)
 from app.settings import load_settings
 from processes.container.config import load_config
 from processes.registry import Registry
-from scheduler.base import JobSpec, NativeState
-from scheduler.docker_executor import DockerExecutor
+from scheduler.executors.base import JobSpec, NativeState
+from scheduler.executors.docker import DockerExecutor
 
 REPO = Path(servers.REPO_DIR)
 RESULTS = Path(servers.BENCH_DIR) / "results"

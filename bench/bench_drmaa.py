@@ -72,8 +72,8 @@ def bench_submit(env: dict[str, str], n: int, tmp: Path) -> dict:
     import drmaa
 
     from app.settings import load_settings
-    from scheduler.base import JobSpec
-    from scheduler.drmaa_executor import DrmaaExecutor, native_specification
+    from scheduler.executors.base import JobSpec
+    from scheduler.executors.batch.drmaa import DrmaaExecutor, native_specification
     from scheduler.resources import Resources
 
     settings = load_settings(environ={}).replace("scheduler", system="drmaa", drmaa_library=env["DRMAA_LIBRARY_PATH"])
@@ -145,8 +145,8 @@ def bench_poll(env: dict[str, str], n: int, tmp: Path, rounds: int = 5) -> dict:
     import drmaa
 
     from app.settings import load_settings
-    from scheduler.base import JobSpec, NativeState
-    from scheduler.drmaa_executor import DrmaaExecutor
+    from scheduler.executors.base import JobSpec, NativeState
+    from scheduler.executors.batch.drmaa import DrmaaExecutor
     from scheduler.resources import Resources
 
     settings = load_settings(environ={}).replace("scheduler", system="drmaa", drmaa_library=env["DRMAA_LIBRARY_PATH"])

@@ -42,9 +42,9 @@ from command_log import read_calls, write_wrappers
 sys.path.insert(0, servers.REPO_DIR)
 
 from app.settings import load_settings
-from scheduler.base import JobSpec
+from scheduler.executors.base import JobSpec
+from scheduler.executors.batch.slurm import SlurmExecutor
 from scheduler.resources import Resources
-from scheduler.slurm import SlurmExecutor
 
 RESULTS = Path(servers.BENCH_DIR) / "results"
 SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "sacct")

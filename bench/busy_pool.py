@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import load
 import servers
 
-from scheduler.local import NATIVE_ID_FILE, worker_pid
+from scheduler.executors.local import NATIVE_ID_FILE, worker_pid
 from scheduler.pids import start_time
 
 BURN = (

@@ -25,10 +25,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle, queries
-from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.db import after_fork
-from scheduler.executor_names import DOCKER, LOCAL
-from scheduler.executors import build_batch_executor, build_docker_executor, wants_docker
+from scheduler.executor_names import LOCAL
+from scheduler.executors.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.local import RESTARTED
+from scheduler.executors.registry import LocalHooks, build_executors
 from scheduler.heartbeat import Heartbeat
 from scheduler.launcher import (
     RESULT_FILE,
@@ -42,7 +43,6 @@ from scheduler.launcher import (
     run_to_outcome,
     write_result,
 )
-from scheduler.local import RESTARTED, LocalExecutor
 from scheduler.logs import job_context
 from scheduler.maintenance import (
     evict_over_high_water,
@@ -115,22 +115,10 @@ class Dispatcher:
         self.settings = settings
         self.engine = engine
         self.registry = registry
-        processing = settings.processing
         self.identity = identity()  # host/pid:starttime, in its claims and its local jobs' native ids
-        self.executors: dict[str, Executor] = {
-            LOCAL: LocalExecutor(
-                processing.slots,
-                self._run_local,
-                self._prepare_worker,
-                processing.worker_max_jobs,
-                self.identity,
-            )
-        }
-        scheduler = settings.scheduler
-        if settings.processing.mode == "scheduler" or scheduler.scheduler_processes:
-            self.executors[scheduler.system] = build_batch_executor(settings)
-        if wants_docker(settings, registry):  # mode = docker, or container processes in the registry
-            self.executors[DOCKER] = build_docker_executor(settings, registry)
+        self.executors: dict[str, Executor] = build_executors(
+            settings, registry, LocalHooks(self._run_local, self._prepare_worker, self.identity)
+        )
         # Batch systems are asked at most every scheduler poll interval; the local pool every cycle.
         self._next_poll: dict[str, float] = {}
         # Back-off per executor after a failed submission (the system is down): (retry at, pause).

@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from scheduler import lifecycle, queries
 from scheduler.executor_names import WEB
+from scheduler.executors.local import LocalExecutor
 from scheduler.heartbeat import dispatchers
-from scheduler.local import LocalExecutor
 from scheduler.models import utcnow
 from scheduler.pids import holder_gone
 from scheduler.removal import delete_finished_jobs, directory_size

@@ -65,8 +65,13 @@ def parse_requested(values: dict[str, str], limits: SchedulerSettings) -> dict[s
     return parsed
 
 
+def defaults(settings: SchedulerSettings) -> Resources:
+    """What a job gets when neither its process nor its request asks for anything."""
+    return Resources(settings.cores, settings.memory, settings.walltime, settings.queue, settings.native)
+
+
 def resolve(settings: SchedulerSettings, process: dict[str, Any], requested: dict[str, Any] | None) -> Resources:
-    base = Resources(settings.cores, settings.memory, settings.walltime, settings.queue, settings.native)
+    base = defaults(settings)
     merged = {k: _typed(k, v) for k, v in process.items() if k in (*REQUESTABLE, "native")}
     merged.update(requested or {})
     return replace(base, **merged)

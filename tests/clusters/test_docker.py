@@ -393,8 +393,8 @@ def run_executor(tmp_path: Path, docker_url: str, image: str, allowed: str) -> d
     from app.settings import load_settings
     from processes.container import container_process
     from processes.registry import Registry
-    from scheduler.base import JobSpec, NativeState
-    from scheduler.docker_executor import DockerExecutor
+    from scheduler.executors.base import JobSpec, NativeState
+    from scheduler.executors.docker import DockerExecutor
 
     process = container_process(f"img_{abs(hash(image + allowed))}", "image check", image, ["true"])
     settings = load_settings(

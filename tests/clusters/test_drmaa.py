@@ -24,8 +24,7 @@ from lxml import etree
 
 from scheduler import queries
 from scheduler.db import make_engine
-from scheduler.drm_listing import parse_qstat_xml
-from scheduler.drmaa_endings import parse_qacct
+from scheduler.executors.batch.gridengine import parse_qacct
 from tests.conftest import LiveServer, wait_for
 from tests.xsd import IN_CI, OWS11, ROOT, WPS10, WPS20, validate
 
@@ -220,8 +219,10 @@ def failure_text(status: etree._Element) -> str:
 
 
 def qstat() -> dict[str, str]:
+    """Grid Engine's state letters of every job it lists, by job number, read here from its own XML."""
     done = subprocess.run(["qstat", "-xml"], capture_output=True, text=True, timeout=30, check=True)
-    return parse_qstat_xml(done.stdout)
+    jobs = etree.fromstring(done.stdout.encode()).iter("job_list")
+    return {job.findtext("JB_job_number").strip(): job.findtext("state").strip() for job in jobs}
 
 
 def qacct(job_id: str) -> list[dict[str, str]]:
@@ -396,8 +397,8 @@ def test_library_that_cannot_load_names_the_fix(grid_engine, tmp_path):
         f"""
         from pathlib import Path
         from app.settings import load_settings
-        from scheduler.base import JobSpec, SubmitError
-        from scheduler.drmaa_executor import DrmaaExecutor
+        from scheduler.executors.base import JobSpec, SubmitError
+        from scheduler.executors.batch.drmaa import DrmaaExecutor
         settings = load_settings(environ={{}}).replace("scheduler", drmaa_library={grid_engine["DRMAA_LIBRARY_PATH"]!r})
         executor = DrmaaExecutor(settings.scheduler, Path({str(tmp_path)!r}))
         try:

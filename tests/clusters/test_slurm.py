@@ -30,10 +30,10 @@ from lxml import etree
 
 from app.settings import load_settings
 from scheduler import queries
-from scheduler.base import JobSpec, NativeState, NativeStatus
 from scheduler.db import make_engine
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus
+from scheduler.executors.batch.slurm import SlurmExecutor
 from scheduler.resources import Resources
-from scheduler.slurm import SlurmExecutor
 from tests.conftest import LiveServer, wait_for
 from tests.xsd import IN_CI, OWS11, OWS20, WPS10, WPS20, validate
 

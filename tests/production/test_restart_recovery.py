@@ -21,7 +21,7 @@ from sqlalchemy import update
 
 from scheduler import lifecycle, queries
 from scheduler.dispatcher import HANDOVER_GRACE
-from scheduler.local import worker_pid
+from scheduler.executors.local import worker_pid
 from scheduler.models import JOBS, utcnow
 from tests.conftest import settings_environ, wait_for
 from tests.xsd import ROOT

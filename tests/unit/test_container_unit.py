@@ -402,8 +402,8 @@ def test_container_processes_go_to_docker_in_every_mode(tmp_path: Path):
 def test_an_unreachable_engine_keeps_jobs_queued(tmp_path: Path):
     """submit() and poll_many() raise SubmitError (retry): the dispatcher backs off, no job fails."""
     from processes.registry import Registry
-    from scheduler.base import JobSpec, SubmitError
-    from scheduler.docker_executor import DockerExecutor
+    from scheduler.executors.base import JobSpec, SubmitError
+    from scheduler.executors.docker import DockerExecutor
 
     settings = load_settings(
         environ={"HPC_WPS_SERVER_WORKDIR": str(tmp_path), "HPC_WPS_DOCKER_URL": f"unix://{tmp_path}/none.sock"}

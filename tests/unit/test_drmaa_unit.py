@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import subprocess
 import types
 from collections import namedtuple
 from pathlib import Path
@@ -18,29 +19,30 @@ from pathlib import Path
 import pytest
 
 from app.settings import SettingsError, load_settings
-from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.drm_listing import (
-    GRID_ENGINE,
-    PBS,
-    SLURM,
-    Listed,
-    UnknownListing,
-    drm_family,
-    job_key,
-    listing_command,
-    parse_listing,
-    parse_qstat_xml,
-    qstat_names,
-    status_from_qstat,
-)
-from scheduler.drmaa_endings import parse_qacct, reason_from_job_info, status_from_qacct
-from scheduler.drmaa_executor import (
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.batch import base as batch
+from scheduler.executors.batch.base import Listed, UnknownListing
+from scheduler.executors.batch.drmaa import (
     DrmaaExecutor,
+    drm_family,
     drmaa_message,
     job_environment,
+    listing_command,
     load_error_message,
     native_specification,
+    parse_listing,
+    reason_from_job_info,
 )
+from scheduler.executors.batch.gridengine import (
+    GRID_ENGINE,
+    parse_qacct,
+    parse_qstat_xml,
+    qstat_names,
+    status_from_qacct,
+    status_from_qstat,
+)
+from scheduler.executors.batch.pbs import PBS, job_key
+from scheduler.executors.batch.slurm import SLURM
 from scheduler.resources import Resources
 
 GiB = 1024**3
@@ -364,25 +366,29 @@ def test_drm_family_from_drms_info():
 
 
 def test_qstat_xml_running_pending_and_held():
-    states = parse_qstat_xml(QSTAT_XML)
-    assert states == {"36": "r", "37": "r", "41": "qw", "38": "qw", "39": "qw", "40": "hqw"}
-    assert {n: status_from_qstat(s) for n, s in states.items()} == {
-        "36": NativeState.RUNNING,
+    listed = parse_qstat_xml(QSTAT_XML)
+    assert {number: job.state for number, job in listed.items()} == {
+        "36": NativeState.RUNNING,  # r
         "37": NativeState.RUNNING,
-        "41": NativeState.QUEUED,
+        "41": NativeState.QUEUED,  # qw
         "38": NativeState.QUEUED,
         "39": NativeState.QUEUED,
-        "40": NativeState.QUEUED,
+        "40": NativeState.QUEUED,  # hqw
     }
-    assert qstat_names(QSTAT_XML)["held"] == "40"
+    assert [status_from_qstat(letters) for letters in ("r", "qw", "hqw")] == [
+        NativeState.RUNNING,
+        NativeState.QUEUED,
+        NativeState.QUEUED,
+    ]
+    assert listed["40"].name == "held" and qstat_names(QSTAT_XML)["held"] == "40"
 
 
 def test_qstat_xml_suspended_deleting_error_and_empty():
-    states = parse_qstat_xml(QSTAT_XML_STATES)
-    assert states == {"45": "s", "47": "dr", "46": "Eqw"}
-    assert status_from_qstat(states["45"]) is NativeState.RUNNING  # suspended after it started
-    assert status_from_qstat(states["47"]) is NativeState.RUNNING  # still ending
-    assert status_from_qstat(states["46"]) is NativeState.QUEUED  # error state: waits for an admin
+    listed = parse_qstat_xml(QSTAT_XML_STATES)
+    assert list(listed) == ["45", "47", "46"]  # s, dr, Eqw
+    assert listed["45"].state is status_from_qstat("s") is NativeState.RUNNING  # suspended after it started
+    assert listed["47"].state is status_from_qstat("dr") is NativeState.RUNNING  # still ending
+    assert listed["46"].state is status_from_qstat("Eqw") is NativeState.QUEUED  # error state: waits for an admin
     assert parse_qstat_xml(QSTAT_XML_EMPTY) == {}
 
 
@@ -648,13 +654,15 @@ def executor(tmp_path, monkeypatch):
     commands: list[list[str]] = []
     answers: dict[str, tuple[int, str, str]] = {}
 
-    def command(kind, argv):  # type: ignore[no-untyped-def]
-        executor._count(kind)
+    def run(argv, **kwargs):  # type: ignore[no-untyped-def]
+        """Stands in for subprocess.run: answers by command line; code 127 is a command not installed."""
         commands.append(argv)
         code, out, err = answers.get(" ".join(argv), (1, "", f"error: job id {argv[-1]} not found"))
-        return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
+        if code == 127:
+            raise FileNotFoundError(2, "No such file or directory", argv[0])
+        return subprocess.CompletedProcess(argv, code, out, err)
 
-    monkeypatch.setattr(executor, "_command", command)
+    monkeypatch.setattr(batch.subprocess, "run", run)
     executor.fake_session, executor.commands, executor.answers = session, commands, answers  # type: ignore[attr-defined]
     return executor
 
@@ -789,7 +797,7 @@ def test_an_end_the_session_never_hears_of_comes_from_the_result_file(executor, 
     assert executor.poll_many(["8"]) == {}
     (tmp_path / "job-8").mkdir()
     (tmp_path / "job-8" / "result.json").write_text('{"status": "succeeded", "outputs": {}, "message": ""}')
-    monkeypatch.setattr("scheduler.drmaa_executor.VANISHED_GRACE", 0.0)
+    monkeypatch.setattr("scheduler.executors.batch.base.VANISH_GRACE", 0.0)
     assert executor.poll_many(["8"]) == {"8": NativeStatus(NativeState.ENDED, "ended on Grid Engine")}
     assert executor.last_poll == {"qstat": 1, "wait": 1}  # no accounting lookup: the result decides
 
@@ -811,7 +819,7 @@ def test_jobs_of_an_earlier_session_are_followed_with_the_listing_and_accounting
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "result.json").write_text('{"status": "failed", "outputs": {}, "message": "boom"}')
     listing(executor, {"45": ("s", "wps-a"), "46": ("Eqw", "wps-b")})
-    monkeypatch.setattr("scheduler.drmaa_executor.VANISHED_GRACE", 0.0)
+    monkeypatch.setattr("scheduler.executors.batch.base.VANISH_GRACE", 0.0)
     statuses = executor.poll_many(["45", "46", "48", "99"])
     assert statuses["48"] == NativeStatus(NativeState.ENDED, "ended on Grid Engine")
     assert statuses["99"].reason == "left Grid Engine without an accounting record (deleted before it started?)"
@@ -861,7 +869,7 @@ def test_without_a_usable_listing_each_job_is_asked(executor, caplog):
     assert executor.last_poll == {"jobStatus": 1, "qacct": 1}
     pbs = executor.__class__(executor.settings, executor.jobs_dir)
     pbs._drmaa, pbs._session, pbs.system = executor._drmaa, session, PBS
-    pbs._command = lambda kind, argv: types.SimpleNamespace(returncode=0, stdout=PBS_PRO_LISTING, stderr="")
+    executor.answers[" ".join(listing_command(PBS, getpass.getuser()))] = (0, PBS_PRO_LISTING, "")
     assert pbs.poll_many(["1"]) == {"1": NativeStatus(NativeState.QUEUED)}
     assert "PBS Professional" in pbs._listing_unusable
 

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from app.settings import load_settings
-from scheduler import batch
-from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.resources import Resources
-from scheduler.slurm import (
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.batch import base as batch
+from scheduler.executors.batch.slurm import (
     _STATE_MAP,
     SQUEUE_FIELDS,
     SlurmExecutor,
@@ -27,6 +26,7 @@ from scheduler.slurm import (
     parse_squeue,
     sbatch_quote,
 )
+from scheduler.resources import Resources
 
 QUEUED, RUNNING, ENDED = NativeState.QUEUED, NativeState.RUNNING, NativeState.ENDED
 JOB_ID = "039a0a55-cd6a-4c30-b894-2dfe6a5f30eb"
@@ -443,7 +443,7 @@ def test_finished_jobs_from_accounting(tmp_path, monkeypatch):
     }  # 62 is in neither: its record may still be on its way to the database
     sacct = fake.calls[1]
     assert sacct[:5] == ["sacct", "-n", "-P", "-X", "-j"] and sacct[5] == "61,62"
-    monkeypatch.setattr("scheduler.slurm.ACCOUNTING_LAG", 0.0)
+    monkeypatch.setattr("scheduler.executors.batch.base.VANISH_GRACE", 0.0)
     assert slurm.poll_many(["31", "62"])["62"] == NativeStatus(ENDED, "is no longer known to Slurm")
     assert fake.names() == ["squeue", "sacct", "squeue", "sacct"]  # one of each per poll, for all jobs
 

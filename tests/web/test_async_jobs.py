@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from scheduler import queries
-from scheduler.local import worker_pid
+from scheduler.executors.local import worker_pid
 from scheduler.models import JobStatus
 from scheduler.pids import start_time
 from tests.conftest import settings_environ, wait_for

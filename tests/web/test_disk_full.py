@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from scheduler import queries
+from scheduler.executors.local import NATIVE_ID_FILE
 from scheduler.launcher import RESULT_FILE
-from scheduler.local import NATIVE_ID_FILE
 from tests.conftest import wait_for
 from tests.tmpfs import fill, mounted_tmpfs
 from tests.xsd import OWS11, OWS20, WPS10, WPS20

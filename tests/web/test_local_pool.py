@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.local import RESTARTED, LocalExecutor
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.local import RESTARTED, LocalExecutor
 from scheduler.pids import alive, process_key, start_time
 from tests.conftest import wait_for
 

@@ -21,8 +21,8 @@ from app.settings import SettingsError, load_settings
 from migrations import upgrade
 from scheduler import queries
 from scheduler.db import make_engine
+from scheduler.executors.local import worker_pid
 from scheduler.failure_reasons import REASONS, failure_reason
-from scheduler.local import worker_pid
 from tests.conftest import LiveServer, free_port, settings_environ, wait_for
 from tests.xsd import ROOT, WPS10, WPS20
 
@@ -182,9 +182,9 @@ def test_failure_reasons_of_the_messages_our_code_writes():
     """The messages executors and the launcher write, each to its reason (a fast check beside the
     live one above); anything else a process says is a process error."""
     from processes.container.engine import Limits, failure
-    from scheduler.local import RESTARTED
+    from scheduler.executors.batch.slurm import native_status
+    from scheduler.executors.local import RESTARTED
     from scheduler.pids import describe_wait_status
-    from scheduler.slurm import native_status
 
     def settled(reason: str) -> str:  # as the dispatcher words an executor's reason
         return f"the job's process {reason}"

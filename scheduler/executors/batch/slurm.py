@@ -1,6 +1,6 @@
 """Slurm through its own command-line tools (sbatch, squeue, sacct, scancel): no DRMAA library needed.
 
-A job is a script written into its job directory (``scheduler/templates/slurm.sh``) that runs
+A job is a script written into its job directory (``slurm.sh``, beside this module) that runs
 ``python -m scheduler.run_job DIR`` on the node; ``sbatch --parsable`` submits it and prints the id.
 Every poll is one ``squeue`` for all jobs (``--states=all``, so jobs that ended within Slurm's
 MinJobAge are still listed with their final state, exit code and time limit); jobs squeue no longer
@@ -9,7 +9,8 @@ remembered), and otherwise end as "no longer known to Slurm" (the result file th
 if any, still decides the outcome).
 
 Slurm's own vocabulary lives in one table, ``_STATE_MAP``; reasons are worded to follow "the job's
-process ", which is how the dispatcher reports a job that ended without a result.
+process ", which is how the dispatcher reports a job that ended without a result. On slurm-drmaa
+sites the DRMAA executor polls with the same squeue lines (``squeue_listing``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ import os
 import re
 import shlex
 import signal
+import string
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from scheduler.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.batch import SUBMITTED_FILE, BatchExecutor, SchedulerUnavailable, tail
-from scheduler.resources import Resources
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.batch.base import BatchExecutor, Listed, SchedulerUnavailable, tail
 from scheduler.run_job import MODULE as RUN_JOB
 from scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
+SLURM = "Slurm"
 QUEUED, RUNNING, ENDED = NativeState.QUEUED, NativeState.RUNNING, NativeState.ENDED
 
 # Every state squeue or sacct can print, with what it means here and, for an end, the reason.
@@ -70,9 +72,6 @@ _PLAIN_REASONS = frozenset({"", "None", "NonZeroExitCode"})
 SQUEUE_FIELDS = ("JobID", "State", "Reason", "exit_code", "TimeLimit", "MinMemory", "WorkDir")
 SQUEUE_FORMAT = ",".join(f"{field}:|" for field in SQUEUE_FIELDS)
 SACCT_FIELDS = ("JobIDRaw", "State", "Reason", "ExitCode", "Timelimit", "ReqMem", "WorkDir")
-# Seconds a finished job may be missing from both squeue and sacct (its record on its way to slurmdbd)
-# before it ends as "no longer known to Slurm".
-ACCOUNTING_LAG = 60.0
 # More ids than this are not listed on squeue's command line: all our user's jobs are asked for.
 MAX_LISTED_IDS = 2000
 
@@ -206,6 +205,20 @@ def parse_sacct(output: str) -> dict[str, NativeStatus]:
     return statuses
 
 
+def squeue_listing_command(user: str) -> list[str]:
+    """For slurm-drmaa sites: every job of ``user`` in SQUEUE_FORMAT, finished ones within MinJobAge too."""
+    return ["squeue", "-h", "-t", "all", "-u", user, "-O", SQUEUE_FORMAT]
+
+
+def squeue_listing(output: str) -> dict[str, Listed]:
+    """squeue's lines in SQUEUE_FORMAT as the DRMAA executor's listing: states, reasons, job directories."""
+    listed = {}
+    for row in squeue_rows(output):
+        status = native_status(*row)
+        listed[row[0]] = Listed(status.state, status.reason, "", row[-1])  # WorkDir is the last field
+    return listed
+
+
 def _in_directory(listing: str, job_dir: Path) -> str | None:
     """The id on the last "id|workdir" line whose directory is ``job_dir`` (squeue's lines end in "|")."""
     found = None
@@ -224,24 +237,20 @@ def error_text(text: str) -> str:
 
 class SlurmExecutor(BatchExecutor):
     name = "slurm"
-    display_name = "Slurm"
-    template = "slurm.sh"
+    display_name = SLURM
+    job_name_prefix = "hpc-wps-"
+    job_id_chars = 8
 
     def __init__(self, settings: SchedulerSettings, jobs_dir: Path) -> None:
         super().__init__(settings, jobs_dir)
         self.accounting: bool | None = None  # whether sacct answers; None until first needed
+        self._template = string.Template(Path(__file__).with_name("slurm.sh").read_text(encoding="utf-8"))
 
     # -- submitting ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def job_name(job_id: str) -> str:
-        return f"hpc-wps-{job_id[:8]}"
-
     def script_values(self, spec: JobSpec) -> dict[str, str]:
-        settings = self.settings
-        resources = spec.resources or Resources(
-            settings.cores, settings.memory, settings.walltime, settings.queue, settings.native
-        )
+        """The template's values, each quoted for where it appears; ValueError if impossible."""
+        resources = self.resources(spec)
         job_dir = str(spec.job_dir)
         if "\\" in job_dir:  # Slurm drops backslashes from --output/--error file names, with no escape
             raise ValueError(f"the job directory {job_dir} contains a backslash, which Slurm cannot take")
@@ -269,7 +278,12 @@ class SlurmExecutor(BatchExecutor):
             "command": shlex.join([*self.python, "-m", RUN_JOB, job_dir]),
         }
 
-    def submit_script(self, script: Path) -> str:
+    def render_script(self, spec: JobSpec) -> str:
+        return self._template.substitute(self.script_values(spec))
+
+    def submit_job(self, spec: JobSpec) -> str:
+        script = spec.job_dir / "slurm.sh"
+        script.write_text(self.render_script(spec), encoding="utf-8")
         done = self.run(["sbatch", "--parsable", str(script)])
         if done.returncode == 0:
             native_id = done.stdout.strip().split(";")[0]  # "id;cluster" on a multi-cluster site
@@ -294,7 +308,7 @@ class SlurmExecutor(BatchExecutor):
         if found or self.accounting is False:
             return found
         try:  # the marker was written just before the earlier sbatch: that job started after it
-            since = (spec.job_dir / SUBMITTED_FILE).stat().st_mtime - 60
+            since = (spec.job_dir / self.submitted_file).stat().st_mtime - 60
         except OSError:
             since = time.time() - 7 * 86400
         start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
@@ -352,7 +366,8 @@ class SlurmExecutor(BatchExecutor):
         return {k: v for k, v in parse_sacct(done.stdout).items() if k in wanted}
 
     def vanish_grace(self) -> float:
-        return ACCOUNTING_LAG if self.accounting else 0.0
+        """No grace without accounting: a job squeue no longer lists will not turn up anywhere."""
+        return super().vanish_grace() if self.accounting else 0.0
 
     def cancel_command(self, native_id: str) -> list[str]:
         return ["scancel", native_id]

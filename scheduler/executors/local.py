@@ -30,8 +30,8 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.executor_names import LOCAL
+from scheduler.executors.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.launcher import disk_full_reason
 from scheduler.logs import job_context
 from scheduler.pids import alive, describe_wait_status, identity, process_key, running_here

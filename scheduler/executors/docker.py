@@ -57,8 +57,8 @@ from processes.context import ProcessError
 from processes.fetch import InputError
 from processes.model import Process
 from processes.runtime import collect_outputs, materialize_inputs
-from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.executor_names import DOCKER
+from scheduler.executors.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.launcher import RESULT_FILE, Outcome, read_result, write_json, write_result
 from scheduler.models import JobStatus
 from scheduler.pids import alive, process_key

@@ -1,20 +1,24 @@
 """Batch jobs through DRMAA 1.0: Grid Engine's own library, and the same code for Slurm (slurm-drmaa)
 and TORQUE/PBS (pbs-drmaa).
 
-One DRMAA session lives as long as the dispatcher. A job is ``python -m scheduler.run_job DIR`` with the job
-directory as working directory and its stdout and stderr there.
+The DRMAA executor is a batch executor (``base.py``) that submits, reaps and terminates through the
+library instead of commands; everything else it shares with the batch base: the submission marker,
+the command runner, the cancel throttle, the vanish grace, the launcher's argv on the nodes, the
+default resources, job names and the tail of a job's error output. One DRMAA session lives as long as
+the dispatcher. A job is ``python -m scheduler.run_job DIR`` with the job directory as working
+directory and its stdout and stderr there.
 
 DRMAA has no bulk status call (``jobStatus`` is one request to the system per job), so a poll asks the
-system's own listing command once for all jobs whatever their number (``scheduler.drm_listing``:
-``qstat -xml`` on Grid Engine, ``squeue`` under slurm-drmaa, ``qstat -x`` under TORQUE). Only a job that
-has left the listing needs more, once: this session's own jobs are reaped with a non-blocking ``wait``,
-which the session answers from the job ends the system has sent it (no request, no process; it also
-frees what the session keeps of the job) and which tells how the job ended: exit status, signal,
-deletion, usage. Jobs of an earlier session (after a restart) end with the result file their launcher
-wrote, which decides their outcome anyway; only those without one (killed, deleted, over their limit)
-are looked up in Grid Engine's accounting, ``qacct -j``, at most ACCOUNTING_PER_POLL of them per poll.
-Where the listing command is missing or prints what this code cannot read (PBS Professional), polls
-fall back to one ``jobStatus`` per job, with a warning in the log.
+system's own listing command once for all jobs whatever their number: ``qstat -xml`` on Grid Engine
+(``gridengine.py``), ``squeue`` under slurm-drmaa (``slurm.py``), ``qstat -x`` under TORQUE
+(``pbs.py``). Only a job that has left the listing needs more, once: this session's own jobs are
+reaped with a non-blocking ``wait``, which the session answers from the job ends the system has sent it
+(no request, no process; it also frees what the session keeps of the job) and which tells how the job
+ended: exit status, signal, deletion, usage. Jobs of an earlier session (after a restart) end with the
+result file their launcher wrote, which decides their outcome anyway; only those without one (killed,
+deleted, over their limit) are looked up in Grid Engine's accounting, ``qacct -j``, at most
+ACCOUNTING_PER_POLL of them per poll. Where the listing command is missing or prints what this code
+cannot read (PBS Professional), polls fall back to one ``jobStatus`` per job, with a warning in the log.
 
 The library is loaded, and the session opened, at the first submit or poll; a library that cannot be
 loaded fails submissions with the reason and the fix (Grid Engine's libdrmaa needs libjemalloc preloaded
@@ -30,34 +34,37 @@ import getpass
 import logging
 import os
 import re
-import shlex
-import subprocess
-import sys
 import sysconfig
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.drm_listing import (
-    GRID_ENGINE,
-    SLURM,
+import scheduler
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.batch.base import (
+    BatchExecutor,
+    CommandNotFound,
     Listed,
+    SchedulerUnavailable,
     UnknownListing,
-    cancel_command,
-    drm_family,
-    job_key,
-    listing_command,
-    parse_listing,
-    qstat_names,
+    signal_name,
+    tail,
 )
-from scheduler.drmaa_endings import (
-    deleted_reason,
+from scheduler.executors.batch.gridengine import (
+    GRID_ENGINE,
+    H_RT,
+    NO_RECORD,
+    QDEL,
+    accounting_command,
     parse_qacct,
-    reason_from_job_info,
+    parse_qstat_xml,
+    qstat_names,
+    qstat_xml_command,
     status_from_qacct,
 )
+from scheduler.executors.batch.pbs import PBS, job_key, parse_qstat_x, qstat_x_command
+from scheduler.executors.batch.slurm import SLURM, squeue_listing, squeue_listing_command
 from scheduler.launcher import read_result
 from scheduler.resources import Resources
 from scheduler.run_job import MODULE as RUN_JOB
@@ -65,33 +72,107 @@ from scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
-# Written into the job directory after runJob: the native id, or nothing when runJob got no answer (the
-# job may be there). A submission offered again (a restart before the id reached the job table, a retry
-# after that missing answer) takes up the job submitted before instead of starting a second one.
-SUBMITTED_FILE = "drmaa.submitted"
-JOB_NAME_PREFIX = "wps-"  # job names: wps-<WPS job id>
-COMMAND_TIMEOUT = 30.0  # seconds a listing, qacct or qdel may take
-CANCEL_REPEAT = 30.0  # seconds before a cancel of the same job is sent again
-# How long a job may be missing from the listing with no news of its end (no reap, no result file, no
-# accounting record) before it counts as ended: Grid Engine writes accounting records every
-# accounting_flush_time (15 s by default), and a session hears of an end a moment after the qmaster.
-VANISHED_GRACE = 60.0
+QUEUED, RUNNING, ENDED = NativeState.QUEUED, NativeState.RUNNING, NativeState.ENDED
+
 # Most accounting lookups (one qacct process each, which reads the whole accounting file) in one poll;
 # jobs beyond it wait for the next poll, so that a poll stays a bounded number of queries.
 ACCOUNTING_PER_POLL = 4
-NOT_INSTALLED = 127  # exit code _command reports for a command that is not found, as a shell does
 ENDED_KEPT = 600.0  # seconds an ended job's status is kept once the dispatcher stops asking for it
 # Calls that are requests to the system (or processes run), as opposed to the session's local reaps.
 LOCAL_CALLS = frozenset({"wait"})
+STDERR_CHARS = 300  # of the last line of a failed job's stderr, added to its reason
 # Environment variables a job gets from the dispatcher: what the launcher and the batch system need.
 JOB_ENVIRONMENT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ")
 JOB_ENVIRONMENT_PREFIXES = ("SGE_",)
 # Values that go into a native specification as one word: no spaces, quotes or option-like start.
 _WORD = re.compile(r"[A-Za-z0-9_.@*,:/-]+")
+# What a failed qdel or scancel says of a job that has ended already.
+_CANCEL_ENDED = re.compile(r"does not exist|invalid job id|unknown job", re.IGNORECASE)
 
-WAITING_STATES = ("queued_active", "system_on_hold", "user_on_hold", "user_system_on_hold")
-STARTED_STATES = ("running", "system_suspended", "user_suspended")
-ENDED_STATES = ("done", "failed")
+# What DRMAA's jobStatus answers (drmaa.JobState) means here; "undetermined" says nothing.
+_STATE_MAP: dict[str, NativeState] = {
+    "queued_active": QUEUED,
+    "system_on_hold": QUEUED,
+    "user_on_hold": QUEUED,
+    "user_system_on_hold": QUEUED,
+    "running": RUNNING,
+    "system_suspended": RUNNING,
+    "user_suspended": RUNNING,
+    "done": ENDED,
+    "failed": ENDED,
+}
+
+
+# -- the systems behind the library -----------------------------------------------------------------
+
+
+def drm_family(drms_info: str) -> str:
+    """Which batch system a DRMAA library drives, from its ``drmsInfo`` ("SGE 8.1.9", "SLURM 22.05")."""
+    lowered = drms_info.lower()
+    if "slurm" in lowered:
+        return SLURM
+    if "pbs" in lowered or "torque" in lowered:
+        return PBS
+    return GRID_ENGINE  # SGE, OGE, UGE, Son of Grid Engine, Altair Grid Engine
+
+
+def listing_command(family: str, user: str) -> list[str]:
+    """The command that lists every job of ``user`` on that system, with its state."""
+    if family == SLURM:
+        return squeue_listing_command(user)
+    if family == PBS:
+        return qstat_x_command()
+    return qstat_xml_command(user)
+
+
+def parse_listing(family: str, text: str) -> dict[str, Listed]:
+    """The listing command's output as {job_key(id): Listed}; UnknownListing if it cannot be read."""
+    if family == SLURM:
+        return squeue_listing(text)
+    if family == PBS:
+        return parse_qstat_x(text)
+    return parse_qstat_xml(text)
+
+
+# -- how a job ended, on any system -----------------------------------------------------------------
+
+
+def walltime_reason(system: str = GRID_ENGINE) -> str:
+    return H_RT if system == GRID_ENGINE else f"exceeded its wall-clock limit on {system}"
+
+
+def deleted_reason(system: str = GRID_ENGINE, started: bool = True) -> str:
+    deleted = QDEL if system == GRID_ENGINE else f"was deleted on {system}"
+    return deleted + ("" if started else " before it started")
+
+
+def reason_from_job_info(info: Any, walltime: float | None, system: str = GRID_ENGINE) -> str:
+    """Why a job ended, from DRMAA's JobInfo (exit, signal or abort) and its resource usage.
+
+    Grid Engine kills a job over its h_rt with SIGKILL and reports no more than the signal: a SIGKILL
+    after at least the requested wall-clock time is taken for the limit.
+    """
+    usage = info.resourceUsage or {}
+    if info.hasExited:
+        return f"exited with code {info.exitStatus} on {system}"
+    if info.hasSignal:
+        name = signal_name(info.terminatedSignal)
+        if name == "SIGKILL" and walltime and _wallclock(usage) >= max(1.0, walltime - 1.0):
+            return walltime_reason(system)
+        return f"was killed by {name} on {system}"
+    if info.wasAborted:
+        return deleted_reason(system, started="start_time" in usage or "exit_status" in usage)
+    return f"ended on {system} without an exit status"
+
+
+def _wallclock(usage: Mapping[str, str]) -> float:
+    def number(key: str) -> float:
+        try:
+            return float(usage.get(key, 0.0))
+        except ValueError:
+            return 0.0
+
+    return max(number("ru_wallclock"), number("end_time") - number("start_time"))
 
 
 # -- what goes to the system ------------------------------------------------------------------------
@@ -154,7 +235,7 @@ def code_root() -> str | None:
     """The directory holding ``app`` and ``scheduler`` if the service runs from a source tree (the
     nodes must import the same code); None when installed in site-packages, which the node's
     interpreter finds by itself."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(scheduler.__file__).resolve().parents[1]
     installed = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
     return None if root in installed else str(root)
 
@@ -197,33 +278,21 @@ def is_no_rusage(exc: BaseException) -> bool:
     return str(exc).startswith("code 24:")
 
 
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode("ascii"))
-    finally:
-        os.close(fd)
-
-
 # -- the executor --------------------------------------------------------------------------------
 
 
-class DrmaaExecutor(Executor):
+class DrmaaExecutor(BatchExecutor):
     name = "drmaa"
-    starts_now = False
-    needs_payload = True
+    # The marker's name from before the batch executors shared it: a hand-over in flight across an
+    # upgrade is still found.
+    submitted_file = "drmaa.submitted"
 
     def __init__(self, settings: SchedulerSettings, jobs_dir: Path) -> None:
-        self.settings = settings
-        self.jobs_dir = jobs_dir
-        # The launcher's interpreter on the nodes, with any options: [scheduler] python, or our own.
-        self.python = shlex.split(settings.python) or [sys.executable]
+        super().__init__(settings, jobs_dir)
         self.environment = job_environment(os.environ, code_root())
         # What the last poll asked: every call by kind (``wait`` is a local reap, the rest are requests to
-        # the system or processes run), and the number of those requests. The benchmark reads both.
+        # the system or processes run). The benchmark reads it, and ``queries``.
         self.last_poll: collections.Counter[str] = collections.Counter()
-        self.queries = 0
-        self.calls: collections.Counter[str] = collections.Counter()  # every call since the start
         self.system = GRID_ENGINE  # from the library's drmsInfo once the session is open
         self.drms = ""
         self._drmaa: Any = None  # the drmaa module, once loaded
@@ -234,15 +303,19 @@ class DrmaaExecutor(Executor):
         self._walltime: dict[str, float] = {}  # jobs this session submitted: their h_rt in seconds ...
         self._job_dirs: dict[str, Path] = {}  # ... and the job directories of all jobs, where known
         self._foreign: set[str] = set()  # jobs this session does not know (an earlier session's)
-        self._missing: dict[str, float] = {}  # jobs gone from the listing with no news of their end: since when
         self._ended: dict[str, tuple[NativeStatus, float]] = {}  # ended jobs: status, when last asked for
-        self._cancelled: dict[str, float] = {}  # native id -> when a cancel was last sent
         self._accounting_left = 0  # qacct lookups the current poll may still make
 
-    # -- the session -------------------------------------------------------------------------------
+    @property
+    def display_name(self) -> str:
+        return self.system
 
-    def _count(self, kind: str) -> None:
-        self.calls[kind] += 1
+    @property
+    def queries(self) -> int:
+        """Requests to the system in the last poll, local reaps left out."""
+        return sum(n for kind, n in self.last_poll.items() if kind not in LOCAL_CALLS)
+
+    # -- the session -------------------------------------------------------------------------------
 
     def _module(self) -> Any:
         if self._drmaa is not None:
@@ -300,32 +373,21 @@ class DrmaaExecutor(Executor):
 
     # -- submitting --------------------------------------------------------------------------------
 
-    def _resources(self, spec: JobSpec) -> Resources:
-        if spec.resources is not None:
-            return spec.resources
-        s = self.settings
-        return Resources(s.cores, s.memory, s.walltime, s.queue, s.native)
-
     def submit(self, spec: JobSpec) -> str:
-        session = self.session()
-        drmaa = self._drmaa
-        job_dir = str(spec.job_dir)
-        marker = os.path.join(job_dir, SUBMITTED_FILE)
-        if os.path.exists(marker):  # offered again: submitted before, or perhaps (no answer came)
-            earlier = self._earlier_submission(spec, marker)
-            if earlier:
-                return earlier
-        resources = self._resources(spec)
-        try:
-            native = native_specification(resources, self.system, self.settings.parallel_environment)
-        except ValueError as exc:
-            raise SubmitError(str(exc), retry=False) from None
+        self.session()  # the library and the system first: without them no job is looked for or sent
+        return super().submit(spec)
+
+    def submit_job(self, spec: JobSpec) -> str:
+        session, drmaa = self.session(), self._drmaa
+        resources = self.resources(spec)
+        native = native_specification(resources, self.system, self.settings.parallel_environment)
         try:
             template = session.createJobTemplate()
         except drmaa.errors.DrmaaException as exc:
-            raise self._submit_error(exc, marker, reached=False) from None
+            raise self._submit_error(exc, reached=False) from None
         running_job = False  # whether runJob was called: then the job may have reached the system
         try:
+            job_dir = str(spec.job_dir)
             template.remoteCommand = self.python[0]
             template.args = [*self.python[1:], "-m", RUN_JOB, job_dir]
             template.jobName = self.job_name(spec.job_id)
@@ -335,24 +397,19 @@ class DrmaaExecutor(Executor):
             template.joinFiles = False
             template.jobEnvironment = self.environment
             template.nativeSpecification = native
-            self._count("runJob")
+            self.count("runJob")
             running_job = True
             native_id = str(session.runJob(template))
         except drmaa.errors.DrmaaException as exc:
-            raise self._submit_error(exc, marker, reached=running_job) from None
+            raise self._submit_error(exc, reached=running_job) from None
         finally:
             with contextlib.suppress(drmaa.errors.DrmaaException):
                 session.deleteJobTemplate(template)
-        _write(marker, native_id)
         self._walltime[native_id] = resources.walltime
         self._job_dirs[native_id] = spec.job_dir
         return native_id
 
-    @staticmethod
-    def job_name(job_id: str) -> str:
-        return JOB_NAME_PREFIX + job_id
-
-    def _submit_error(self, exc: Exception, marker: str, reached: bool) -> SubmitError:
+    def _submit_error(self, exc: Exception, reached: bool) -> SubmitError:
         errors = self._drmaa.errors
         refused = (
             errors.DeniedByDrmException,  # e.g. "no suitable queues"
@@ -362,43 +419,27 @@ class DrmaaExecutor(Executor):
             errors.InvalidArgumentException,
         )
         if isinstance(exc, refused):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(marker)
             return SubmitError(f"{self.system} refused the job: {drmaa_message(exc)}", retry=False)
         if isinstance(exc, errors.NoActiveSessionException):
             self.close()
-        elif reached:
-            # No answer from the system: the job may have reached it. An empty marker makes the next
-            # try look for it by name before submitting again.
-            with contextlib.suppress(OSError):
-                _write(marker, "")
-        return SubmitError(f"{self.system} did not take the job: {drmaa_message(exc)}", retry=True)
+            reached = False
+        # Without an answer the job may have reached the system: the next try looks for it by name.
+        return SchedulerUnavailable(f"{self.system} did not take the job: {drmaa_message(exc)}", not reached)
 
-    def _earlier_submission(self, spec: JobSpec, marker: str) -> str | None:
-        try:
-            with open(marker, encoding="ascii") as handle:
-                earlier = handle.read().strip()
-        except (OSError, ValueError):
+    def find_submitted(self, spec: JobSpec) -> str | None:
+        """Grid Engine's listing, then its accounting, by the job's name. Elsewhere nothing is asked."""
+        if self.system != GRID_ENGINE:
             return None
-        if earlier:
-            log.info("job %s: already submitted as %s job %s", spec.job_id, self.system, earlier)
-            return earlier
-        found = self._find_by_name(self.job_name(spec.job_id)) if self.system == GRID_ENGINE else None
-        if found:
-            log.info("job %s: found as %s job %s from an earlier submission", spec.job_id, self.system, found)
-            _write(marker, found)
-        return found
-
-    def _find_by_name(self, name: str) -> str | None:
-        done = self._command("qstat", ["qstat", "-xml", "-u", getpass.getuser()])
-        if done.returncode == 0:
+        name = self.job_name(spec.job_id)
+        listing = self._output(qstat_xml_command(getpass.getuser()))
+        if listing is not None:
             with contextlib.suppress(UnknownListing):
-                number = qstat_names(done.stdout).get(name)
+                number = qstat_names(listing).get(name)
                 if number:
                     return number
-        done = self._command("qacct", ["qacct", "-j", name])
-        if done.returncode == 0:
-            records = parse_qacct(done.stdout)
+        accounting = self._output(accounting_command(name))
+        if accounting is not None:
+            records = parse_qacct(accounting)
             if records:
                 return records[-1].get("jobnumber", "").strip() or None
         return None
@@ -430,7 +471,6 @@ class DrmaaExecutor(Executor):
                     statuses.update(self._from_listing(session, asking, listed, now))
         finally:
             self.last_poll = self.calls - before
-            self.queries = sum(n for kind, n in self.last_poll.items() if kind not in LOCAL_CALLS)
         self._forget(native_ids, now)
         log.debug(
             "drmaa poll: %d jobs, %d queries (%s), %d reaps in %.1f ms",
@@ -448,9 +488,10 @@ class DrmaaExecutor(Executor):
         if self._listing_unusable:
             return None
         argv = listing_command(self.system, getpass.getuser())
-        done = self._command(argv[0], argv)
-        if done.returncode == NOT_INSTALLED:
-            return self._without_listing(f"{argv[0]} is not installed on this host")
+        try:
+            done = self.run(argv)
+        except CommandNotFound as exc:
+            return self._without_listing(str(exc))
         if done.returncode != 0:
             message = done.stderr.strip()[:500] or f"exit code {done.returncode}"
             raise SubmitError(f"{self.system} does not answer: {' '.join(argv[:2])}: {message}")
@@ -471,7 +512,7 @@ class DrmaaExecutor(Executor):
             job = listed.get(job_key(native_id))
             if job is not None:
                 self._note_job_dir(native_id, job)
-                if job.state is not NativeState.ENDED:
+                if job.state is not ENDED:
                     self._missing.pop(native_id, None)
                     statuses[native_id] = NativeStatus(job.state)
                     continue
@@ -486,22 +527,21 @@ class DrmaaExecutor(Executor):
         statuses = {}
         for native_id in native_ids:
             try:
-                self._count("jobStatus")
-                state = session.jobStatus(native_id)
+                self.count("jobStatus")
+                answer = session.jobStatus(native_id)
             except errors.InvalidJobException:  # the system no longer knows it (or only another session does)
-                state = "done"
+                answer = "done"
             except errors.DrmaaException as exc:
                 self._lost_contact()
                 raise SubmitError(f"{self.system} does not answer: {drmaa_message(exc)}") from None
-            if state in WAITING_STATES or state in STARTED_STATES:
-                self._missing.pop(native_id, None)
-                statuses[native_id] = NativeStatus(
-                    NativeState.QUEUED if state in WAITING_STATES else NativeState.RUNNING
-                )
-            elif state in ENDED_STATES:
+            state = _STATE_MAP.get(answer)
+            if state is ENDED:
                 status = self._left(session, native_id, None, now, listed_gone=False)
                 if status is not None:
                     statuses[native_id] = status
+            elif state is not None:
+                self._missing.pop(native_id, None)
+                statuses[native_id] = NativeStatus(state)
         self._failures = 0
         return statuses
 
@@ -511,8 +551,8 @@ class DrmaaExecutor(Executor):
             return
         if job.workdir:
             self._job_dirs[native_id] = Path(job.workdir)
-        elif job.name.startswith(JOB_NAME_PREFIX) and Path(job.name).name == job.name:
-            self._job_dirs[native_id] = self.jobs_dir / job.name.removeprefix(JOB_NAME_PREFIX)
+        elif job.name.startswith(self.job_name_prefix) and Path(job.name).name == job.name:
+            self._job_dirs[native_id] = self.jobs_dir / job.name.removeprefix(self.job_name_prefix)
 
     def _left(
         self, session: Any, native_id: str, listed: Listed | None, now: float, listed_gone: bool = True
@@ -520,12 +560,12 @@ class DrmaaExecutor(Executor):
         """How a job the system no longer shows waiting or running ended; None while there is no news.
         ``listed_gone``: a listing showed it gone. Without one (jobStatus only, which Grid Engine answers
         "unknown" for any job of an earlier session, running or not) only a record ends it, never time."""
-        missing_for = now - self._missing.setdefault(native_id, now) if listed_gone else 0.0
+        missing_for = self.missing_for(native_id, now) if listed_gone else 0.0
         if native_id not in self._foreign:
             status = self._reap(session, native_id)
             if status is not None:
                 return status
-            if native_id not in self._foreign and missing_for < VANISHED_GRACE:
+            if native_id not in self._foreign and missing_for < self.vanish_grace():
                 return None  # its end has not reached the session yet
         return self._end_unheard(native_id, listed, missing_for)
 
@@ -534,7 +574,7 @@ class DrmaaExecutor(Executor):
         job ends the system sent the session (it reaps the job: the session forgets it, we keep the status)."""
         errors = self._drmaa.errors
         try:
-            self._count("wait")
+            self.count("wait")
             info = session.wait(native_id, self._drmaa.Session.TIMEOUT_NO_WAIT)
         except errors.ExitTimeoutException:  # its end has not reached the session yet
             return None
@@ -563,7 +603,7 @@ class DrmaaExecutor(Executor):
         if listed is not None:  # listed as ended
             return self._end(native_id, listed.reason or f"ended on {self.system} without writing its result")
         if self.system != GRID_ENGINE:
-            return self._end(native_id, f"is no longer known to {self.system}")
+            return self._end(native_id, self.no_longer_known())
         if self._accounting_left <= 0:
             return None  # looked up in a later poll
         record = self._accounting(native_id)
@@ -571,15 +611,14 @@ class DrmaaExecutor(Executor):
             return self._end(native_id, status_from_qacct(record).reason)
         if native_id in self._cancelled:  # deleted here before it ran: it leaves no record
             return self._end(native_id, deleted_reason(started=False))
-        if missing_for >= VANISHED_GRACE:
-            reason = f"left {GRID_ENGINE} without an accounting record (deleted before it started?)"
-            return self._end(native_id, reason)
+        if missing_for >= self.vanish_grace():
+            return self._end(native_id, NO_RECORD)
         return None
 
     def _end(self, native_id: str, reason: str) -> NativeStatus:
         """An ended job's status, kept: the session has forgotten the job once it was reaped, and the
         dispatcher may ask again (a settle that did not reach the job table)."""
-        status = NativeStatus(NativeState.ENDED, reason)
+        status = NativeStatus(ENDED, reason)
         self._ended[native_id] = (status, time.monotonic())
         self._missing.pop(native_id, None)
         return status
@@ -596,38 +635,27 @@ class DrmaaExecutor(Executor):
 
     def _with_stderr(self, native_id: str, reason: str) -> str:
         job_dir = self._job_dirs.get(native_id)
-        if job_dir is None:
-            return reason
-        try:
-            lines = [line.strip() for line in (job_dir / "stderr").read_text(errors="replace").splitlines()]
-        except OSError:
-            return reason
-        last = [line for line in lines if line][-1:]
-        return f"{reason}: {last[0][:300]}" if last else reason
+        last = tail(job_dir / "stderr", lines=1, chars=STDERR_CHARS) if job_dir is not None else ""
+        return f"{reason}: {last}" if last else reason
 
     def _accounting(self, native_id: str) -> dict[str, str] | None:
         """The job's accounting record, or None. Job numbers repeat after a qmaster crash: the newest
         record of one of our jobs (named wps-...) is taken. Counts against the poll's lookups."""
         self._accounting_left -= 1
-        done = self._command("qacct", ["qacct", "-j", native_id])
-        if done.returncode != 0:
+        output = self._output(accounting_command(native_id))
+        if output is None:
             return None
-        records = [r for r in parse_qacct(done.stdout) if r.get("jobname", "").startswith(JOB_NAME_PREFIX)]
+        records = [r for r in parse_qacct(output) if r.get("jobname", "").startswith(self.job_name_prefix)]
         return records[-1] if records else None
 
-    def _command(self, kind: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        """Run one of the system's commands and count it; a command that cannot run answers exit code
-        NOT_INSTALLED (not found) or -1 (timed out, not executable), with the reason as its stderr."""
-        self._count(kind)
+    def _output(self, argv: list[str]) -> str | None:
+        """A lookup's output; None when the command fails or cannot run (no answer is not an error)."""
         try:
-            return subprocess.run(
-                argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False, stdin=subprocess.DEVNULL
-            )
-        except FileNotFoundError:
-            return subprocess.CompletedProcess(argv, NOT_INSTALLED, "", f"{argv[0]}: not found")
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.warning("%s: %s", argv[0], exc)
-            return subprocess.CompletedProcess(argv, -1, "", str(exc))
+            done = self.run(argv)
+        except SchedulerUnavailable as exc:
+            log.warning("%s", exc)
+            return None
+        return done.stdout if done.returncode == 0 else None
 
     def _forget(self, asked: Iterable[str], now: float) -> None:
         """Drop what is kept about jobs the dispatcher has stopped asking for (ended ones after a while)."""
@@ -638,45 +666,43 @@ class DrmaaExecutor(Executor):
                 for kept in (self._walltime, self._job_dirs, self._cancelled):
                     kept.pop(native_id, None)
                 self._foreign.discard(native_id)
-        for native_id in [n for n in self._missing if n not in asked]:
-            del self._missing[native_id]
+        self.forget_missing(asked)
 
     # -- the rest of the interface -----------------------------------------------------------------
 
     def cancel(self, native_id: str) -> None:
-        """Terminate through the session; jobs of an earlier session with the system's own command (qdel,
-        scancel). Ended jobs are ignored."""
-        now = time.monotonic()
-        if native_id in self._ended or now - self._cancelled.get(native_id, -CANCEL_REPEAT) < CANCEL_REPEAT:
-            return
-        self._cancelled[native_id] = now
+        """Ended jobs are ignored: reaped, nothing of them is left to stop."""
+        if native_id not in self._ended:
+            super().cancel(native_id)
+
+    def request_cancel(self, native_id: str) -> bool:
+        """Terminate through the session; jobs of an earlier session with the system's own command."""
         try:
             session = self.session()
         except SubmitError as exc:
             log.warning("cannot cancel %s job %s: %s", self.system, native_id, exc)
-            return
+            return False
         errors = self._drmaa.errors
         if native_id not in self._foreign:
             try:
-                self._count("control")
+                self.count("control")
                 session.control(native_id, self._drmaa.JobControlAction.TERMINATE)
-                return
+                return True
             except errors.InvalidJobException:
                 pass  # ended, or submitted by an earlier session
             except errors.DrmaaException as exc:
                 log.warning("cannot cancel %s job %s: %s", self.system, native_id, drmaa_message(exc))
-                self._cancelled.pop(native_id, None)
-                return
-        argv = cancel_command(self.system, native_id)
-        done = self._command(argv[0], argv)
-        if done.returncode != 0 and not re.search(r"does not exist|invalid job id|unknown job", done.stderr, re.I):
-            log.warning("%s %s: %s", argv[0], native_id, done.stderr.strip())
+                return False
+        return super().request_cancel(native_id)
+
+    def cancel_command(self, native_id: str) -> list[str]:
+        return ["scancel", native_id] if self.system == SLURM else ["qdel", native_id]
+
+    def cancel_ignorable(self, stderr: str) -> bool:
+        return bool(_CANCEL_ENDED.search(stderr))
 
     def attach(self, native_id: str) -> None:
         """A job submitted before a restart: this session cannot reap it, so the listing follows it and
         its end comes from its result file or the system's records."""
         self._foreign.add(native_id)
         log.info("following %s job %s submitted before the restart", self.system, native_id)
-
-    def describe_queued(self, native_id: str) -> str:
-        return f"queued on {self.system} as job {native_id}"

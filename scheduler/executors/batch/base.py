@@ -1,39 +1,48 @@
-"""What every executor that drives a batch system through its command-line tools shares.
+"""What every executor of a batch system shares, whether it drives the system's command-line tools
+(Slurm) or a library (DRMAA, with the system's own commands for listing and accounting).
 
-Shaped after psij-python's BatchSchedulerExecutor: a subclass fills in a few hooks (render the
-submit script, submit it, ask for the state of many jobs in one command, cancel one) and this class
-does the rest once: every command is an argv list run with a timeout and counted, the submit script
-is written into the job directory from a template beside this module, a submission is idempotent
-across timeouts and restarts, cancellations are not repeated every poll, and a job the system no
-longer knows ends with a reason saying so (its result file, if any, still decides the outcome).
+Shaped after psij-python's BatchSchedulerExecutor: a subclass fills in a few hooks (submit one job,
+find one submitted before, ask for the state of many jobs in one command, cancel one) and this class
+does the rest once: a submission is idempotent across timeouts and restarts, every command is an argv
+list run with a timeout and counted, cancellations are not repeated every poll, and a job the system
+no longer knows ends with a reason saying so once its accounting record has had time to arrive (its
+result file, if any, still decides the outcome). It also says once what a job gets on every system:
+the default resources, the interpreter on the nodes, its name, and the tail of its error output.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import shlex
-import string
+import signal
 import subprocess
 import sys
 import time
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from scheduler.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.resources import Resources, defaults
 from scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).with_name("templates")
 COMMAND_TIMEOUT = 30.0  # seconds a scheduler command may take before the system counts as unavailable
 CANCEL_REPEAT = 30.0  # seconds before a cancel request for the same job is sent again
-# Written into the job directory before the submit command runs, holding the native id once known:
-# a retried submission (after a timeout, or a dispatcher killed between submitting and recording the
-# id) looks for the job it may already have submitted instead of submitting it twice.
+# Seconds a job may be missing from both the system's listing and its records before it ends as "no
+# longer known": accounting records reach their database a moment after the job has left the listing
+# (Slurm's slurmdbd; Grid Engine writes them every accounting_flush_time, 15 s by default), and a DRMAA
+# session hears of an end a moment after the system.
+VANISH_GRACE = 60.0
+# Written into the job directory before the job is handed to the system, holding the native id once
+# known: a retried submission (after a timeout, or a dispatcher killed between submitting and recording
+# the id) looks for the job it may already have submitted instead of submitting it twice.
 SUBMITTED_FILE = "batch.submitted"
 TAIL_LINES = 3
 TAIL_CHARS = 400
@@ -51,6 +60,27 @@ class SchedulerUnavailable(SubmitError):
         self.certain = certain
 
 
+class CommandNotFound(SchedulerUnavailable):
+    """The command is not installed on this host."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(f"{command} is not installed on this host (not found on PATH)", certain=True)
+
+
+class UnknownListing(ValueError):
+    """A listing command's output is not the one its parser reads (another product of the same name)."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One job as a system's listing command shows it (the DRMAA executor polls with these)."""
+
+    state: NativeState  # ENDED where the listing still shows finished jobs (Slurm, TORQUE)
+    reason: str = ""  # why it ended, where the listing says (Slurm)
+    name: str = ""  # the job's name, where the listing shows it
+    workdir: str = ""  # the job's working directory (its job directory), where the listing shows it
+
+
 def tail(path: Path, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
     """The last non-empty lines of a small log file, joined with ' | ' (empty if unreadable)."""
     try:
@@ -65,40 +95,50 @@ def tail(path: Path, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
     return joined if len(joined) <= chars else "..." + joined[-chars:]
 
 
+def signal_name(value: str | int) -> str:
+    """SIGKILL for 9 (or "9"); "signal N" for a number no signal has; a name (as DRMAA gives it) unchanged."""
+    if isinstance(value, int) or str(value).isdigit():
+        with contextlib.suppress(ValueError):
+            return signal.Signals(int(value)).name
+        return f"signal {value}"
+    return str(value)
+
+
 class BatchExecutor(Executor):
     starts_now = False
     needs_payload = True
     # How the system is named in messages ("queued on Slurm as job 12").
-    display_name: ClassVar[str]
-    # The submit script's template in scheduler/templates (string.Template syntax).
-    template: ClassVar[str]
+    display_name: str
+    # The submission marker's name in the job directory.
+    submitted_file: ClassVar[str] = SUBMITTED_FILE
+    # A job's name on the system: this prefix and the WPS job id, cut to job_id_chars where given.
+    job_name_prefix: ClassVar[str] = "wps-"
+    job_id_chars: ClassVar[int | None] = None
 
     def __init__(self, settings: SchedulerSettings, jobs_dir: Path) -> None:
         self.settings = settings
         self.jobs_dir = jobs_dir
-        self.queries = 0  # scheduler commands run (submit, status, accounting, cancel): the benchmark reads it
-        self.commands: collections.Counter[str] = collections.Counter()
-        self._template = string.Template((TEMPLATES / self.template).read_text(encoding="utf-8"))
+        # Requests to the system since the start, by command name (or library call): the benchmark reads them.
+        self.calls: collections.Counter[str] = collections.Counter()
         self._cancelled: dict[str, float] = {}  # native id -> when a cancel was last requested
-        self._missing: dict[str, float] = {}  # native id -> since when neither status nor accounting lists it
+        self._missing: dict[str, float] = {}  # native id -> since when neither listing nor records show it
 
     # -- hooks --------------------------------------------------------------------------------------
 
     @abstractmethod
-    def script_values(self, spec: JobSpec) -> dict[str, str]:
-        """The template's values, each already quoted for where it appears; ValueError if impossible."""
-
-    @abstractmethod
-    def submit_script(self, script: Path) -> str:
-        """Submit the written script; the native id, or SubmitError."""
+    def submit_job(self, spec: JobSpec) -> str:
+        """Hand the job to the system and return its native id. ValueError: the job cannot be put to
+        this system (nothing was sent); SchedulerUnavailable: no answer (``certain`` if the job did not
+        get there); SubmitError: the system refused it."""
 
     @abstractmethod
     def find_submitted(self, spec: JobSpec) -> str | None:
         """The native id of a job submitted earlier for this job directory, if the system has it."""
 
-    @abstractmethod
     def query_status(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
-        """One command for all the jobs; jobs the system does not list are left out."""
+        """One command for all the jobs; jobs the system does not list are left out. The hook of
+        :meth:`poll_many`, which DRMAA overrides instead: it reaps what its listing no longer shows."""
+        raise NotImplementedError
 
     def query_finished(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
         """Jobs the status command no longer lists, from the system's accounting (one command), if any."""
@@ -106,9 +146,8 @@ class BatchExecutor(Executor):
 
     def vanish_grace(self) -> float:
         """Seconds a job may be missing from both the status command and the accounting before it ends
-        as "no longer known": accounting records may reach the database a moment after the job has
-        left the status command. No grace without accounting."""
-        return 0.0
+        as "no longer known" (VANISH_GRACE)."""
+        return VANISH_GRACE
 
     @abstractmethod
     def cancel_command(self, native_id: str) -> list[str]: ...
@@ -117,38 +156,49 @@ class BatchExecutor(Executor):
         """A failed cancel that only means the job has ended already."""
         return False
 
-    # -- commands -----------------------------------------------------------------------------------
-
-    def run(self, argv: list[str], timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """Run one scheduler command (an argv list, never a shell string) and count it."""
-        self.queries += 1
-        self.commands[os.path.basename(argv[0])] += 1
-        try:
-            return subprocess.run(
-                argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-            )
-        except FileNotFoundError:
-            raise SchedulerUnavailable(f"{argv[0]} is not installed on this host (not found on PATH)", True) from None
-        except subprocess.TimeoutExpired:
-            raise SchedulerUnavailable(f"{argv[0]} did not answer within {timeout:g} s") from None
-        except OSError as exc:
-            raise SchedulerUnavailable(f"cannot run {argv[0]}: {exc.strerror or exc}", True) from None
+    # -- what a job gets ----------------------------------------------------------------------------
 
     @property
     def python(self) -> list[str]:
         """The launcher's interpreter on the nodes, as argv words: ``[scheduler] python`` or our own."""
         return shlex.split(self.settings.python) or [sys.executable]
 
+    def resources(self, spec: JobSpec) -> Resources:
+        """What the job asks of the system; ``[scheduler]``'s defaults for a job that asks nothing."""
+        return spec.resources or defaults(self.settings)
+
+    def job_name(self, job_id: str) -> str:
+        return self.job_name_prefix + job_id[: self.job_id_chars]
+
+    # -- commands -----------------------------------------------------------------------------------
+
+    def count(self, kind: str) -> None:
+        """Count one request to the system: a command, by its name, or a library call."""
+        self.calls[kind] += 1
+
+    @property
+    def queries(self) -> int:
+        """Requests to the system since the start: the benchmark reads it."""
+        return sum(self.calls.values())
+
+    def run(self, argv: list[str], timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """Run one scheduler command (an argv list, never a shell string) and count it."""
+        self.count(os.path.basename(argv[0]))
+        try:
+            return subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+            )
+        except FileNotFoundError:
+            raise CommandNotFound(argv[0]) from None
+        except subprocess.TimeoutExpired:
+            raise SchedulerUnavailable(f"{argv[0]} did not answer within {timeout:g} s") from None
+        except OSError as exc:
+            raise SchedulerUnavailable(f"cannot run {argv[0]}: {exc.strerror or exc}", True) from None
+
     # -- the Executor interface ---------------------------------------------------------------------
 
-    def render_script(self, spec: JobSpec) -> str:
-        return self._template.substitute(self.script_values(spec))
-
-    def script_path(self, spec: JobSpec) -> Path:
-        return spec.job_dir / f"{self.name}.sh"
-
     def submit(self, spec: JobSpec) -> str:
-        marker = spec.job_dir / SUBMITTED_FILE
+        marker = spec.job_dir / self.submitted_file
         try:
             earlier: str | None = marker.read_text(encoding="ascii").strip()
         except (OSError, ValueError):
@@ -162,15 +212,12 @@ class BatchExecutor(Executor):
                 log.info("job %s: found as %s job %s from an earlier submission", spec.job_id, self.name, found)
                 marker.write_text(found, encoding="ascii")
                 return found
-        try:
-            text = self.render_script(spec)
-        except ValueError as exc:
-            raise SubmitError(str(exc), retry=False) from None
-        script = self.script_path(spec)
-        script.write_text(text, encoding="utf-8")
         marker.write_text("", encoding="ascii")
         try:
-            native_id = self.submit_script(script)
+            native_id = self.submit_job(spec)
+        except ValueError as exc:  # the job cannot be put to this system: nothing was sent
+            marker.unlink(missing_ok=True)
+            raise SubmitError(str(exc), retry=False) from None
         except SchedulerUnavailable as exc:
             if exc.certain:
                 marker.unlink(missing_ok=True)
@@ -188,23 +235,33 @@ class BatchExecutor(Executor):
         missing = [native_id for native_id in native_ids if native_id not in statuses]
         if missing:
             statuses.update(self.query_finished(missing))
-        gone = NativeStatus(NativeState.ENDED, f"is no longer known to {self.display_name}")
         now, grace = time.monotonic(), self.vanish_grace()
         result = {}
         for native_id in native_ids:
             status = statuses.get(native_id)
             if status is None:
-                if now - self._missing.setdefault(native_id, now) < grace:
+                if self.missing_for(native_id, now) < grace:
                     continue  # no news yet: asked again next poll
-                status = gone
+                status = NativeStatus(NativeState.ENDED, self.no_longer_known())
             self._missing.pop(native_id, None)
             result[native_id] = status
             if status.state is NativeState.ENDED:
                 self._cancelled.pop(native_id, None)
-        asked = set(native_ids)
+        self.forget_missing(native_ids)
+        return result
+
+    def missing_for(self, native_id: str, now: float) -> float:
+        """Seconds since a poll first found the job in neither the listing nor the records (0 at first)."""
+        return now - self._missing.setdefault(native_id, now)
+
+    def forget_missing(self, asked: Iterable[str]) -> None:
+        """Forget since when jobs the dispatcher no longer asks about have been missing."""
+        asked = set(asked)
         for native_id in [n for n in self._missing if n not in asked]:
             del self._missing[native_id]
-        return result
+
+    def no_longer_known(self) -> str:
+        return f"is no longer known to {self.display_name}"
 
     def cancel(self, native_id: str) -> None:
         """A request: the end is seen by a later poll. Repeated polls of a dismissed job that has not
@@ -213,15 +270,20 @@ class BatchExecutor(Executor):
         if now - self._cancelled.get(native_id, -CANCEL_REPEAT) < CANCEL_REPEAT:
             return
         self._cancelled[native_id] = now
+        if not self.request_cancel(native_id):
+            del self._cancelled[native_id]  # ask again next poll
+
+    def request_cancel(self, native_id: str) -> bool:
+        """Send the system's cancel command; False when the request did not get through."""
         try:
             done = self.run(self.cancel_command(native_id))
         except SubmitError as exc:
             log.warning("%s job %s: cannot cancel now: %s", self.name, native_id, exc)
-            del self._cancelled[native_id]  # ask again next poll
-            return
+            return False
         if done.returncode != 0 and not self.cancel_ignorable(done.stderr):
             log.warning("%s job %s: cancel failed: %s", self.name, native_id, done.stderr.strip())
-            del self._cancelled[native_id]
+            return False
+        return True
 
     def attach(self, native_id: str) -> None:
         """Nothing to do: the system's job ids outlive our restarts, so polling by id finds the job,

@@ -1,5 +1,5 @@
 #!/bin/sh
-# An hpc-wps job for Slurm, written into the job's directory by scheduler/slurm.py and submitted
+# An hpc-wps job for Slurm, written into the job's directory by slurm.py beside this file and submitted
 # with `sbatch --parsable` on this file. Every value was quoted when the file was written: #SBATCH
 # values for Slurm's own parser (double quotes, backslash escapes; % doubled in file names), the
 # command for the shell (shlex.quote). Later #SBATCH options override earlier ones, so the native
