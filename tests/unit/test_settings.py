@@ -73,3 +73,49 @@ def test_reference_file_is_current():
 def test_shipped_examples_load():
     for name in ("reference.cfg", "production.cfg"):
         load_settings(ROOT / "config" / name, environ={})
+
+
+def test_the_engines_own_variables_are_read_once_by_the_configuration():
+    """DOCKER_HOST and DRMAA_LIBRARY_PATH reach the settings when the file names no engine; the code
+    that connects reads only its settings."""
+    loaded = load_settings(environ={"DOCKER_HOST": "unix:///run/x.sock", "DRMAA_LIBRARY_PATH": "/opt/libdrmaa.so"})
+    assert loaded.jobs.docker.url == "unix:///run/x.sock"
+    assert loaded.jobs.scheduler.drmaa_library == "/opt/libdrmaa.so"
+    named = load_settings(
+        environ={
+            "DOCKER_HOST": "unix:///run/x.sock",
+            "HPC_WPS_DOCKER_URL": "tcp://127.0.0.1:2375",
+            "DRMAA_LIBRARY_PATH": "/opt/libdrmaa.so",
+            "HPC_WPS_SCHEDULER_DRMAA_LIBRARY": "/usr/lib/libdrmaa.so.1",
+        }
+    )
+    assert named.docker.url == "tcp://127.0.0.1:2375"
+    assert named.scheduler.drmaa_library == "/usr/lib/libdrmaa.so.1"
+    assert load_settings(environ={}).docker.url == ""
+
+
+def test_the_legacy_container_entry_is_ignored_with_a_warning(caplog):
+    from app.factory import LEGACY_CONTAINER_ENTRY, service_registry
+
+    settings = load_settings(environ={"HPC_WPS_PROCESSING_PROCESSES": LEGACY_CONTAINER_ENTRY})
+    with caplog.at_level("WARNING", logger="app.factory"):
+        registry = service_registry(settings)
+    assert [p.identifier for p in registry] == [p.identifier for p in service_registry(load_settings(environ={}))]
+    assert f"{LEGACY_CONTAINER_ENTRY} is no longer needed" in caplog.text
+
+
+def test_the_job_system_gets_its_part_of_the_configuration(tmp_path):
+    settings = load_settings(
+        environ={
+            "HPC_WPS_SERVER_WORKDIR": str(tmp_path),
+            "HPC_WPS_MONITORING_HEARTBEAT_INTERVAL": "3",
+            "HPC_WPS_MONITORING_HOST_LOST_AFTER": "900",
+            "HPC_WPS_INPUTS_MAX_SIZE": "5MB",
+        }
+    )
+    jobs = settings.jobs
+    assert jobs.jobs_dir == tmp_path.resolve() / "jobs"
+    assert jobs.database_url == f"sqlite:///{tmp_path.resolve() / 'jobs.sqlite'}"
+    assert (jobs.heartbeat_interval, jobs.host_lost_after) == (3.0, 900.0)
+    assert jobs.inputs.max_size == 5 * 1024**2
+    assert jobs.processing is settings.processing and jobs.docker is settings.docker
