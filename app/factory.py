@@ -31,7 +31,9 @@ def service_registry(settings: Settings) -> Registry:
     paths = [p for p in settings.processing.processes if p != LEGACY_CONTAINER_ENTRY]
     if len(paths) != len(settings.processing.processes):
         log.warning("[processing] processes: %s is no longer needed and is ignored", LEGACY_CONTAINER_ENTRY)
-    return build_registry(settings.processing.demo_processes, paths, configured(settings.docker).processes)
+    containers = configured(settings.docker)
+    registry = build_registry(settings.processing.demo_processes, paths, containers.processes)
+    return Registry(containers.apply(list(registry)))
 
 
 def build_app(settings: Settings | None = None) -> Flask:

@@ -5,15 +5,13 @@
 
 from __future__ import annotations
 
+from processes.container.declare import container_process, container_spec, is_container_process
 from processes.container.spec import (
     STDOUT,
     ContainerSpec,
     OutputSource,
     Relaxations,
     TemplateError,
-    container_process,
-    container_spec,
-    is_container_process,
     render_command,
 )
 

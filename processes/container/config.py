@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from processes.container.declare import container_process, relaxed
 from processes.container.images import ImageRefused, admitted
 from processes.container.settings import DockerSettings
-from processes.container.spec import OutputSource, Relaxations, TemplateError, container_process
+from processes.container.spec import OutputSource, Relaxations, TemplateError
 from processes.literals import TYPES
 from processes.model import (
     FORMAT_BINARY,
@@ -93,6 +94,11 @@ class ContainerConfig:
 
     def relaxations(self, process_id: str) -> Relaxations:
         return self.relax.get(process_id, Relaxations())
+
+    def apply(self, processes: Sequence[Process]) -> list[Process]:
+        """The processes with the relaxations this file grants baked into their container handlers, so
+        whoever runs one (a web worker, the local pool, a node) needs no configuration to find them."""
+        return [relaxed(p, self.relaxations(p.identifier)) for p in processes]
 
 
 def _check_keys(table: dict[str, Any], known: set[str], where: str) -> None:

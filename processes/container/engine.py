@@ -415,7 +415,7 @@ def removing(container: Container) -> Iterator[Container]:
 # -- the handler: run and wait here -------------------------------------------------------------------
 
 
-def run_in_handler(spec: ContainerSpec, job: JobContext) -> None:
+def run_in_handler(spec: ContainerSpec, relax: Relaxations, job: JobContext) -> None:
     """Run the container of ``job`` and wait for it: synchronous Execute and the local pool.
 
     The wait ends at the process's wall-clock limit; a time limit of the caller (SIGALRM) interrupts
@@ -425,11 +425,8 @@ def run_in_handler(spec: ContainerSpec, job: JobContext) -> None:
     from requests.exceptions import ConnectionError as RequestsConnectionError
     from requests.exceptions import ReadTimeout
 
-    from processes.container.config import configured
-
     docker = job.docker
     process = job.process
-    relax = configured(docker).relaxations(process.identifier)
     limits = limits_for(spec, docker)
     # The mounts live in the work directory, which the runtime removes once the outputs are collected.
     paths = JobPaths(job.output_dir.parent, job.workdir / CONTAINER_DIR)

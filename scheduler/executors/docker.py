@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from processes.container.config import ContainerConfig, configured
+from processes.container.declare import container_spec
 from processes.container.engine import (
     LABEL_JOB,
     LABEL_MODE,
@@ -52,7 +53,7 @@ from processes.container.engine import (
     start_container,
 )
 from processes.container.images import ImageRefused
-from processes.container.spec import ContainerSpec, TemplateError, container_spec, render_command
+from processes.container.spec import ContainerSpec, TemplateError, render_command
 from processes.context import ProcessError
 from processes.fetch import InputError
 from processes.model import Process
