@@ -39,6 +39,7 @@ class Job:
     finished_at: dt.datetime | None
     updated_at: dt.datetime
     expires_at: dt.datetime | None
+    owner: str  # the user who submitted it; ANONYMOUS without authentication
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:

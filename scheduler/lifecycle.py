@@ -26,7 +26,7 @@ from sqlalchemy.sql.dml import Update
 
 from scheduler import job_metrics
 from scheduler.db import Bind, transaction
-from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobMode, JobStatus, utcnow
+from scheduler.models import ACTIVE_STATES, ANONYMOUS, FINAL_VALUES, JOBS, JobMode, JobStatus, utcnow
 
 MESSAGE_LIMIT = 4000
 DISMISSED_BY_CLIENT = "dismissed by the client"
@@ -121,6 +121,7 @@ def create_job(
     status: JobStatus = JobStatus.ACCEPTED,
     executor: str | None = None,
     claimed_by: str | None = None,
+    owner: str = ANONYMOUS,
 ) -> dict[str, Any]:
     """Insert a job; returns its row as inserted, so the caller need not read it back.
 
@@ -146,6 +147,7 @@ def create_job(
         "updated_at": now,
         "expires_at": None,
         "claimed_by": claimed_by,
+        "owner": owner,
     }
     with transaction(bind) as conn:
         conn.execute(_INSERT, row)  # parameters, not .values(): the compiled statement is reused

@@ -37,6 +37,9 @@ ACTIVE_STATES = frozenset({JobStatus.ACCEPTED, JobStatus.QUEUED, JobStatus.RUNNI
 FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)  # as stored: compared with rows without an Enum
 
 
+ANONYMOUS = "anonymous"  # the owner of every job when no user is known
+
+
 def utcnow() -> dt.datetime:
     """Naive UTC: SQLite keeps no zone, so every timestamp in the table is UTC without one."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -72,11 +75,14 @@ class Job(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Who submitted it: the authenticated user, or ANONYMOUS (no authentication, or jobs from before it).
+    owner: Mapped[str] = mapped_column(String(255), default=ANONYMOUS, server_default=ANONYMOUS)
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_executor_active", "executor", "native_active"),
         Index("ix_jobs_expires_at", "expires_at"),
+        Index("ix_jobs_owner_status", "owner", "status"),
     )
 
 
