@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 from processes.container.settings import DockerSettings
 from processes.fetch import FetchLimits
@@ -109,6 +110,16 @@ class Settings:
         return shared.resolve() if str(shared) not in ("", ".") else self.server.workdir.resolve() / "jobs"
 
     @functools.cached_property
+    def fetch_limits(self) -> FetchLimits:
+        """``[inputs]`` with the service's own endpoints, which no reference may reach: the host and
+        port of its public URL, and the address it binds."""
+        public = urlsplit(self.server.url)
+        own = [f"{self.server.host}:{self.server.port}"]
+        if public.hostname:
+            own.append(f"{public.hostname}:{public.port or (443 if public.scheme == 'https' else 80)}")
+        return dataclasses.replace(self.inputs, own_endpoints=tuple(own))
+
+    @functools.cached_property
     def jobs(self) -> JobSettings:
         """The job system's part: what the job service, the dispatcher and the executors read."""
         return JobSettings(
@@ -117,7 +128,7 @@ class Settings:
             processing=self.processing,
             scheduler=self.scheduler,
             docker=self.docker,
-            inputs=self.inputs,
+            inputs=self.fetch_limits,
             heartbeat_interval=self.monitoring.heartbeat_interval,
             host_lost_after=self.monitoring.host_lost_after,
         )
@@ -158,7 +169,7 @@ def _convert(kind: Any, meta: Any, text: str) -> Any:
 def _section(name: str, raw: dict[str, tuple[str, str]]) -> Any:
     cls = _SECTION_TYPES[name]
     hints = get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
+    known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("derived")}
     values = {}
     for key, (text, origin) in raw.items():
         if key not in known:
@@ -245,6 +256,8 @@ def reference() -> str:
             continue
         lines.append(f"[{name}]")
         for f in dataclasses.fields(cls):
+            if f.metadata.get("derived"):
+                continue
             default = f.default if f.default is not dataclasses.MISSING else ""
             if isinstance(default, tuple):
                 default = ", ".join(str(d) for d in default)

@@ -6,16 +6,15 @@ launcher on compute nodes and in containers), so a process behaves the same wher
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from processes.container.settings import DockerSettings
 from processes.context import JobContext, ProcessError, Reporter
-from processes.fetch import FetchLimits, InputError, fetch_http, resolve_file
+from processes.fetch import FetchLimits, InputError, fetch_http, inline_bytes, redact_url, resolve_file, unseal_inputs
 from processes.model import (
     BoundingBoxInput,
     ComplexInput,
@@ -45,19 +44,12 @@ def _source_file(spec: dict[str, Any], work: Path, index: int, limits: FetchLimi
         if href.startswith("file:"):
             return resolve_file(ident, href, limits)
         if not href.startswith(("http://", "https://")):
-            raise InputError(ident, f"unsupported reference scheme in {href}", "not_accessible")
+            raise InputError(ident, f"unsupported reference scheme in {redact_url(href)}", "not_accessible")
         dest = work / f"{ident}.{index}.ref"
         fetch_http(ident, href, dest, limits, spec.get("method") or "GET", spec.get("body"), spec.get("headers"))
         return dest
     dest = work / f"{ident}.{index}.in"
-    data = spec.get("value") or ""
-    if (spec.get("encoding") or "").lower() == "base64":
-        try:
-            dest.write_bytes(base64.b64decode(data, validate=False))
-        except (binascii.Error, ValueError):
-            raise InputError(ident, "complex data is not valid base64") from None
-    else:
-        dest.write_text(data, encoding="utf-8")
+    dest.write_bytes(inline_bytes(ident, spec, limits))
     return dest
 
 
@@ -78,7 +70,9 @@ def materialize_inputs(
             except ValueError as exc:
                 raise InputError(declared.identifier, str(exc)) from None
         elif isinstance(declared, ComplexInput):
-            path = _source_file(spec, work, index, limits)
+            # The process's own maximum, when it declares one, stops a fetch as early as max_size does.
+            within = replace(limits, max_size=limits.size_for(declared.maximum_megabytes))
+            path = _source_file(spec, work, index, within)
             if declared.maximum_megabytes and path.stat().st_size > declared.maximum_megabytes * 1024**2:
                 raise InputError(declared.identifier, f"larger than {declared.maximum_megabytes} MB", "too_large")
             fmt = _pick_format(declared.formats, spec.get("mime_type"), spec.get("encoding"), spec.get("schema"))
@@ -176,7 +170,8 @@ def run_process(
     output_dir = job_dir / "outputs"
     work.mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
-    inputs = materialize_inputs(process, request.get("inputs", []), work, limits)
+    # Credentials were sealed for the job table; the key is in the jobs directory, beside job_dir.
+    inputs = materialize_inputs(process, unseal_inputs(request.get("inputs", []), job_dir.parent), work, limits)
     context = JobContext(process, inputs, work, output_dir, report, docker)
     process.handler(context)
     records = collect_outputs(process, context.outputs, request.get("outputs", []), output_dir)

@@ -50,3 +50,9 @@ def setting(
 
 def size_setting(default: int, doc: str) -> Any:
     return setting(default, doc, parse=parse_size)
+
+
+def derived(default: Any, doc: str) -> Any:
+    """A field the app fills in from other settings (never a key of the INI file): the loader refuses
+    it as a key and the reference leaves it out."""
+    return field(default=default, metadata={"doc": doc, "derived": True})

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from processes.fetch import seal_inputs
 from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle, queries
@@ -91,8 +92,14 @@ class JobService:
             raise InvalidResource(f"{REQUEST_PREFIX}{exc.name}", str(exc)) from None
 
     def _stored(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The request as the table keeps it: its resources resolved, so no executor checks them again."""
-        return request | {"resources": self.resolve_resources(request.get("resources") or {})}
+        """The request as the table keeps it: its resources resolved, so no executor checks them again,
+        the credentials of its references sealed (``processes.fetch.seal_inputs``): they are checked,
+        like everything else about a reference, when the job runs."""
+        resources = self.resolve_resources(request.get("resources") or {})
+        return request | {
+            "inputs": seal_inputs(request.get("inputs") or [], self.settings.jobs_dir),
+            "resources": resources,
+        }
 
     def submit(self, process: Process, version: str, request: dict[str, Any]) -> Job:
         """An asynchronous job: accepted for the dispatcher, or (``inline_async``) run here first.
@@ -124,14 +131,14 @@ class JobService:
         return job
 
     def _run_here(self, process: Process, job_id: str, stored: dict[str, Any]) -> tuple[Job, Outcome]:
-        """Run a job in this process under the synchronous time limit; returns its final state and how
-        it ended (which input failed it, if one did)."""
+        """Run a job in this process under the synchronous time limit, its fetches within the short
+        budget of a web worker; returns its final state and how it ended (which input failed it, if one did)."""
         settings = self.settings
         outcome = run_to_outcome(
             process,
             stored,
             settings.job_dir(job_id),
-            settings.inputs,
+            settings.inputs.in_web_worker(),
             ProgressReporter(self.engine, job_id),
             settings.processing.sync_time_limit,
             settings.docker,

@@ -26,6 +26,9 @@ from app.settings import Settings, load_settings
 from migrations import upgrade
 from tests.xsd import IN_CI, ROOT, validate
 
+# The test's own HTTP servers for inputs by reference listen here: references may reach them only
+# because the settings allow it, as an administrator allows an internal data server.
+LOCAL_HOSTS = "127.0.0.1/32"
 PG_ADMIN_URL = os.environ.get("HPC_WPS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -78,7 +81,14 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     base = load_settings(environ={})
     base = base.replace("server", workdir=tmp_path / "work", url="http://testserver/wps")
     base = base.replace("database", url=database_url)
-    base = base.replace("inputs", allowed_dirs=(allowed,), connect_timeout=2.0, read_timeout=2.0, total_timeout=5.0)
+    base = base.replace(
+        "inputs",
+        allowed_dirs=(allowed,),
+        allowed_hosts=(LOCAL_HOSTS,),
+        connect_timeout=2.0,
+        read_timeout=2.0,
+        total_timeout=5.0,
+    )
     base = base.replace("processing", sync_time_limit=20.0)
     upgrade(base.database_url)
     if database_url.startswith("postgresql"):  # one database per session: each test starts with no jobs
@@ -174,7 +184,7 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("live")).start()
+    server = LiveServer(tmp_path_factory.mktemp("live"), f"[inputs]\nallowed_hosts = {LOCAL_HOSTS}\n").start()
     yield server
     server.stop()
 
@@ -187,6 +197,7 @@ def settings_environ(settings: Settings) -> dict[str, str]:
         HPC_WPS_SERVER_WORKDIR=str(settings.server.workdir),
         HPC_WPS_DATABASE_URL=settings.database_url,
         HPC_WPS_INPUTS_ALLOWED_DIRS=",".join(str(d) for d in settings.inputs.allowed_dirs),
+        HPC_WPS_INPUTS_ALLOWED_HOSTS=",".join(settings.inputs.allowed_hosts),
         HPC_WPS_PROCESSING_SLOTS=str(settings.processing.slots),
         HPC_WPS_PROCESSING_POLL_INTERVAL="0.05",
         HPC_WPS_MONITORING_HEARTBEAT_INTERVAL=str(settings.monitoring.heartbeat_interval),

@@ -55,7 +55,7 @@ from processes.container.engine import (
 from processes.container.images import ImageRefused
 from processes.container.spec import ContainerSpec, TemplateError, render_command
 from processes.context import ProcessError
-from processes.fetch import InputError
+from processes.fetch import SEALED, InputError, unseal_inputs
 from processes.model import Process
 from processes.runtime import collect_outputs, materialize_inputs
 from scheduler.executor_names import DOCKER
@@ -348,6 +348,7 @@ class DockerExecutor(Executor):
 
     def _start(self, process: Process, job_id: str, request: dict[str, Any], job_dir: Path, work: Path) -> None:
         docker = self.docker
+        request = request | {"inputs": unseal_inputs(request.get("inputs", []), job_dir.parent)}
         relax = self.config.relaxations(process.identifier)
         spec = container_spec(process)
         paths = JobPaths(job_dir)
@@ -393,7 +394,7 @@ class DockerExecutor(Executor):
             if item.get("href"):
                 source = _source_file(item, work, index, self.settings.inputs)
                 shutil.copyfile(source, staged / f"{index}")
-                item = {k: v for k, v in item.items() if k not in ("href", "method", "body", "headers")}
+                item = {k: v for k, v in item.items() if k not in ("href", "method", "body", "headers", SEALED)}
                 item["href"] = f"file://{JOB_MOUNT}/{STAGED_INPUTS}/{index}"
             specs.append(item)
         # Inside, the launcher reads only the staged files; it reports through result.json (no database).

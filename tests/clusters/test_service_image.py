@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.clusters.test_docker import containers_of, kvp, outputs, wait_final
-from tests.conftest import LiveServer, free_port, need_backend, serve_directory, wait_for
+from tests.conftest import LOCAL_HOSTS, LiveServer, free_port, need_backend, serve_directory, wait_for
 from tests.xsd import ROOT, WPS10, validate
 
 pytestmark = pytest.mark.slow
@@ -115,6 +115,8 @@ def test_mode_docker_runs_python_processes_in_the_service_image(service_image, d
         f"images = {service_image}\n"
         f"python_image = {service_image}\n"
         "memory = 256MB\n"
+        "[inputs]\n"
+        f"allowed_hosts = {LOCAL_HOSTS}\n"  # the test's own data server on 127.0.0.1
     )
     server = LiveServer(tmp_path / "server", config).start()
     try:

@@ -18,13 +18,14 @@ import pytest
 import requests
 from lxml import etree
 
-from tests.conftest import LiveServer, wait_for
+from tests.conftest import LOCAL_HOSTS, LiveServer, wait_for
 from tests.xsd import OWS11, OWS20, WPS10, WPS20, validate
 
 NS = {"wps": WPS10, "ows": OWS11, "wps2": WPS20, "ows2": OWS20}
 MAX_SIZE = 1024 * 1024
 LIMITS = f"""
 [inputs]
+allowed_hosts = {LOCAL_HOSTS}
 connect_timeout = 2
 read_timeout = 1
 total_timeout = 3

@@ -21,8 +21,9 @@ class Discovery:
         self.context = context
         registry = context.jobs.registry
         self.capabilities = {"1.0.0": capabilities_10(settings, registry), "2.0.0": capabilities_20(settings, registry)}
-        self._descriptions_10 = {p.identifier: process_description_10(p) for p in registry}
-        self._offerings_20 = {p.identifier: process_offering_20(p) for p in registry}
+        megabytes = settings.inputs.default_megabytes
+        self._descriptions_10 = {p.identifier: process_description_10(p, megabytes) for p in registry}
+        self._offerings_20 = {p.identifier: process_offering_20(p, megabytes) for p in registry}
         self._describe_all = {
             "1.0.0": describe_10([copy.deepcopy(e) for e in self._descriptions_10.values()], context.language),
             "2.0.0": describe_20([copy.deepcopy(e) for e in self._offerings_20.values()]),

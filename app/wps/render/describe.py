@@ -107,7 +107,7 @@ def _header10(spec: Any) -> list[etree._Element]:
     ]
 
 
-def _input10(spec: Any) -> etree._Element:
+def _input10(spec: Any, default_megabytes: int) -> etree._Element:
     if isinstance(spec, LiteralInput):
         body = E.LiteralData(
             _data_type(OWS1, spec),
@@ -117,8 +117,7 @@ def _input10(spec: Any) -> etree._Element:
         )
     elif isinstance(spec, ComplexInput):
         body = E.ComplexData(*_formats10(spec.formats))
-        if spec.maximum_megabytes:
-            body.set("maximumMegabytes", str(spec.maximum_megabytes))
+        body.set("maximumMegabytes", str(spec.maximum_megabytes or default_megabytes))
     else:
         body = E.BoundingBoxData(*_crss10(spec.crss))
     max_occurs = "unbounded" if spec.max_occurs == UNBOUNDED else str(spec.max_occurs)
@@ -135,10 +134,11 @@ def _output10(spec: Any) -> etree._Element:
     return E.Output(*_header10(spec), body)
 
 
-def process_description_10(process: Process) -> etree._Element:
+def process_description_10(process: Process, default_megabytes: int) -> etree._Element:
+    """``default_megabytes``: the maximumMegabytes of complex inputs that declare none ([inputs] max_size)."""
     return E.ProcessDescription(
         *_header10(process),
-        *([E.DataInputs(*[_input10(i) for i in process.inputs])] if process.inputs else []),
+        *([E.DataInputs(*[_input10(i, default_megabytes) for i in process.inputs])] if process.inputs else []),
         E.ProcessOutputs(*[_output10(o) for o in process.outputs]),
         {
             PROCESS_VERSION_10: process.version,
@@ -191,11 +191,13 @@ def _literal20(spec: LiteralInput | LiteralOutput) -> etree._Element:
     return WPS2.LiteralData(_formats20((Format("text/plain"), Format("text/xml"))), domain)
 
 
-def _data20(spec: Any) -> etree._Element:
+def _data20(spec: Any, default_megabytes: int | None = None) -> etree._Element:
     if isinstance(spec, (LiteralInput, LiteralOutput)):
         return _literal20(spec)
-    if isinstance(spec, (ComplexInput, ComplexOutput)):
-        return WPS2.ComplexData(_formats20(spec.formats, getattr(spec, "maximum_megabytes", None)))
+    if isinstance(spec, ComplexInput):
+        return WPS2.ComplexData(_formats20(spec.formats, spec.maximum_megabytes or default_megabytes))
+    if isinstance(spec, ComplexOutput):
+        return WPS2.ComplexData(_formats20(spec.formats))
     assert isinstance(spec, (BoundingBoxInput, BoundingBoxOutput))
     return WPS2.BoundingBoxData(
         _formats20((Format("text/plain"),)),
@@ -203,11 +205,12 @@ def _data20(spec: Any) -> etree._Element:
     )
 
 
-def process_offering_20(process: Process) -> etree._Element:
+def process_offering_20(process: Process, default_megabytes: int) -> etree._Element:
+    """``default_megabytes``: the maximumMegabytes of complex inputs that declare none ([inputs] max_size)."""
     inputs = [
         WPS2.Input(
             _header20(i),
-            _data20(i),
+            _data20(i, default_megabytes),
             minOccurs=i.min_occurs,
             maxOccurs="unbounded" if i.max_occurs == UNBOUNDED else i.max_occurs,
         )
