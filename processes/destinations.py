@@ -58,16 +58,14 @@ def is_public(address: IPAddress) -> bool:
     """A globally reachable unicast address: not private, loopback, link-local, CGNAT, multicast,
     reserved or unspecified; for IPv6, neither unique-local nor an IPv4 address in disguise (mapped,
     compatible, or a 6to4 or NAT64 address whose embedded IPv4 address is not public itself)."""
+    if isinstance(address, ipaddress.IPv6Address) and address in _NAT64:  # Python's lists differ on it
+        return is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     if any(address in network for network in _NOT_PUBLIC if network.version == address.version):
         return False
     if not address.is_global or address.is_multicast or address.is_reserved or address.is_unspecified:
         return False
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return is_public(embedded)
+    if isinstance(address, ipaddress.IPv6Address) and address.sixtofour is not None:
+        return is_public(address.sixtofour)
     return True
 
 

@@ -337,7 +337,6 @@ class _GuardedAdapter(HTTPAdapter):
 def _session(limits: FetchLimits, destinations: Destinations) -> requests.Session:
     session = requests.Session()
     session.trust_env = limits.use_environment_proxies  # proxy variables and .netrc: only when configured
-    session.max_redirects = 0
     adapter = _GuardedAdapter(destinations)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
