@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlparse, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlparse, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -269,7 +269,7 @@ def _checked_url(identifier: str, url: str, original: str, limits: FetchLimits, 
     shown = redact_url(original)
     try:
         parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        port = _port(parts)
         host = parts.hostname
     except ValueError:
         raise InputError(identifier, f"not a usable URL: {shown}", "not_accessible") from None
@@ -343,9 +343,19 @@ def _session(limits: FetchLimits, destinations: Destinations) -> requests.Sessio
     return session
 
 
+def _port(parts: SplitResult) -> int:
+    """The port a URL connects to (raises ValueError for one out of range)."""
+    return parts.port or (443 if parts.scheme.lower() == "https" else 80)
+
+
 def _same_origin(a: str, b: str) -> bool:
+    """Both URLs passed :func:`_checked_url`, so their ports can be read."""
     first, second = urlsplit(a), urlsplit(b)
-    return (first.scheme, first.hostname, first.port) == (second.scheme, second.hostname, second.port)
+    return (first.scheme.lower(), first.hostname, _port(first)) == (
+        second.scheme.lower(),
+        second.hostname,
+        _port(second),
+    )
 
 
 @contextlib.contextmanager
@@ -375,13 +385,19 @@ def _follow(
                 if response.status_code not in REDIRECTS or "Location" not in response.headers:
                     yield response
                     return
-            target = urljoin(url, response.headers["Location"])
+            try:
+                target = urljoin(url, response.headers["Location"])
+            except ValueError:
+                raise InputError(
+                    identifier, f"{redact_url(href)} redirected to an unusable URL", "not_accessible"
+                ) from None
+            target = _checked_url(identifier, target, href, limits, destinations)
             if not _same_origin(url, target):
                 headers = {k: v for k, v in headers.items() if k not in CREDENTIAL_HEADERS}
             if response.status_code in (301, 302, 303) and method == "POST":
                 method, body = "GET", None
                 headers = {k: v for k, v in headers.items() if k != "Content-Type"}
-            url = _checked_url(identifier, target, href, limits, destinations)
+            url = target
     message = f"{redact_url(href)} redirected more than {limits.max_redirects} times"
     raise InputError(identifier, message, "not_accessible")
 

@@ -1,5 +1,7 @@
 """Inputs by reference from hostile hosts: one that never answers, one that sends data without end,
-one that trickles a few bytes now and then, one that announces a body over the limit.
+one that trickles a few bytes now and then, one that announces a body over the limit; and the guard
+of every fetch, through the WSGI app: loopback and private ranges refused by default, redirects,
+methods, headers, a gzip bomb, credentials kept out of the job table, the service's own address.
 
 A real HTTP server in a thread plays the remote host; ``hpc-wps serve`` runs with short limits. Each
 job, synchronous or asynchronous, must end Failed within a bounded time, with a message that names the
@@ -8,17 +10,27 @@ limit it ran into; a synchronous one answers the OWS exception of the input at f
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import gzip
+import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import quote
+from urllib.parse import quote, unquote
+from xml.sax.saxutils import escape
 
 import pytest
 import requests
 from lxml import etree
+from sqlalchemy import create_engine
+from sqlalchemy import text as text_sql
 
-from tests.conftest import LOCAL_HOSTS, LiveServer, wait_for
+from app import create_app
+from app.settings import Settings
+from tests.conftest import LOCAL_HOSTS, LiveServer, ValidatingClient, free_port, wait_for
 from tests.xsd import OWS11, OWS20, WPS10, WPS20, validate
 
 NS = {"wps": WPS10, "ows": OWS11, "wps2": WPS20, "ows2": OWS20}
@@ -161,3 +173,337 @@ def test_async_job_ends_failed_naming_the_limit(service: LiveServer, hostile: st
     failed = document.find("wps:Status/wps:ProcessFailed", NS)
     assert failed is not None
     assert named in failed.findtext(".//ows:ExceptionText", namespaces=NS)
+
+
+# -- the guard, through the WSGI app (both protocol versions, SQLite and PostgreSQL) -------------------------------
+
+REFUSED = "not an allowed destination for inputs"
+
+
+class ProbeHandler(BaseHTTPRequestHandler):
+    """What a service inside might be: ``/health`` answers a secret, ``/redirect?to=URL`` sends a
+    client on, ``/gzip-bomb`` is 100 MiB of zeros gzipped, ``/private`` wants credentials, ``/nowhere`` is not found; every
+    request is recorded (method, path, headers)."""
+
+    server: ProbeServer
+
+    def _answer(self) -> None:
+        self.server.seen.append((self.command, self.path, dict(self.headers)))
+        path, _, query = self.path.partition("?")
+        if path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", unquote(query.removeprefix("to=")))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body, extra = b"internal secret: hostname and pids", {}
+        if path == "/gzip-bomb":
+            body, extra = GZIP_BOMB, {"Content-Encoding": "gzip"}
+        elif path in ("/private", "/nowhere"):
+            authorized = self.headers.get("Authorization") == "Basic YWxpY2U6czNjcmV0"
+            if path == "/nowhere" or not authorized or self.headers.get("Cookie") != "k=c00kie":
+                self.send_response(404 if path == "/nowhere" else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = b"to be or not to be"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = do_SET = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+GZIP_BOMB = gzip.compress(b"\0" * (100 * 1024**2), 9)
+
+
+class ProbeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), ProbeHandler)
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+
+
+@pytest.fixture(scope="module")
+def probe_server() -> Iterator[ProbeServer]:
+    server = ProbeServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def probe(probe_server: ProbeServer) -> ProbeServer:
+    """The probe, having seen nothing yet in this test."""
+    probe_server.seen.clear()
+    return probe_server
+
+
+@pytest.fixture
+def default_wps(settings: Settings) -> Iterator[ValidatingClient]:
+    """The app with the default [inputs] destinations: no allowed hosts."""
+    application = create_app(settings.replace("inputs", allowed_hosts=()))
+    application.testing = True
+    yield ValidatingClient(application.test_client())
+    application.extensions["hpc_wps"].engine.dispose()
+
+
+def reference20(href: str, extra: str = "", method: str = "", identifier: str = "wordcounter") -> str:
+    attribute = f' method="{method}"' if method else ""
+    input_id = "text" if identifier == "wordcounter" else "complexInput"
+    return (
+        f'<wps:Input id="{input_id}"><wps:Reference xlink:href="{escape(href, {chr(34): "&quot;"})}"'
+        f' mimeType="text/plain"{attribute}>{extra}</wps:Reference></wps:Input>'
+    )
+
+
+def sync20(client: ValidatingClient, reference: str, identifier: str = "wordcounter"):  # type: ignore[no-untyped-def]
+    body = (
+        f'<wps:Execute xmlns:wps="{WPS20}" xmlns:ows="{OWS20}" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'service="WPS" version="2.0.0" mode="sync" response="document"><ows:Identifier>{identifier}</ows:Identifier>'
+        f"{reference}</wps:Execute>"
+    )
+    return client.post("/wps", data=body, content_type="text/xml")
+
+
+def kvp10(client: ValidatingClient, href: str, identifier: str = "wordcounter", input_id: str = "text"):  # type: ignore[no-untyped-def]
+    inputs = f"{input_id}=@xlink:href={quote(href, safe='')}@mimeType=text/plain"
+    return client.get(f"/wps?service=WPS&version=1.0.0&request=Execute&identifier={identifier}&DataInputs={inputs}")
+
+
+def report(response, ows: str) -> tuple[int, str | None, str | None, str]:  # type: ignore[no-untyped-def]
+    found = response.xml.find(f"{{{ows}}}Exception")
+    assert found is not None, response.get_data(as_text=True)
+    return (
+        response.status_code,
+        found.get("exceptionCode"),
+        found.get("locator"),
+        found.findtext(f"{{{ows}}}ExceptionText"),
+    )
+
+
+LOOPBACK_SPELLINGS = ["127.0.0.1", "localhost", "0x7f000001", "2130706433", "127.1", "[::ffff:127.0.0.1]", "[::1]"]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
+def test_loopback_is_refused_by_default_in_both_versions(default_wps, probe: ProbeServer, host: str):
+    href = f"http://{host}:{probe.server_port}/health"
+    status, code, locator, text = report(kvp10(default_wps, href), OWS11)
+    assert (status, code, locator) == (400, "InvalidParameterValue", "text")
+    assert text == f"input text: cannot fetch {href}: {REFUSED}"
+    status, code, locator, text = report(sync20(default_wps, reference20(href)), OWS20)
+    assert (status, code, locator) == (400, "DataNotAccessible", "text")
+    assert REFUSED in text and "secret" not in text
+    assert probe.seen == []
+
+
+@pytest.mark.parametrize("href", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://100.64.0.1/",
+                                  "http://192.168.0.1/", "http://[fd00::1]/", "http://[fe80::1]/", "http://224.0.0.1/"])  # fmt: skip
+def test_private_ranges_are_refused_by_default(default_wps, href: str):
+    status, code, locator, text = report(sync20(default_wps, reference20(href)), OWS20)
+    assert (status, code, locator, text) == (
+        400,
+        "DataNotAccessible",
+        "text",
+        f"input text: cannot fetch {href}: {REFUSED}",
+    )
+
+
+def test_an_internal_port_and_a_closed_one_give_the_same_answer(default_wps, probe: ProbeServer):
+    """Whether something speaks HTTP there, and what it answers, is not told."""
+    answers = set()
+    for port in (probe.server_port, free_port()):
+        status, code, locator, text = report(kvp10(default_wps, f"http://127.0.0.1:{port}/health"), OWS11)
+        answers.add((status, code, locator, text.replace(str(port), "PORT")))
+    assert len(answers) == 1
+
+
+def test_a_redirect_to_loopback_is_refused(wps, probe: ProbeServer):
+    """The probe is allowed (127.0.0.1/32); where it redirects, [::1] and 127.0.0.2, is not."""
+    for target in (f"http://[::1]:{probe.server_port}/health", f"http://127.0.0.2:{probe.server_port}/health"):
+        href = f"http://127.0.0.1:{probe.server_port}/redirect?to={target}"
+        status, code, locator, text = report(kvp10(wps, href), OWS11)
+        assert (status, code, locator) == (400, "InvalidParameterValue", "text")
+        assert text == f"input text: cannot fetch {href}: {REFUSED}"
+    assert {path.partition("?")[0] for _method, path, _headers in probe.seen} == {"/redirect"}
+
+
+@pytest.mark.parametrize("method", ["SET", "DELETE", "PUT"])
+def test_methods_other_than_get_and_post_are_refused(wps, probe: ProbeServer, method: str):
+    href = f"http://127.0.0.1:{probe.server_port}/health"
+    status, code, locator, text = report(sync20(wps, reference20(href, method=method)), OWS20)
+    assert (status, code, locator) == (400, "WrongInputData", "text")
+    assert "GET or POST" in text
+    body = execute10_reference(href, f' method="{method}"')
+    status, code, locator, text = report(wps.post("/wps", data=body, content_type="text/xml"), OWS11)
+    assert (status, code, locator) == (400, "InvalidParameterValue", "text")
+    assert probe.seen == []
+
+
+def execute10_reference(href: str, attributes: str = "", inner: str = "") -> str:
+    return (
+        f'<wps:Execute service="WPS" version="1.0.0" xmlns:wps="{WPS10}" xmlns:ows="{OWS11}" '
+        'xmlns:xlink="http://www.w3.org/1999/xlink"><ows:Identifier>wordcounter</ows:Identifier><wps:DataInputs>'
+        f'<wps:Input><ows:Identifier>text</ows:Identifier><wps:Reference xlink:href="{escape(href)}" '
+        f'mimeType="text/plain"{attributes}>{inner}</wps:Reference></wps:Input></wps:DataInputs></wps:Execute>'
+    )
+
+
+@pytest.mark.parametrize("header", ["Host", "X-Forwarded-For", "Proxy-Authorization", "Connection", "Authorization"])
+def test_headers_outside_the_allow_list_are_refused(wps, probe: ProbeServer, header: str):
+    href = f"http://127.0.0.1:{probe.server_port}/health"
+    extra = f'<wps:Header key="{header}" value="hidden-v4lue"/>'
+    status, code, locator, text = report(sync20(wps, reference20(href, extra)), OWS20)
+    assert (status, code, locator) == (400, "WrongInputData", "text")
+    assert header in text and "hidden-v4lue" not in text
+    assert probe.seen == []
+
+
+def test_a_gzip_bomb_stops_at_the_size_limit(settings: Settings, probe: ProbeServer):
+    """100 MiB of zeros in 100 KiB of gzip, against a limit of 1 MiB on the decoded bytes."""
+    application = create_app(settings.replace("inputs", max_size=1024**2))
+    application.testing = True
+    client = ValidatingClient(application.test_client())
+    try:
+        href = f"http://127.0.0.1:{probe.server_port}/gzip-bomb"
+        status, code, locator, text = report(kvp10(client, href), OWS11)
+        assert (status, code, locator) == (413, "FileSizeExceeded", "text")
+        assert f"size limit of {1024**2} bytes" in text
+        status, code, locator, text = report(sync20(client, reference20(href)), OWS20)
+        assert (status, code, locator) == (400, "SizeExceeded", "text")
+    finally:
+        application.extensions["hpc_wps"].engine.dispose()
+
+
+def test_inline_data_over_its_own_limit(settings: Settings):
+    application = create_app(settings.replace("inputs", max_inline_size=1000))
+    application.testing = True
+    client = ValidatingClient(application.test_client())
+    try:
+        encoded = base64.b64encode(b"x" * 1001).decode()
+        data = f'<wps:Data mimeType="text/plain" encoding="base64">{encoded}</wps:Data>'
+        body = (
+            f'<wps:Execute xmlns:wps="{WPS20}" xmlns:ows="{OWS20}" service="WPS" version="2.0.0" mode="sync" '
+            f'response="document"><ows:Identifier>echo</ows:Identifier><wps:Input id="complexInput">{data}</wps:Input>'
+            "</wps:Execute>"
+        )
+        status, code, locator, text = report(client.post("/wps", data=body, content_type="text/xml"), OWS20)
+        assert (status, code, locator) == (400, "SizeExceeded", "complexInput")
+        assert "limit of 1000 bytes" in text
+        # 1000 bytes decoded (1336 as base64) are within it.
+        fits = body.replace(encoded, base64.b64encode(b"x" * 1000).decode())
+        assert client.post("/wps", data=fits, content_type="text/xml").status_code == 200
+    finally:
+        application.extensions["hpc_wps"].engine.dispose()
+
+
+def test_every_complex_input_shows_a_maximum_megabytes(wps):
+    described = wps.get("/wps?service=WPS&version=1.0.0&request=DescribeProcess&identifier=echo,wordcounter")
+    maxima = {
+        element.getparent().findtext(f"{{{OWS11}}}Identifier"): element.get("maximumMegabytes")
+        for element in described.xml.iter("ComplexData")
+    }
+    assert maxima == {"complexInput": "1024", "text": "100"}  # [inputs] max_size 1 GiB; wordcounter declares 100
+    offering = wps.get("/wps?service=WPS&version=2.0.0&request=DescribeProcess&identifier=echo")
+    formats = offering.xml.findall(f".//{{{WPS20}}}Input/{{{WPS20}}}ComplexData/{{{WPS20}}}Format")
+    assert formats and {f.get("maximumMegabytes") for f in formats} == {"1024"}
+
+
+def test_credentials_reach_the_remote_host_and_nowhere_else(settings: Settings, probe: ProbeServer, caplog):
+    """Forwarded where the administrator allows it; never in the stored row, a response or the log."""
+    opened = settings.replace("inputs", forward_credentials=True)
+    application = create_app(opened)
+    application.testing = True
+    client = ValidatingClient(application.test_client())
+    caplog.set_level(logging.DEBUG)
+    try:
+        good = f"http://alice:s3cret@127.0.0.1:{probe.server_port}/private"
+        bad = f"http://alice:s3cret@127.0.0.1:{probe.server_port}/nowhere"
+        cookie = '<wps:Header key="Cookie" value="k=c00kie"/>'
+        ok = sync20(client, reference20(good, cookie))
+        assert ok.status_code == 200, ok.get_data(as_text=True)
+        assert "to" in ok.get_data(as_text=True)
+        lineage = execute10_reference(good, "", "").replace(
+            "</wps:Execute>",
+            '<wps:ResponseForm><wps:ResponseDocument lineage="true"/></wps:ResponseForm></wps:Execute>',
+        )
+        failed = client.post("/wps", data=lineage, content_type="text/xml")  # no cookie: the probe answers 401
+        print("SEEN", probe.seen, lineage)
+        status, code, locator, text = report(failed, OWS11)
+        assert (status, code, locator) == (400, "InvalidParameterValue", "text")
+        assert f"http://alice:***@127.0.0.1:{probe.server_port}/private answered HTTP 401" in text
+        also_failed = report(kvp10(client, bad), OWS11)[3]
+        responses = ok.get_data(as_text=True) + failed.get_data(as_text=True) + also_failed
+        engine = create_engine(opened.database_url)
+        with engine.connect() as conn:
+            rows = [json.dumps(dict(r)) for r in conn.execute(text_sql("SELECT request, message FROM jobs")).mappings()]
+        engine.dispose()
+        assert len(rows) == 3
+        stored = "\n".join(rows)
+        assert "alice:***@" in stored
+        for secret in ("s3cret", "c00kie", "YWxpY2U6czNjcmV0"):
+            assert secret not in stored and secret not in responses
+            assert secret not in caplog.text
+        # The real values did reach the remote host.
+        assert any(
+            h.get("Cookie") == "k=c00kie" and h.get("Authorization") for _m, p, h in probe.seen if p == "/private"
+        )
+    finally:
+        application.extensions["hpc_wps"].engine.dispose()
+
+
+def test_a_reference_to_the_service_itself_is_refused(service: LiveServer):
+    """Its own address is refused although 127.0.0.1/32 is allowed in its configuration."""
+    port = service.port
+    for href in (
+        f"{service.url}?service=WPS&request=GetCapabilities",
+        f"http://localhost:{port}/health",
+        f"http://2130706433:{port}/metrics",
+    ):
+        body = execute20(escape(href), "sync")
+        response = requests.post(service.url, data=body, headers={"Content-Type": "text/xml"}, timeout=30)
+        found = exception(response, OWS20)
+        assert (response.status_code, found.get("exceptionCode"), found.get("locator")) == (
+            400,
+            "DataNotAccessible",
+            "text",
+        )
+        assert REFUSED in found.findtext(f"{{{OWS20}}}ExceptionText")
+
+
+def test_a_synchronous_fetch_ends_within_the_web_worker_budget(settings: Settings):
+    """A trickling host under a long total timeout: the web worker's budget (1 s here) ends it. The
+    bound asserted (10 s) is generous: only the budget, not the total timeout (60 s), can meet it."""
+    server = HostileServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    limited = settings.replace("inputs", sync_fetch_timeout=1.0, total_timeout=60.0, read_timeout=30.0)
+    application = create_app(limited)
+    application.testing = True
+    client = ValidatingClient(application.test_client())
+    try:
+        started = time.monotonic()
+        response = kvp10(client, f"http://127.0.0.1:{server.server_port}/trickle")
+        took = time.monotonic() - started
+        status, code, locator, text = report(response, OWS11)
+        assert (status, code, locator) == (400, "InvalidParameterValue", "text")
+        assert "total timeout of 1 s" in text
+        assert took < 10, took
+    finally:
+        application.extensions["hpc_wps"].engine.dispose()
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
