@@ -773,6 +773,60 @@ CORPUS: list[Case] = [
         "InvalidParameterValue",
         "literalInput",
     ),
+    # Destinations not allowed: the tests allow 127.0.0.1/32 for their own servers, nothing else.
+    *(
+        kvp(
+            f"kvp-refused-{name}",
+            href_query("echo", "complexInput", href),
+            400,
+            "InvalidParameterValue",
+            "complexInput",
+        )
+        for name, href in (
+            ("metadata", "http://169.254.169.254/latest/meta-data/"),
+            ("metadata-decimal", "http://2852039166/latest/meta-data/"),
+            ("private-hex", "http://0x0a000001/"),
+            ("cgnat", "http://100.64.0.1/"),
+            ("mapped", "http://[::ffff:10.0.0.1]/"),
+            ("ipv6-loopback", "http://[::1]:9/x"),
+            ("other-loopback", "http://127.0.0.2:9/x"),
+            ("unique-local", "http://[fd00::1]/"),
+            ("credentials-not-forwarded", "http://user:pass@127.0.0.1:9/x"),
+            ("no-host", "http:///x"),
+            ("bad-port", "http://127.0.0.1:99999/x"),
+        )
+    ),
+    x20(
+        "xml-reference-method-set",
+        execute20(
+            "echo",
+            '<wps:Input id="complexInput"><wps:Reference xlink:href="http://127.0.0.1:6379/" method="SET"/></wps:Input>',
+        ),
+        400,
+        "WrongInputData",
+        "complexInput",
+    ),
+    x20(
+        "xml-reference-host-header",
+        execute20(
+            "echo",
+            '<wps:Input id="complexInput"><wps:Reference xlink:href="http://127.0.0.1:9/x">'
+            '<wps:Header key="Host" value="internal"/></wps:Reference></wps:Input>',
+        ),
+        400,
+        "WrongInputData",
+        "complexInput",
+    ),
+    x10(
+        "xml-reference-method-delete",
+        execute10(
+            "wordcounter",
+            input10("text", '<wps:Reference xlink:href="http://127.0.0.1:9/x" method="DELETE" mimeType="text/plain"/>'),
+        ),
+        400,
+        "InvalidParameterValue",
+        "text",
+    ),
     kvp(
         "kvp-file-nul-byte",
         href_query("wordcounter", "text", "file:///tmp/%00"),

@@ -25,6 +25,7 @@ from app.wps.errors import OWSException
 from app.wps.parse_kvp import parse_kvp
 from app.wps.parse_xml import parse_xml
 from app.wps.requests import DescribeProcess, Execute, GetCapabilities, JobRequest
+from processes.fetch import FetchLimits, InputError, _request_headers, fetch_http, redact_url
 from tests.conftest import ValidatingClient
 from tests.xsd import OWS11, OWS20, WPS10, WPS20
 
@@ -282,6 +283,10 @@ ATTRIBUTE_VALUES = (
     "seconds",
     "file:///etc/passwd",
     "http://127.0.0.1:9/x",
+    "http://0x7f000001:9/x",
+    "http://[::ffff:169.254.169.254]/",
+    "SET",
+    "DELETE",
     *INPUT_IDS,
     *OUTPUT_IDS,
 )
@@ -625,3 +630,55 @@ CONTROL = st.text(st.characters(categories=("Cc",), exclude_characters="\t\n\r")
 @given(query=st.tuples(st.sampled_from(("service", "request", "version", "identifier")), CONTROL).map(_with_control))
 def test_kvp_control_characters_get_a_report(client, query: str):
     assert_answer(client.get("/wps?" + query), query)
+
+
+# -- the guard of remote inputs ------------------------------------------------------------------------------------
+
+NOT_PUBLIC_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                       "100.64.0.0/10", "224.0.0.0/4", "240.0.0.0/4", "0.0.0.0/8", "::1/128", "fc00::/7",
+                       "fe80::/10", "ff00::/8", "::ffff:0:0/96", "2002:7f00::/24", "2002:a00::/24")  # fmt: skip
+HEADER_NAMES = ("Accept", "accept", "Content-Type", "User-Agent", "Host", "Authorization", "Cookie", "Connection",
+                "X-Forwarded-For", "Proxy-Authorization", "Transfer-Encoding", "TE")  # fmt: skip
+
+
+@FAST
+@given(address=st.sampled_from(NOT_PUBLIC_NETWORKS).flatmap(lambda net: st.ip_addresses(network=net)))
+def test_no_address_of_a_private_network_is_ever_fetched_by_default(address: Any, tmp_path_factory):
+    """Refused before any connection: the address as written, in every spelling a URL has for it."""
+    host = f"[{address}]" if address.version == 6 else str(address)
+    dest = tmp_path_factory.mktemp("fetched") / "x"
+    with pytest.raises(InputError) as raised:
+        fetch_http("input", f"http://{host}:9/x", dest, FetchLimits())
+    assert str(raised.value) == f"cannot fetch http://{host}:9/x: not an allowed destination for inputs"
+    assert not dest.exists()
+
+
+@FAST
+@given(
+    headers=st.dictionaries(
+        st.one_of(st.sampled_from(HEADER_NAMES), st.text("abcdefXYZ-_019 :", max_size=12)),
+        st.text(max_size=20).map(lambda value: "%%" + value),  # a value is marked: names never hold %
+        max_size=4,
+    ),
+    credentials=st.booleans(),
+)
+def test_only_allowed_headers_pass_and_a_refusal_never_shows_a_value(headers: dict[str, str], credentials: bool):
+    allowed = {"accept", "accept-language", "content-type", "user-agent"} | (
+        {"authorization", "cookie"} if credentials else set()
+    )
+    try:
+        sent = _request_headers("input", headers, FetchLimits(forward_credentials=credentials))
+    except InputError as exc:
+        assert "%%" not in str(exc)
+        return
+    assert {name.lower() for name in sent} <= allowed
+
+
+@FAST
+@given(
+    user=st.text("abcXYZ019-_.~", min_size=1, max_size=8),
+    password=st.text("ABCxyz789!$'()*+,;=", min_size=4, max_size=12),
+)
+def test_a_password_in_a_url_is_never_shown(user: str, password: str):
+    shown = redact_url(f"https://{user}:{password}@example.org/{user}")
+    assert password not in shown.split("@", 1)[0] and shown.startswith(f"https://{user}:***@")
