@@ -119,3 +119,23 @@ def test_the_job_system_gets_its_part_of_the_configuration(tmp_path):
     assert (jobs.heartbeat_interval, jobs.host_lost_after) == (3.0, 900.0)
     assert jobs.inputs.max_size == 5 * 1024**2
     assert jobs.processing is settings.processing and jobs.docker is settings.docker
+
+
+def test_inputs_destinations_are_checked_and_the_service_itself_is_never_one(tmp_path):
+    config = tmp_path / "bad.cfg"
+    config.write_text("[inputs]\nallowed_hosts = 10.0.0.0/8, not a host\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"bad\.cfg: \[inputs\] allowed_hosts: 'not a host' is not a host name"):
+        load_settings(config, environ={})
+    # Derived from [server], never a key of the file.
+    config.write_text("[inputs]\nown_endpoints = 1.2.3.4:80\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"unknown key \[inputs\] own_endpoints"):
+        load_settings(config, environ={})
+    config.write_text(
+        "[server]\nhost = 0.0.0.0\nport = 8000\nurl = https://WPS.example.org/wps\n"
+        "[inputs]\nallowed_hosts = .Data.example.org, 10.1.0.0/16\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(config, environ={})
+    assert settings.inputs.allowed_hosts == (".data.example.org", "10.1.0.0/16")
+    assert settings.jobs.inputs.own_endpoints == ("0.0.0.0:8000", "wps.example.org:443")
+    assert "own_endpoints" not in reference() and "allowed_hosts" in reference()
