@@ -79,7 +79,8 @@ def parse_host_entry(entry: str) -> str:
     except ValueError:
         pass
     if not _HOST_NAME.fullmatch(value) or value in (".", ""):
-        raise ValueError(f"{entry.strip()!r} is not a host name, a domain suffix (.example.org) or a network (10.0.0.0/8)")
+        kinds = "a host name, a domain suffix (.example.org) or a network (10.0.0.0/8)"
+        raise ValueError(f"{entry.strip()!r} is not {kinds}")
     return value
 
 
