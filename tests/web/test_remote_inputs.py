@@ -30,6 +30,7 @@ from sqlalchemy import text as text_sql
 
 from app import create_app
 from app.settings import Settings
+from scheduler.launcher import ProgressReporter, run_to_outcome
 from tests.conftest import LOCAL_HOSTS, LiveServer, ValidatingClient, free_port, wait_for
 from tests.xsd import OWS11, OWS20, WPS10, WPS20, validate
 
@@ -507,3 +508,36 @@ def test_a_synchronous_fetch_ends_within_the_web_worker_budget(settings: Setting
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def test_an_asynchronous_job_fetches_with_credentials_the_row_does_not_hold(settings: Settings, probe: ProbeServer):
+    """The row keeps the credentials sealed; whoever runs the job later (a pool worker, a node reading
+    the shared jobs directory) opens them with the key beside the job directories."""
+    opened = settings.replace("inputs", forward_credentials=True)
+    application = create_app(opened)
+    application.testing = True
+    client = ValidatingClient(application.test_client())
+    try:
+        href = f"http://alice:s3cret@127.0.0.1:{probe.server_port}/private"
+        cookie = '<wps:Header key="Cookie" value="k=c00kie"/>'
+        body = (
+            execute20(escape(href), "async")
+            .decode()
+            .replace("/></wps:Input>", f">{cookie}</wps:Reference></wps:Input>")
+        )
+        accepted = client.post("/wps", data=body, content_type="text/xml")
+        job_id = accepted.xml.findtext(f"{{{WPS20}}}JobID")
+        assert job_id, accepted.get_data(as_text=True)
+        jobs = application.extensions["hpc_wps"]
+        job = jobs.get(job_id)
+        assert "s3cret" not in json.dumps(job.request) and "c00kie" not in json.dumps(job.request)
+        outcome = run_to_outcome(
+            jobs.process("wordcounter"), job.request, jobs.settings.job_dir(job_id), jobs.settings.inputs,
+            ProgressReporter(None, job_id),
+        )  # fmt: skip
+        assert outcome.status == "succeeded", outcome.message
+        assert json.loads((jobs.outputs_dir(job_id) / outcome.outputs[0]["file"]).read_text()) == {
+            "to": 2, "be": 2, "or": 1, "not": 1
+        }  # fmt: skip
+    finally:
+        application.extensions["hpc_wps"].engine.dispose()
