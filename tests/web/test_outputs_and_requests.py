@@ -68,21 +68,23 @@ def _echo10(wps: ValidatingClient, body: str, mime: str, form: str):  # type: ig
     return wps.client.get(urlsplit(document.xml.find(f".//{{{WPS10}}}Reference").get("href")).path)
 
 
-def _echo20(wps: ValidatingClient, body: str, mime: str, form: str):  # type: ignore[no-untyped-def]
-    content = body if mime.endswith("xml") else f"<![CDATA[{body}]]>"
+def output20(client: ValidatingClient, process: str, ids: tuple[str, str], data: str, mime: str, form: str):  # type: ignore[no-untyped-def]
+    """A 2.0 sync Execute of ``process`` with ``data`` as its complex input; ``ids``: (input, output).
+    Returns the output raw, or downloaded from the Result's reference."""
+    content = data if mime.endswith("xml") else f"<![CDATA[{data}]]>"
     transmission = "value" if form == "raw" else "reference"
     request = execute20(
-        "echo",
-        f'<wps:Input id="complexInput"><wps:Data mimeType="{mime}">{content}</wps:Data></wps:Input>'
-        f'<wps:Output id="complexOutput" transmission="{transmission}"/>',
+        process,
+        f'<wps:Input id="{ids[0]}"><wps:Data mimeType="{mime}">{content}</wps:Data></wps:Input>'
+        f'<wps:Output id="{ids[1]}" transmission="{transmission}"/>',
         response="raw" if form == "raw" else "document",
     )
     if form == "raw":
-        return wps.client.post("/wps", data=request, content_type="application/xml")
-    result = wps.post("/wps", data=request, content_type="application/xml")
+        return client.client.post("/wps", data=request, content_type="application/xml")
+    result = client.post("/wps", data=request, content_type="application/xml")
     assert result.status_code == 200, result.get_data()[:800]
     href = result.xml.find(f".//{{{WPS20}}}Reference").get("{http://www.w3.org/1999/xlink}href")
-    return wps.client.get(urlsplit(href).path)
+    return client.client.get(urlsplit(href).path)
 
 
 @pytest.mark.parametrize("form", ["raw", "reference"])
@@ -97,7 +99,10 @@ def _echo20(wps: ValidatingClient, body: str, mime: str, form: str):  # type: ig
     ids=["svg-as-xml", "xhtml-as-xml", "html-as-text"],
 )
 def test_echo_output_never_runs_in_a_browser(wps, version, form, body, mime, treatment, served_as):
-    response = (_echo10 if version == "1.0.0" else _echo20)(wps, body, mime, form)
+    if version == "1.0.0":
+        response = _echo10(wps, body, mime, form)
+    else:
+        response = output20(wps, "echo", ("complexInput", "complexOutput"), body, mime, form)
     assert_served(response, treatment)
     assert response.mimetype == served_as
     assert b"<script>" in response.get_data()  # the data itself is the client's, unchanged
@@ -136,21 +141,7 @@ def mirror(settings):  # type: ignore[no-untyped-def]
 def test_each_output_type_is_served_as_chosen(mirror, mime, form):
     from tests.processes.mirror import MIME_TYPES
 
-    body = SVG if mime.endswith("xml") else f"<![CDATA[{HTML}]]>"
-    transmission = "value" if form == "raw" else "reference"
-    request = execute20(
-        "mirror",
-        f'<wps:Input id="data"><wps:Data mimeType="{mime}">{body}</wps:Data></wps:Input>'
-        f'<wps:Output id="data" transmission="{transmission}"/>',
-        response="raw" if form == "raw" else "document",
-    )
-    if form == "raw":
-        response = mirror.client.post("/wps", data=request, content_type="text/xml")
-    else:
-        result = mirror.post("/wps", data=request, content_type="text/xml")
-        assert result.status_code == 200, result.get_data()[:800]
-        href = result.xml.find(f".//{{{WPS20}}}Reference").get("{http://www.w3.org/1999/xlink}href")
-        response = mirror.client.get(urlsplit(href).path)
+    response = output20(mirror, "mirror", ("data", "data"), SVG if mime.endswith("xml") else HTML, mime, form)
     assert_served(response, EXPECTED[mime], f"data{MIME_TYPES[mime]}")
     assert response.mimetype == mime
 
