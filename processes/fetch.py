@@ -436,7 +436,7 @@ def fetch_http(
             if response.status_code >= 400:
                 raise InputError(identifier, f"{shown} answered HTTP {response.status_code}", "not_accessible")
             declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > limits.max_size:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > limits.max_size:
                 raise InputError(identifier, too_large, "too_large")
             size = 0
             with dest.open("wb") as out:

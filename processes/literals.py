@@ -7,10 +7,11 @@ OGC test suite picks inputs by that text, so the names here are exactly those na
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from processes.numbers import XML_SPACE, parse_double, parse_integer
 
 XSD_REFERENCE = "http://www.w3.org/TR/xmlschema-2/#"
 
@@ -20,7 +21,7 @@ class LiteralValueError(ValueError):
 
 
 def _parse_boolean(text: str) -> bool:
-    lowered = text.strip().lower()
+    lowered = text.strip(XML_SPACE).lower()
     if lowered in ("true", "1"):
         return True
     if lowered in ("false", "0"):
@@ -28,15 +29,8 @@ def _parse_boolean(text: str) -> bool:
     raise LiteralValueError(f"{text!r} is not a boolean (true, false, 1 or 0)")
 
 
-def _parse_double(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise LiteralValueError(f"{text.strip()!r} is not a finite number")
-    return value
-
-
 def _parse_datetime(text: str) -> _dt.datetime:
-    cleaned = text.strip()
+    cleaned = text.strip(XML_SPACE)
     if cleaned.endswith("Z"):
         cleaned = cleaned[:-1] + "+00:00"
     return _dt.datetime.fromisoformat(cleaned)
@@ -87,9 +81,9 @@ TYPES: dict[str, LiteralType] = {
     t.name: t
     for t in (
         LiteralType("string", str, str, False),
-        LiteralType("integer", lambda s: int(s.strip()), str, True),
-        LiteralType("double", _parse_double, _format_number, True),
-        LiteralType("float", _parse_double, _format_number, True),
+        LiteralType("integer", parse_integer, str, True),
+        LiteralType("double", parse_double, _format_number, True),
+        LiteralType("float", parse_double, _format_number, True),
         LiteralType("boolean", _parse_boolean, _format_boolean, False),
         LiteralType("dateTime", _parse_datetime, _format_datetime, True),
         LiteralType("anyURI", _parse_anyuri, str, False),

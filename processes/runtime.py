@@ -112,6 +112,16 @@ def _write_complex(value: Any, path: Path) -> None:
         path.write_text(json.dumps(value), encoding="utf-8")
 
 
+class OutputsNotProduced(ProcessError):
+    """The run ended without an output the request asked for (an optional output the handler produces
+    only for some inputs): the job fails, and a synchronous request is answered as asking for an output
+    that its inputs do not give, not as the server's failure."""
+
+    def __init__(self, identifiers: list[str]) -> None:
+        super().__init__(f"the process did not produce the requested output {', '.join(identifiers)}")
+        self.identifiers = identifiers
+
+
 def collect_outputs(
     process: Process, values: dict[str, Any], requested: list[dict[str, Any]], output_dir: Path
 ) -> list[dict[str, Any]]:
@@ -178,7 +188,7 @@ def run_process(
     produced = {r["id"] for r in records}
     missing = [o["id"] for o in request.get("outputs", []) if o["id"] not in produced]
     if missing:
-        raise ProcessError(f"the process did not produce the requested output {', '.join(missing)}")
+        raise OutputsNotProduced(missing)
     if not records:
         raise ProcessError("the process produced no output")
     return records

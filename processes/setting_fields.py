@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import field
 from typing import Any
 
+from processes.numbers import XML_SPACE, parse_double
+
 
 class SettingsError(ValueError):
     """A configuration value that cannot be used; the message names the file, section and key."""
@@ -20,7 +22,8 @@ class SettingsError(ValueError):
 
 def parse_size(text: str) -> int:
     """Bytes from ``10MB``, ``512KiB``, ``1G`` or a bare number (units are powers of 1024)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE)
+    # re.ASCII: without it \d matches every Unicode digit (full-width, Arabic-Indic...), and float() reads them.
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE | re.ASCII)
     if not match:
         raise ValueError(f"{text!r} is not a size such as 10MB")
     number, unit = float(match.group(1)), match.group(2).lower()
@@ -29,7 +32,7 @@ def parse_size(text: str) -> int:
 
 def parse_percent(text: str) -> float:
     """A share of something in percent, from ``90%`` or ``90``; 0 means the limit is off."""
-    number = float(text.strip().removesuffix("%"))
+    number = parse_double(text.strip(XML_SPACE).removesuffix("%"))
     if not 0 <= number <= 100:
         raise ValueError(f"{text!r} is not a percentage between 0 and 100")
     return number

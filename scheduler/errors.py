@@ -69,6 +69,15 @@ class InvalidResource(InvalidInput):
         super().__init__(input_id, "invalid", message)
 
 
+class OutputNotProduced(JobServiceError):
+    """A synchronous run that ended without an output the request asked for: the process produces it
+    only for some inputs, and these were not among them. The request's fault, not the server's."""
+
+    def __init__(self, output_id: str, message: str) -> None:
+        super().__init__(message)
+        self.output_id = output_id
+
+
 class NoSuchOutput(JobServiceError):
     """A file name a succeeded job did not record, or whose file is gone."""
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processes.text import clean_message
 from scheduler.models import JobStatus
 
 
@@ -43,8 +44,13 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """The message is cleaned on the way out as well as in (``lifecycle``): rows written before
+        messages were cleaned, or by hand, reach every document and terminal without control characters."""
         values = {field.name: row[field.name] for field in dataclasses.fields(cls)}
-        return cls(**values | {"status": JobStatus(row["status"])})
+        message = row["message"]
+        return cls(
+            **values | {"status": JobStatus(row["status"]), "message": clean_message(message) if message else message}
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Column name to value, shallow: the request and outputs are the job's own objects."""

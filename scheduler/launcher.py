@@ -30,7 +30,7 @@ from processes.container.settings import DockerSettings
 from processes.context import ProcessError
 from processes.fetch import FetchLimits, InputError
 from processes.model import Process
-from processes.runtime import run_process
+from processes.runtime import OutputsNotProduced, run_process
 from scheduler import lifecycle, queries
 from scheduler.db import Bind, make_engine
 from scheduler.logs import job_context
@@ -75,6 +75,8 @@ class Outcome:
     # For a failure caused by an input: which input and why (invalid, not_accessible, too_large).
     input_id: str | None = None
     input_reason: str | None = None
+    # Outputs the request asked for that the run did not produce.
+    missing_outputs: tuple[str, ...] = ()
 
 
 class ProgressReporter:
@@ -203,6 +205,8 @@ def _outcome(run: Callable[[], list[dict[str, Any]]], seconds: float | None, job
         return Outcome(JobStatus.SUCCEEDED.value, "succeeded", outputs)
     except InputError as exc:
         return Outcome(JobStatus.FAILED.value, f"input {exc.identifier}: {exc}", [], exc.identifier, exc.reason)
+    except OutputsNotProduced as exc:
+        return Outcome(JobStatus.FAILED.value, str(exc), missing_outputs=tuple(exc.identifiers))
     except ProcessError as exc:
         return Outcome(JobStatus.FAILED.value, str(exc) or "the process failed")
     except TimeLimitExceeded as exc:

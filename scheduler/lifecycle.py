@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, update
 from sqlalchemy.sql.dml import Update
 
+from processes.text import clean_message
 from scheduler import job_metrics
 from scheduler.db import Bind, transaction
 from scheduler.models import ACTIVE_STATES, ANONYMOUS, FINAL_VALUES, JOBS, JobMode, JobStatus, utcnow
@@ -82,7 +83,7 @@ def _values(status: JobStatus | None = None, **values: Any) -> dict[str, Any]:
         if status.is_final:
             values.setdefault("finished_at", now)
     if isinstance(values.get("message"), str):
-        values["message"] = values["message"][:MESSAGE_LIMIT]
+        values["message"] = clean_message(values["message"])[:MESSAGE_LIMIT]
     values["updated_at"] = now
     return values
 

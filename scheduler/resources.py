@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from processes.numbers import parse_double, parse_integer
 from processes.setting_fields import parse_size
 from scheduler.settings import SchedulerSettings
 
@@ -41,13 +42,15 @@ class Resources:
 
 
 def _typed(name: str, value: Any) -> Any:
+    """A request's text, or a process declaration's number, as the type of ``name``: ASCII numbers only
+    (``processes.numbers``), so ``1_0`` or full-width digits never become a core count."""
     try:
         if name == "cores":
-            return int(value)
+            return value if isinstance(value, int) else parse_integer(str(value))
         if name == "memory":
             return value if isinstance(value, int) else parse_size(str(value))
         if name == "walltime":
-            return float(value)
+            return float(value) if isinstance(value, (int, float)) else parse_double(str(value))
         return str(value)
     except (TypeError, ValueError):
         raise ResourceError(name, f"{value!r} is not a valid value for {name}") from None

@@ -32,6 +32,7 @@ from scheduler.errors import (
     NoSuchJob,
     NoSuchOutput,
     NoSuchProcess,
+    OutputNotProduced,
     QueueFull,
     ResultNotReady,
 )
@@ -120,7 +121,8 @@ class JobService:
     def run(self, process: Process, version: str, request: dict[str, Any]) -> Job:
         """A synchronous job, run here to its end under ``[processing] sync_time_limit``; returns the
         finished job, succeeded or failed. A failure caused by an input raises :class:`InvalidInput`
-        naming it instead (the job is recorded as failed all the same)."""
+        naming it instead, one without an output asked for :class:`OutputNotProduced` (the job is
+        recorded as failed all the same)."""
         stored = self._stored(request)
         created = lifecycle.create_job(
             self.engine, process.identifier, version, "sync", stored, JobStatus.RUNNING, WEB, holder()
@@ -128,6 +130,8 @@ class JobService:
         job, outcome = self._run_here(process, created["id"], stored)
         if outcome.input_id is not None:
             raise InvalidInput(outcome.input_id, outcome.input_reason or "invalid", outcome.message)
+        if outcome.missing_outputs:
+            raise OutputNotProduced(outcome.missing_outputs[0], outcome.message)
         return job
 
     def _run_here(self, process: Process, job_id: str, stored: dict[str, Any]) -> tuple[Job, Outcome]:

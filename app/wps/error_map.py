@@ -16,6 +16,7 @@ from scheduler.errors import (
     NoSuchJob,
     NoSuchOutput,
     NoSuchProcess,
+    OutputNotProduced,
     QueueFull,
     ResultNotReady,
 )
@@ -52,4 +53,6 @@ def to_ows(error: JobServiceError, version: str) -> OWSException:
             return OWSException("NoApplicableCode", text, error.job_id)
         case NoSuchOutput():
             return OWSException("InvalidParameterValue", text, error.filename)
+        case OutputNotProduced():  # as for an output the process does not declare (400)
+            return OWSException("NoSuchOutput" if v2 else "InvalidParameterValue", text, error.output_id)
     raise TypeError(f"no OWS exception for {error!r}")  # a new error class must be given its codes here

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from app.wps.namespaces import OWS1, OWS2, OWS11, OWS20, XML_LANG, XSI_SCHEMA_LOCATION, xml_safe
+from app.wps.namespaces import OWS1, OWS2, OWS11, OWS20, XML_LANG, XSI_SCHEMA_LOCATION
 
 CONTENT_TYPE = "text/xml"
 
@@ -49,9 +49,9 @@ def render_exception(exc: OWSException, version: str, language: str = "en-US") -
         location = f"{OWS11} http://schemas.opengis.net/ows/1.1.0/owsExceptionReport.xsd"
     root = maker.ExceptionReport(
         maker.Exception(
-            maker.ExceptionText(xml_safe(exc.text)),
+            maker.ExceptionText(exc.text),
             exceptionCode=exc.code,
-            locator=xml_safe(exc.locator) if exc.locator is not None else None,
+            locator=exc.locator,
         ),
         {XSI_SCHEMA_LOCATION: location, XML_LANG: language},
         version=report_version,

@@ -55,15 +55,21 @@ def _flatten(children: tuple[Any, ...]) -> list[Any]:
             out.extend(_flatten(tuple(child)))
         elif isinstance(child, (int, float)):
             out.append(str(child))
+        elif isinstance(child, str):
+            out.append(xml_safe(child))
         elif isinstance(child, dict):
-            out.append({k: v for k, v in child.items() if v is not None})
+            out.append({k: xml_safe(str(v)) for k, v in child.items() if v is not None})
         else:
             out.append(child)
     return out
 
 
 class Maker:
-    """An ElementMaker for one namespace that skips None and flattens lists of children."""
+    """An ElementMaker for one namespace that skips None and flattens lists of children.
+
+    Every text and attribute value passes through :func:`xml_safe` here, the one door all documents
+    are built through: whatever a job's row holds (a message, a value, an href), rendering it can never
+    fail, and every document stays well-formed. Messages are cleaned before (``processes.text``)."""
 
     def __init__(self, namespace: str, nsmap: dict[str, str]) -> None:
         self.namespace = namespace
@@ -73,7 +79,7 @@ class Maker:
         make = getattr(self._maker, tag)
 
         def build(*children: Any, **attrib: Any) -> etree._Element:
-            return make(*_flatten(children), **{k: str(v) for k, v in attrib.items() if v is not None})
+            return make(*_flatten(children), **{k: xml_safe(str(v)) for k, v in attrib.items() if v is not None})
 
         return build
 

@@ -10,6 +10,7 @@ from lxml import etree
 from app.wps.errors import OWSException, invalid, missing
 from app.wps.namespaces import OWS11, OWS20, WPS10, WPS20, XLINK_HREF
 from app.wps.requests import DescribeProcess, Execute, GetCapabilities, JobRequest, OutputDefinition, WPSRequest
+from processes.numbers import parse_double
 
 PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False, remove_comments=True
@@ -52,7 +53,7 @@ def _complex_content(data: etree._Element) -> str:
 
 def _floats(text: str, locator: str) -> list[float]:
     try:
-        return [float(v) for v in text.split()]
+        return [parse_double(v) for v in text.split()]
     except ValueError:
         raise invalid(locator, f"{text!r} is not a list of numbers") from None
 

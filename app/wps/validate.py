@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from collections import Counter
 from typing import Any
 
@@ -17,6 +16,7 @@ from app.wps.namespaces import is_xml_safe
 from app.wps.requests import Execute
 from processes.literals import LiteralValueError
 from processes.model import UNBOUNDED, BoundingBoxInput, ComplexInput, ComplexOutput, LiteralInput, Process
+from processes.numbers import XML_SPACE, parse_double
 from scheduler.models import JobMode
 from scheduler.resources import REQUEST_PREFIX, REQUESTABLE
 
@@ -90,20 +90,18 @@ def _bbox(declared: BoundingBoxInput, spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("data_kind") == "bbox":
         lower, upper, crs = spec["lower"], spec["upper"], spec.get("crs")
     else:  # KVP: minx,miny,maxx,maxy[,crs]
-        parts = [p.strip() for p in (spec.get("value") or "").split(",")]
+        parts = [p.strip(XML_SPACE) for p in (spec.get("value") or "").split(",")]
         crs = spec.get("crs")
         if len(parts) % 2 == 1:
             crs = parts.pop()
         try:
-            numbers = [float(p) for p in parts]
+            numbers = [parse_double(p) for p in parts]
         except ValueError:
             raise invalid(ident, f"{spec.get('value')!r} is not a bounding box (minx,miny,maxx,maxy[,crs])") from None
         half = len(numbers) // 2
         lower, upper = numbers[:half], numbers[half:]
     if not lower or len(lower) != len(upper):
         raise invalid(ident, "the corners of a bounding box need the same number of coordinates")
-    if not all(math.isfinite(v) for v in (*lower, *upper)):
-        raise invalid(ident, "the corners of a bounding box must be finite numbers")
     if any(lo > hi for lo, hi in zip(lower, upper, strict=False)):
         raise invalid(ident, "the lower corner of a bounding box lies above its upper corner")
     if crs:

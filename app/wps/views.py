@@ -27,6 +27,7 @@ from app.wps.operations.job_control import job_operation
 from app.wps.parse_kvp import parse_kvp
 from app.wps.parse_xml import parse_xml
 from app.wps.requests import DescribeProcess, Execute, GetCapabilities, WPSRequest
+from app.wps.served import NOSNIFF, SANDBOX
 from scheduler.errors import JobServiceError
 from scheduler.service import JobService
 
@@ -39,6 +40,8 @@ PREFIX = "/wps"  # every path this blueprint serves starts with it
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 VERSION_2_HINT = re.compile(rb"(?i)(version=2\.|acceptversions=2\.|opengis\.net/wps/2\.0)")
+FORM = "application/x-www-form-urlencoded"
+ACCEPT_POST = f"text/xml, application/xml, application/*+xml, {FORM}"  # told with a 415 (RFC 9110, 15.5.16)
 
 
 @dataclass(frozen=True)
@@ -93,21 +96,52 @@ def _dispatch(parsed: WPSRequest) -> Reply:
         raise to_ows(exc, parsed.version) from None
 
 
+def is_xml_type(mimetype: str) -> bool:
+    """``text/xml``, ``application/xml`` or ``application/<anything>+xml`` (``request.mimetype`` has
+    no parameters and is lower-cased already)."""
+    return mimetype in ("text/xml", "application/xml") or (
+        mimetype.startswith("application/") and mimetype.endswith("+xml")
+    )
+
+
+def _parse_post(body: bytes) -> WPSRequest:
+    """A POST body as its declared type: XML, or KVP from an HTML form. Anything else is refused before
+    it is parsed: an XML document sent as ``text/plain`` or ``multipart/form-data`` is what a form on
+    another site can make a browser send (no CORS preflight for those types), and a body that declares
+    no type says nothing of what it is."""
+    mimetype = request.mimetype
+    if mimetype == FORM:
+        return parse_kvp(body)
+    if is_xml_type(mimetype):
+        return parse_xml(body)
+    declared = f"this one is {mimetype}" if mimetype else "this one declares no Content-Type"
+    raise OWSException(
+        "InvalidParameterValue",
+        f"a POST request is XML (text/xml, application/xml, application/*+xml) or {FORM}; {declared}",
+        "Content-Type",
+        status=415,
+    )
+
+
 @bp.route(PREFIX, methods=["GET", "POST"])
 def wps_endpoint() -> Response:
+    """HEAD is routed here too (Flask adds it to every GET route) and answered as the GET, without the body."""
     sample = request.query_string
     try:
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             parsed = parse_kvp(request.query_string)
         else:
             body = request.get_data(cache=False)
             sample = body
             g.wps_version = _version_hint(body)
-            parsed = parse_kvp(body) if request.mimetype == "application/x-www-form-urlencoded" else parse_xml(body)
+            parsed = _parse_post(body)
         g.wps_request = parsed  # the access log and the request metrics name the operation from it
         return to_response(_dispatch(parsed))
     except OWSException as exc:
-        return exception_response(exc, _version_hint(sample))
+        response = exception_response(exc, _version_hint(sample))
+        if exc.status == 415:
+            response.headers["Accept-Post"] = ACCEPT_POST
+        return response
     except RequestEntityTooLarge:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         exc = OWSException("FileSizeExceeded", f"the request is larger than {limit} bytes", "request", status=413)
@@ -141,6 +175,17 @@ def output(job_id: str, filename: str) -> Response:
         ows = exc
     ows.status = 404 if ows.code in ("NoSuchJob", "InvalidParameterValue") else ows.status
     return exception_response(ows, "1.0.0")
+
+
+@bp.after_request
+def no_sniffing(response: Response) -> Response:
+    """Every answer under /wps: the declared type is the type (``nosniff``), and a document renders
+    inert in a browser. ExecuteResponse and Result documents embed a client's XML by value, which may
+    hold XHTML or SVG elements with scripts; OWS clients ignore the header. Outputs bring their own
+    policy (``app/wps/served.py``), which this keeps."""
+    response.headers.update(NOSNIFF)
+    response.headers.setdefault("Content-Security-Policy", SANDBOX)
+    return response
 
 
 @bp.errorhandler(Exception)

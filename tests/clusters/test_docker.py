@@ -146,7 +146,10 @@ def execute20(identifier: str, literals: dict[str, str | list[str]], texts: dict
 
 def submit(server: LiveServer, identifier: str, literals=None, texts=None) -> str:  # type: ignore[no-untyped-def]
     response = requests.post(
-        server.url, data=execute20(identifier, literals or {}, texts or {}, "async"), timeout=HTTP_TIMEOUT
+        server.url,
+        data=execute20(identifier, literals or {}, texts or {}, "async"),
+        headers={"Content-Type": "text/xml"},
+        timeout=HTTP_TIMEOUT,
     )
     assert response.status_code == 200, response.text
     root = validate(response.content)

@@ -128,6 +128,7 @@ def test_mode_docker_runs_python_processes_in_the_service_image(service_image, d
                 '<wps:Input id="delay"><wps:Data><wps:LiteralValue>2</wps:LiteralValue></wps:Data></wps:Input>'
                 "</wps:Execute>"
             ),
+            headers={"Content-Type": "text/xml"},
             timeout=HTTP_TIMEOUT,
         )
         job_id = validate(response.content).findtext("{http://www.opengis.net/wps/2.0}JobID")
@@ -149,7 +150,7 @@ def test_mode_docker_runs_python_processes_in_the_service_image(service_image, d
                 f'<wps:Input id="text"><wps:Reference xlink:href="{base}/words.txt" mimeType="text/plain"/></wps:Input>'
                 "</wps:Execute>"
             )
-            response = requests.post(server.url, data=body, timeout=HTTP_TIMEOUT)
+            response = requests.post(server.url, data=body, headers={"Content-Type": "text/xml"}, timeout=HTTP_TIMEOUT)
             job_id = validate(response.content).findtext("{http://www.opengis.net/wps/2.0}JobID")
             assert wait_final(server, job_id, 90) == "Succeeded"
         assert json.loads(outputs(server, job_id)["output"]) == {"to": 2, "be": 2, "or": 1, "not": 1}

@@ -154,6 +154,8 @@ EXTERNAL_DTD_HTTP = (
     '<?xml version="1.0"?><!DOCTYPE wps:GetCapabilities PUBLIC "-//EVIL//DTD" "http://127.0.0.1:9/evil.dtd">'
     f'<wps:GetCapabilities service="WPS" {W1}/>'
 )
+ARABIC_INDIC_ZERO = "\u0660"
+CAPABILITIES10 = f'<wps:GetCapabilities service="WPS" {W1}/>'
 EMPTY_DOCTYPE = f'<?xml version="1.0"?><!DOCTYPE wps:GetCapabilities []><wps:GetCapabilities service="WPS" {W1}/>'
 DEEP = "<a>" * 300 + "</a>" * 300
 BIG_IDENTIFIER = "x" * 3000
@@ -1047,6 +1049,234 @@ CORPUS: list[Case] = [
         "2.0.0",
         content_type="application/x-www-form-urlencoded",
     ),
+    # -- POST bodies that do not say they are XML (or a form): 415 before anything is parsed ----------
+    post(
+        "post-text-plain",
+        CAPABILITIES10,
+        415,
+        "InvalidParameterValue",
+        "Content-Type",
+        "1.0.0",
+        content_type="text/plain",
+    ),
+    post(
+        "post-text-plain-execute-20",
+        execute20("say_hello", literal20("name", "csrf")),
+        415,
+        "InvalidParameterValue",
+        "Content-Type",
+        "2.0.0",
+        content_type="text/plain; charset=utf-8",
+    ),
+    post(
+        "post-no-content-type", CAPABILITIES10, 415, "InvalidParameterValue", "Content-Type", "1.0.0", content_type=None
+    ),
+    post(
+        "post-multipart",
+        f"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n{CAPABILITIES10}\r\n--b--\r\n",
+        415,
+        "InvalidParameterValue",
+        "Content-Type",
+        "1.0.0",
+        content_type="multipart/form-data; boundary=b",
+    ),
+    post(
+        "post-json-20",
+        execute20("echo"),
+        415,
+        "InvalidParameterValue",
+        "Content-Type",
+        "2.0.0",
+        content_type="application/json",
+    ),
+    post(
+        "post-xml-lookalike-type",
+        CAPABILITIES10,
+        415,
+        "InvalidParameterValue",
+        "Content-Type",
+        "1.0.0",
+        content_type="application/xml-dtd",
+    ),
+    # -- numbers: ASCII digits in XML Schema's lexical forms only ----------------------------------------
+    kvp(
+        "kvp-delay-underscore",
+        K10 + "Execute&identifier=sleep&DataInputs=delay=1_0",
+        400,
+        "InvalidParameterValue",
+        "delay",
+    ),
+    kvp(
+        "kvp-delay-full-width",
+        K10 + "Execute&identifier=sleep&DataInputs=delay=%EF%BC%91%EF%BC%90",
+        400,
+        "InvalidParameterValue",
+        "delay",
+    ),
+    kvp(
+        "kvp-delay-arabic-indic",
+        K10 + "Execute&identifier=sleep&DataInputs=delay=%D9%A3",
+        400,
+        "InvalidParameterValue",
+        "delay",
+    ),
+    kvp(
+        "kvp-delay-infinity-word",
+        K10 + "Execute&identifier=sleep&DataInputs=delay=Infinity",
+        400,
+        "InvalidParameterValue",
+        "delay",
+    ),
+    kvp(
+        "kvp-delay-overflow",
+        K10 + "Execute&identifier=sleep&DataInputs=delay=1e400",
+        400,
+        "InvalidParameterValue",
+        "delay",
+    ),
+    kvp(
+        "kvp-delay-nbsp",
+        K10 + "Execute&identifier=sleep&DataInputs=delay=%C2%A01",
+        400,
+        "InvalidParameterValue",
+        "delay",
+    ),
+    kvp(
+        "kvp-size-underscore",
+        K10 + "Execute&identifier=bigoutput&DataInputs=size_mb=1_0",
+        400,
+        "InvalidParameterValue",
+        "size_mb",
+    ),
+    kvp(
+        "kvp-size-full-width",
+        K10 + "Execute&identifier=bigoutput&DataInputs=size_mb=%EF%BC%91",
+        400,
+        "InvalidParameterValue",
+        "size_mb",
+    ),
+    x10(
+        "xml-size-arabic-indic",
+        execute10("bigoutput", literal10("size_mb", "\u0662")),
+        400,
+        "InvalidParameterValue",
+        "size_mb",
+    ),
+    x20(
+        "xml-delay-devanagari-20",
+        execute20("sleep", literal20("delay", "\u0967")),
+        400,
+        "InvalidParameterValue",
+        "delay",
+    ),
+    kvp(
+        "kvp-bbox-full-width",
+        K10 + "Execute&identifier=echo&DataInputs=boundingBoxInput=0,0,%EF%BC%91,1",
+        400,
+        "InvalidParameterValue",
+        "boundingBoxInput",
+    ),
+    x10(
+        "xml-bbox-underscore",
+        execute10("echo", input10("boundingBoxInput", bbox("1", "0 0", "1_0 1"))),
+        400,
+        "InvalidParameterValue",
+        "boundingBoxInput",
+    ),
+    x20(
+        "xml-bbox-arabic-indic-20",
+        execute20("echo", f'<wps:Input id="boundingBoxInput">{bbox("2", ARABIC_INDIC_ZERO + " 0", "1 1")}</wps:Input>'),
+        400,
+        "InvalidParameterValue",
+        "boundingBoxInput",
+    ),
+    x20(
+        "xml-bbox-lexical-infinity-20",
+        execute20("echo", f'<wps:Input id="boundingBoxInput">{bbox("2", "-INF 0", "1 1")}</wps:Input>'),
+        400,
+        "InvalidParameterValue",
+        "boundingBoxInput",
+    ),
+    kvp(
+        "kvp-resource-cores-underscore",
+        K10 + "Execute&identifier=echo&DataInputs=literalInput=a;resources.cores=1_0",
+        400,
+        "InvalidParameterValue",
+        "resources.cores",
+    ),
+    kvp(
+        "kvp-resource-cores-full-width",
+        K10 + "Execute&identifier=echo&DataInputs=literalInput=a;resources.cores=%EF%BC%94",
+        400,
+        "InvalidParameterValue",
+        "resources.cores",
+    ),
+    kvp(
+        "kvp-resource-walltime-inf",
+        K10 + "Execute&identifier=echo&DataInputs=literalInput=a;resources.walltime=inf",
+        400,
+        "InvalidParameterValue",
+        "resources.walltime",
+    ),
+    kvp(
+        "kvp-resource-memory-arabic-indic",
+        K10 + "Execute&identifier=echo&DataInputs=literalInput=a;resources.memory=%D9%A1GB",
+        400,
+        "InvalidParameterValue",
+        "resources.memory",
+    ),
+    x20(
+        "xml-resource-walltime-nan-20",
+        execute20("echo", literal20("literalInput", "a") + literal20("resources.walltime", "NaN")),
+        400,
+        "InvalidParameterValue",
+        "resources.walltime",
+    ),
+    # -- a control character in a process's message: refused at the door when sent by value ------------
+    kvp(
+        "kvp-control-character-message",
+        K10 + "Execute&identifier=fail&DataInputs=message=a%01b",
+        400,
+        "InvalidParameterValue",
+        "message",
+    ),
+    # -- a raw output the run did not produce (echo sets complexOutput only from complexInput) ----------
+    kvp(
+        "kvp-raw-output-not-produced",
+        K10 + "Execute&identifier=echo&DataInputs=literalInput=a&RawDataOutput=complexOutput",
+        400,
+        "InvalidParameterValue",
+        "complexOutput",
+    ),
+    x10(
+        "xml-raw-output-not-produced",
+        execute10(
+            "echo",
+            literal10("literalInput", "a"),
+            "<wps:RawDataOutput><ows:Identifier>boundingBoxOutput</ows:Identifier></wps:RawDataOutput>",
+        ),
+        400,
+        "InvalidParameterValue",
+        "boundingBoxOutput",
+    ),
+    x20(
+        "xml-raw-output-not-produced-20",
+        execute20(
+            "echo",
+            literal20("literalInput", "a") + '<wps:Output id="complexOutput" transmission="value"/>',
+            response="raw",
+        ),
+        400,
+        "NoSuchOutput",
+        "complexOutput",
+    ),
+    x20(
+        "xml-document-output-not-produced-20",
+        execute20("echo", literal20("literalInput", "a") + '<wps:Output id="complexOutput" transmission="value"/>'),
+        400,
+        "NoSuchOutput",
+        "complexOutput",
+    ),
     # -- paths: job ids and output names that try to leave the job's directory -------------------------
     path("path-output-traversal", f"/wps/jobs/{FOREIGN_JOB}/outputs/..%2F..%2F..%2Fetc%2Fpasswd", "NoApplicableCode"),
     path("path-output-absolute", f"/wps/jobs/{FOREIGN_JOB}/outputs/%2Fetc%2Fpasswd", "NoApplicableCode"),
@@ -1102,6 +1332,15 @@ def send(client, case: Case):  # type: ignore[no-untyped-def]
 def test_bad_request(wps, case: Case):
     response = send(wps, case)
     assert_exception_report(case, response.status_code, response.headers.get("Content-Type", ""), response.get_data())
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CORPUS if c.method == "GET"])
+def test_head_answers_like_get(wps, case: Case):
+    """HEAD of every GET case: the same status and headers, no body (it used to be parsed as an empty
+    XML POST: HEAD of GetCapabilities was a 400)."""
+    got, head = wps.client.get(case.target), wps.client.head(case.target)
+    assert (head.status_code, head.get_data()) == (got.status_code, b""), case.id
+    assert head.headers == got.headers, case.id
 
 
 # -- cases that need a job, files or their own settings --------------------------------------------------
@@ -1371,6 +1610,11 @@ def test_corpus_against_live_server(live_server):
         prepared.url = requote_uri(url)  # the path as written, as the test client sends it, not "/wps/../x" as "/x"
         response = session.send(prepared, timeout=30)
         body = response.content
+        if case.method == "GET":  # HEAD answers as GET does, without the body, through gunicorn too
+            prepared.method = "HEAD"
+            head = session.send(prepared, timeout=30)
+            if (head.status_code, head.content) != (response.status_code, b""):
+                failures.append(f"{case.id}: HEAD {head.status_code} {head.content[:200]!r}")
         if case.defect:  # a known fault: it must still be an answer, and not kill anything
             assert b"Traceback (most recent call last)" not in body, case.id
             continue

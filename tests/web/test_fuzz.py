@@ -12,7 +12,9 @@ in milliseconds.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -21,13 +23,19 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from app.wps.errors import OWSException
+from app.wps.errors import OWSException, render_exception
 from app.wps.parse_kvp import parse_kvp
 from app.wps.parse_xml import parse_xml
+from app.wps.render.execute10 import execute_response
 from app.wps.requests import DescribeProcess, Execute, GetCapabilities, JobRequest
 from processes.fetch import FetchLimits, InputError, _request_headers, fetch_http, redact_url
+from processes.literals import LiteralValueError, literal_type
+from processes.registry import build_registry
+from processes.text import clean_message
+from scheduler.job import Job
+from scheduler.models import JobStatus
 from tests.conftest import ValidatingClient
-from tests.xsd import OWS11, OWS20, WPS10, WPS20
+from tests.xsd import OWS11, OWS20, WPS10, WPS20, validate
 
 XLINK = "http://www.w3.org/1999/xlink"
 FOREIGN_JOB = "00000000-0000-4000-8000-000000000000"
@@ -557,9 +565,10 @@ def client(app) -> ValidatingClient:  # type: ignore[no-untyped-def]
     return ValidatingClient(app.test_client())
 
 
-# A run that produces none of the outputs asked for (echo without inputs) is a process failure; WPS 2.0
-# reports a failed synchronous run as 500 NoApplicableCode, with the reason.
-PROCESS_FAILURE = re.compile(r"produced no output|did not produce the requested output")
+# A run that produces no output at all (echo without inputs) is a process failure; WPS 2.0 reports a
+# failed synchronous run as 500 NoApplicableCode, with the reason. One without an output the request
+# named is the request's fault: a 400 (NoSuchOutput, InvalidParameterValue), never a 500.
+PROCESS_FAILURE = re.compile(r"produced no output")
 
 
 def assert_answer(response, what: object) -> None:  # type: ignore[no-untyped-def]
@@ -682,3 +691,77 @@ def test_only_allowed_headers_pass_and_a_refusal_never_shows_a_value(headers: di
 def test_a_password_in_a_url_is_never_shown(user: str, password: str):
     shown = redact_url(f"https://{user}:{password}@example.org/{user}")
     assert password not in shown.split("@", 1)[0] and shown.startswith(f"https://{user}:***@")
+
+
+# -- numbers: any Unicode digits --------------------------------------------------------------------------
+
+NUMBER_CHARS = st.one_of(st.characters(categories=("Nd", "No")), st.sampled_from("0123456789+-._eE "))
+NUMBER_TEXT = st.text(NUMBER_CHARS, min_size=1, max_size=10)
+
+
+@FAST
+@given(value=NUMBER_TEXT)
+def test_numbers_are_refused_or_read_as_ascii(value: str):
+    """Whatever digits a value holds, a number input either refuses it or reads it as its ASCII text
+    would be read: never a Unicode digit, a ``_`` group or anything Python alone would take."""
+    for name, reader in (("integer", int), ("double", float)):
+        try:
+            number = literal_type(name).read(value)
+        except LiteralValueError:
+            continue
+        assert value.isascii() and "_" not in value, (name, value)
+        assert number == reader(value.strip()), (name, value)
+
+
+@THROUGH
+@given(
+    value=st.tuples(
+        st.text(NUMBER_CHARS, max_size=4), st.characters(categories=("Nd",)).filter(lambda c: not c.isascii())
+    ).map("".join)
+)
+def test_non_ascii_digits_are_refused_through_the_service(client, value: str):
+    """sleep's delay is a double: a value with a non-ASCII digit never runs it (so no example sleeps)."""
+    response = client.get(
+        f"/wps?service=WPS&version=1.0.0&request=Execute&identifier=sleep&DataInputs=delay={quote(value, safe='')}"
+    )
+    assert response.status_code == 400, (value, response.get_data()[:300])
+    exception = response.xml.find(f"{{{OWS11}}}Exception")
+    assert (exception.get("exceptionCode"), exception.get("locator")) == ("InvalidParameterValue", "delay")
+
+
+# -- messages: any text renders --------------------------------------------------------------------------
+
+FAIL = build_registry(demo=True, paths=()).get("fail")
+
+
+def _job(status: JobStatus, message: str) -> Job:
+    now = dt.datetime(2026, 1, 1)
+    row = {
+        "id": FOREIGN_JOB, "process_id": "fail", "status": status.value, "progress": 40, "message": message,
+        "version": "1.0.0", "mode": "async", "request": {"inputs": [], "outputs": [], "status": True, "lineage": False},
+        "outputs": None, "executor": "local", "native_id": None, "claimed_by": None, "native_active": False,
+        "created_at": now, "started_at": now, "finished_at": None, "updated_at": now, "expires_at": None,
+        "owner": "anonymous",
+    }  # fmt: skip
+    return Job.from_row(row)
+
+
+@FAST
+@given(message=st.text(max_size=40), status=st.sampled_from((JobStatus.ACCEPTED, JobStatus.RUNNING, JobStatus.FAILED)))
+def test_any_message_renders_a_valid_status_document(message: str, status: JobStatus):
+    """A job's message may hold anything (C0 and C1 controls, lone surrogates, non-characters): the
+    1.0.0 status document is always schema-valid, and shows the message without control characters."""
+    document = validate(
+        execute_response(FAIL, _job(status, message), "http://testserver/wps", Path("/nonexistent"), "en-US")
+    )
+    shown = document.find(f"{{{WPS10}}}Status")[0]
+    text = "".join(shown.itertext())
+    assert text == (
+        clean_message(message) or {JobStatus.ACCEPTED: "accepted", JobStatus.RUNNING: "running"}.get(status, "failed")
+    )
+
+
+@FAST
+@given(text=st.text(max_size=40), locator=st.text(max_size=20), version=st.sampled_from(("1.0.0", "2.0.0")))
+def test_any_exception_text_renders_a_valid_report(text: str, locator: str, version: str):
+    validate(render_exception(OWSException("NoApplicableCode", text, locator), version))

@@ -4,6 +4,7 @@ output files (References). Plain GETs of a path, outside the KVP and XML encodin
 from __future__ import annotations
 
 from app.wps.operations.context import BINARY, Context, Reply
+from app.wps.served import output_headers
 
 
 def status_document(ctx: Context, job_id: str) -> Reply:
@@ -13,5 +14,7 @@ def status_document(ctx: Context, job_id: str) -> Reply:
 
 
 def output_file(ctx: Context, job_id: str, filename: str) -> Reply:
+    """Served with the headers that keep a browser from running it (``app/wps/served.py``)."""
     found = ctx.jobs.output_file(job_id, filename)
-    return Reply(file=found.path, content_type=found.mime_type or BINARY)
+    content_type = found.mime_type or BINARY
+    return Reply(file=found.path, content_type=content_type, headers=output_headers(content_type, filename))

@@ -8,11 +8,14 @@ from app.wps.operations.context import BINARY, Context, Reply
 from app.wps.render.data import selected_outputs
 from app.wps.render.status20 import result, status_info
 from app.wps.requests import Execute
+from app.wps.served import output_headers
 from app.wps.validate import execution_mode, job_request
 from app.wps.versions import check_version
 from processes.model import Process
 from scheduler.job import Job
 from scheduler.models import JobStatus, utcnow
+
+TEXT = "text/plain; charset=utf-8"  # a literal or bounding box asked for raw
 
 
 def execute(ctx: Context, request: Execute) -> Reply:
@@ -46,13 +49,14 @@ def _finished(ctx: Context, process: Process, request: Execute, job: Job) -> Rep
 
 
 def _raw(ctx: Context, job: Job) -> Reply:
-    selected = selected_outputs(job)
-    if not selected:
-        raise OWSException("NoApplicableCode", "the process produced no such output", "RawDataOutput")
-    record = selected[0][0]
+    """One output as it is, with the headers that keep a browser from running it (``app/wps/served.py``)."""
+    record = selected_outputs(job)[0][0]  # the job service fails a run without the output asked for
     if record.get("file"):
-        return Reply(file=ctx.jobs.outputs_dir(job.id) / record["file"], content_type=record.get("mime_type") or BINARY)
+        content_type = record.get("mime_type") or BINARY
+        path = ctx.jobs.outputs_dir(job.id) / record["file"]
+        return Reply(file=path, content_type=content_type, headers=output_headers(content_type, record["file"]))
     if record["kind"] == "literal":
-        return Reply(record["value"].encode("utf-8"), "text/plain; charset=utf-8")
-    corners = ",".join(map(str, record["lower"] + record["upper"]))
-    return Reply(f"{corners},{record.get('crs')}".encode(), "text/plain; charset=utf-8")
+        text = record["value"]
+    else:
+        text = ",".join(map(str, record["lower"] + record["upper"])) + f",{record.get('crs')}"
+    return Reply(text.encode("utf-8"), TEXT, headers=output_headers(TEXT))

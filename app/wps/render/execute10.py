@@ -7,7 +7,7 @@ from typing import Any
 
 from lxml import etree
 
-from app.wps.namespaces import OWS1, WPS1, WPS10, WPS10_SCHEMA, XLINK_HREF, XML_LANG, xml_safe
+from app.wps.namespaces import OWS1, WPS1, WPS10, WPS10_SCHEMA, XLINK_HREF, XML_LANG
 from app.wps.render.common import iso, serialize
 from app.wps.render.data import corners, embed, selected_outputs
 from app.wps.urls import output_url, status_url
@@ -39,7 +39,7 @@ def _status(job: Job) -> etree._Element:
 
 
 def _literal(record: dict[str, Any]) -> etree._Element:
-    return WPS1.LiteralData(xml_safe(record["value"]), dataType=record.get("data_type"), uom=record.get("uom"))
+    return WPS1.LiteralData(record["value"], dataType=record.get("data_type"), uom=record.get("uom"))
 
 
 def _output_data(record: dict[str, Any], outputs_dir: Path) -> etree._Element:

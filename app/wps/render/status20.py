@@ -8,7 +8,7 @@ from typing import Any
 
 from lxml import etree
 
-from app.wps.namespaces import OWS2, WPS2, WPS20, WPS20_SCHEMA, XLINK_HREF, xml_safe
+from app.wps.namespaces import OWS2, WPS2, WPS20, WPS20_SCHEMA, XLINK_HREF
 from app.wps.render.common import iso, serialize
 from app.wps.render.data import corners, embed, selected_outputs
 from app.wps.urls import output_url
@@ -59,7 +59,7 @@ def status_info(job: Job, now: dt.datetime) -> bytes:
 def _data(record: dict[str, Any], outputs_dir: Path) -> etree._Element:
     if record["kind"] == "literal":
         return WPS2.Data(
-            WPS2.LiteralValue(xml_safe(record["value"]), dataType=record.get("data_type"), uom=record.get("uom")),
+            WPS2.LiteralValue(record["value"], dataType=record.get("data_type"), uom=record.get("uom")),
             mimeType="text/plain",
         )
     if record["kind"] == "bbox":
