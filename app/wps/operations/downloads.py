@@ -4,14 +4,15 @@ output files (References). Plain GETs of a path, outside the KVP and XML encodin
 from __future__ import annotations
 
 from app.wps.operations.context import BINARY, Context, Reply
+from scheduler.access import Caller
 
 
-def status_document(ctx: Context, job_id: str) -> Reply:
+def status_document(ctx: Context, job_id: str, caller: Caller) -> Reply:
     """Always complete, rendered from the job table on each request."""
-    job = ctx.jobs.get(job_id)
+    job = ctx.jobs.get(job_id, caller)
     return ctx.execute_response(ctx.jobs.process_of(job), job)
 
 
-def output_file(ctx: Context, job_id: str, filename: str) -> Reply:
-    found = ctx.jobs.output_file(job_id, filename)
+def output_file(ctx: Context, job_id: str, filename: str, caller: Caller) -> Reply:
+    found = ctx.jobs.output_file(job_id, filename, caller)
     return Reply(file=found.path, content_type=found.mime_type or BINARY)
