@@ -134,7 +134,7 @@ class JobService:
             holder(),
             owner=caller.name,
         )
-        return self._run_here(process, created["id"], stored)[0]
+        return self._run_here(process, created["id"], stored, caller)[0]
 
     def run(self, process: Process, version: str, request: dict[str, Any], caller: Caller = ANONYMOUS_CALLER) -> Job:
         """A synchronous job of ``caller``, run here to its end under ``[processing] sync_time_limit``;
@@ -153,12 +153,12 @@ class JobService:
             holder(),
             owner=caller.name,
         )
-        job, outcome = self._run_here(process, created["id"], stored)
+        job, outcome = self._run_here(process, created["id"], stored, caller)
         if outcome.input_id is not None:
             raise InvalidInput(outcome.input_id, outcome.input_reason or "invalid", outcome.message)
         return job
 
-    def _run_here(self, process: Process, job_id: str, stored: dict[str, Any]) -> tuple[Job, Outcome]:
+    def _run_here(self, process: Process, job_id: str, stored: dict[str, Any], caller: Caller) -> tuple[Job, Outcome]:
         """Run a job in this process under the synchronous time limit; returns its final state and how
         it ended (which input failed it, if one did)."""
         settings = self.settings
@@ -172,7 +172,7 @@ class JobService:
             settings.docker,
         )
         record_outcome(self.engine, job_id, outcome, settings.processing.retention)
-        return self.get(job_id), outcome
+        return self.get(job_id, caller), outcome
 
     # -- reading and ending ------------------------------------------------------------------------
 

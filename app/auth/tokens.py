@@ -137,7 +137,7 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise TokenError("the token is not a JWT") from None
         algorithm, kid = header.get("alg"), header.get("kid")
-        if algorithm not in ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
             raise TokenError("the token's algorithm is not accepted (RS256 or ES256 only)")
         if kid is not None and not isinstance(kid, str):
             raise TokenError("the token's key id is not a string")

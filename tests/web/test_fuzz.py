@@ -12,6 +12,8 @@ in milliseconds.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from typing import Any
 from urllib.parse import quote
@@ -625,3 +627,72 @@ CONTROL = st.text(st.characters(categories=("Cc",), exclude_characters="\t\n\r")
 @given(query=st.tuples(st.sampled_from(("service", "request", "version", "identifier")), CONTROL).map(_with_control))
 def test_kvp_control_characters_get_a_report(client, query: str):
     assert_answer(client.get("/wps?" + query), query)
+
+
+# -- credentials: [auth] mode = oidc and mode = header -------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+HEADER_VALUE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+JSON_SCALAR = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=12), st.lists(st.integers(), max_size=2)
+)
+JWT_PART = st.one_of(
+    st.binary(max_size=60).map(_b64),
+    st.dictionaries(st.sampled_from(["alg", "kid", "typ", "jku", "crit", "sub", "exp", "aud"]), JSON_SCALAR).map(
+        lambda d: _b64(json.dumps(d).encode())
+    ),
+    st.fixed_dictionaries(
+        {"alg": st.sampled_from(["RS256", "ES256", "none", "HS256", "RS512"]), "kid": JSON_SCALAR}
+    ).map(lambda d: _b64(json.dumps(d).encode())),
+)
+AUTHORIZATION = st.one_of(
+    HEADER_VALUE,
+    st.tuples(JWT_PART, JWT_PART, JWT_PART).map(lambda parts: "Bearer " + ".".join(parts)),
+    st.tuples(JWT_PART, JWT_PART).map(lambda parts: "Bearer " + ".".join(parts)),
+)
+
+
+@pytest.fixture
+def oidc_client(settings, tmp_path):  # type: ignore[no-untyped-def]
+    from app import create_app
+    from tests.tokens import AUDIENCE, ISSUER, Provider
+
+    jwks = Provider().write_jwks(tmp_path / "jwks.json")
+    app = create_app(settings.replace("auth", mode="oidc", jwks_file=str(jwks), issuer=ISSUER, audience=AUDIENCE))
+    app.testing = True
+    yield ValidatingClient(app.test_client())
+    app.extensions["hpc_wps"].engine.dispose()
+
+
+@THROUGH
+@given(authorization=AUTHORIZATION)
+def test_any_authorization_header_gets_a_report(oidc_client, authorization: str):
+    for target in (f"/wps?service=WPS&version=2.0.0&request=GetStatus&jobId={FOREIGN_JOB}", f"/wps/jobs/{FOREIGN_JOB}"):
+        response = oidc_client.get(target, headers={"Authorization": authorization})
+        assert_answer(response, authorization)
+        assert response.status_code == 401, (authorization, response.status_code)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+
+
+@THROUGH
+@given(user=HEADER_VALUE, trusted=st.booleans())
+def test_any_user_header_gets_an_answer(client_in_header_mode, user: str, trusted: bool):
+    address = "127.0.0.1" if trusted else "198.51.100.7"
+    query = "/wps?service=WPS&version=1.0.0&request=Execute&identifier=echo&DataInputs=literalInput=x"
+    response = client_in_header_mode.get(query, headers={"X-Remote-User": user}, environ_base={"REMOTE_ADDR": address})
+    assert_answer(response, user)
+    assert response.status_code in ((200, 403) if trusted else (403,)), (user, trusted, response.status_code)
+
+
+@pytest.fixture
+def client_in_header_mode(settings):  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    app = create_app(settings.replace("auth", mode="header", trusted_proxies=("127.0.0.1",)))
+    app.testing = True
+    yield ValidatingClient(app.test_client())
+    app.extensions["hpc_wps"].engine.dispose()
