@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,11 @@ MAX_TOKEN_BYTES = 16 * 1024  # far above any real token; refused before anything
 MAX_JWKS_BYTES = 1024 * 1024
 FETCH_TIMEOUT = (3.0, 5.0)  # connect, read: a request waiting for keys must not hold its worker long
 REFRESH_COOLDOWN = 10.0  # seconds between two readings of the keys for an unknown kid
+# Verified tokens are remembered: a client sends the same token with every request, and checking it
+# again (PyJWT's decoding more than the signature) is most of what authentication costs. A remembered
+# token still ends at its exp, and a key withdrawn from the JWKS stops opening it within CACHE_SECONDS.
+CACHE_SIZE = 1024  # tokens per worker
+CACHE_SECONDS = 60.0
 
 
 class TokenError(Exception):
@@ -128,8 +134,25 @@ class TokenVerifier:
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self._verified: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()  # token -> (until, claims)
+        self._lock = threading.Lock()
 
     def claims(self, token: str) -> dict[str, Any]:
+        now = time.time()
+        with self._lock:
+            remembered = self._verified.get(token)
+            if remembered is not None and now < remembered[0]:
+                self._verified.move_to_end(token)
+                return remembered[1]
+        claims = self._verify(token)
+        until = min(float(claims["exp"]) + self.leeway, now + CACHE_SECONDS)
+        with self._lock:
+            self._verified[token] = (until, claims)
+            if len(self._verified) > CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError("the token is too long")
         try:

@@ -236,3 +236,20 @@ def test_keys_out_of_reach_answer_503_not_a_bad_token(provider: Provider):
     with pytest.raises(Refusal) as refused:
         url_auth(url).caller("Execute", bearer(provider.token()), None)
     assert refused.value.status == 503
+
+
+def test_a_remembered_token_still_ends_at_its_expiry(jwks_file: Path, provider: Provider):
+    check = TokenVerifier(verifier(jwks_file).keys, ISSUER, AUDIENCE, 0.0)
+    token = provider.token(exp=int(time.time()) + 2)
+    assert check.claims(token)["sub"] == check.claims(token)["sub"] == "alice"  # the second from memory
+    time.sleep(3.1)
+    with pytest.raises(TokenError, match="has expired"):
+        check.claims(token)
+
+
+def test_the_memory_of_verified_tokens_is_bounded(jwks_file: Path, provider: Provider, monkeypatch):
+    monkeypatch.setattr(token_module, "CACHE_SIZE", 3)
+    check = verifier(jwks_file)
+    for index in range(10):
+        check.claims(provider.token(f"user{index}"))
+    assert len(check._verified) == 3
