@@ -7,15 +7,15 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app import create_app
 from app.settings import Settings
 from scheduler.access import ProcessAccess
 from scheduler.models import ANONYMOUS
-from tests.conftest import ValidatingClient
+from tests.conftest import ValidatingClient, client_of
 from tests.tokens import ADMIN_ROLE, AUDIENCE, ISSUER, Provider, bearer, unsigned
 from tests.web.test_jobs_cli import listed
 from tests.xsd import OWS11, OWS20, WPS10, WPS20
@@ -39,12 +39,6 @@ BOB = bearer(PROVIDER.token("bob", ("users", "greeters"), algorithm="ES256"))
 ADMIN = bearer(PROVIDER.token("root", (ADMIN_ROLE,)))
 
 
-def client(settings: Settings):  # type: ignore[no-untyped-def]
-    app = create_app(settings)
-    app.testing = True
-    return app, ValidatingClient(app.test_client())
-
-
 @pytest.fixture
 def oidc_settings(settings: Settings, tmp_path: Path) -> Settings:
     jwks = PROVIDER.write_jwks(tmp_path / "jwks.json")
@@ -61,10 +55,8 @@ def oidc_settings(settings: Settings, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def users(oidc_settings: Settings):  # type: ignore[no-untyped-def]
-    app, wps = client(oidc_settings)
-    yield wps
-    app.extensions["hpc_wps"].engine.dispose()
+def users(oidc_settings: Settings) -> Iterator[ValidatingClient]:
+    yield from client_of(oidc_settings)
 
 
 def exception(response, namespace: str = OWS11):  # type: ignore[no-untyped-def]
@@ -226,24 +218,17 @@ def test_a_process_is_hidden_from_users_without_its_role(users):
 # -- mode = header -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def proxied(settings: Settings):  # type: ignore[no-untyped-def]
-    app, wps = client(settings.replace("auth", mode="header", trusted_proxies=("127.0.0.1/32",)))
-    yield wps
-    app.extensions["hpc_wps"].engine.dispose()
-
-
-def test_header_mode_believes_the_trusted_proxy_only(proxied, settings):
+def test_header_mode_believes_the_trusted_proxy_only(header_client, settings):
     echo = f"{K10}&request=Execute&identifier=echo&DataInputs=literalInput=x"
     trusted = {"REMOTE_ADDR": "127.0.0.1"}
     untrusted = {"REMOTE_ADDR": "192.0.2.10"}
     user = {"X-Remote-User": "dora"}
-    assert proxied.get(echo, headers=user, environ_base=trusted).status_code == 200
-    spoofed = proxied.get(echo, headers=user, environ_base=untrusted)
+    assert header_client.get(echo, headers=user, environ_base=trusted).status_code == 200
+    spoofed = header_client.get(echo, headers=user, environ_base=untrusted)
     assert (spoofed.status_code, exception(spoofed)) == (403, ("NoApplicableCode", "X-Remote-User"))
-    nobody = proxied.get(echo, environ_base=trusted)
+    nobody = header_client.get(echo, environ_base=trusted)
     assert (nobody.status_code, exception(nobody)) == (403, ("NoApplicableCode", "X-Remote-User"))
-    assert proxied.get(f"{K10}&request=GetCapabilities", environ_base=untrusted).status_code == 200
+    assert header_client.get(f"{K10}&request=GetCapabilities", environ_base=untrusted).status_code == 200
     assert len(listed(settings, "--owner", "dora")) == 1
 
 

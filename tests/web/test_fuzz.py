@@ -656,18 +656,6 @@ AUTHORIZATION = st.one_of(
 )
 
 
-@pytest.fixture
-def oidc_client(settings, tmp_path):  # type: ignore[no-untyped-def]
-    from app import create_app
-    from tests.tokens import AUDIENCE, ISSUER, Provider
-
-    jwks = Provider().write_jwks(tmp_path / "jwks.json")
-    app = create_app(settings.replace("auth", mode="oidc", jwks_file=str(jwks), issuer=ISSUER, audience=AUDIENCE))
-    app.testing = True
-    yield ValidatingClient(app.test_client())
-    app.extensions["hpc_wps"].engine.dispose()
-
-
 @THROUGH
 @given(authorization=AUTHORIZATION)
 def test_any_authorization_header_gets_a_report(oidc_client, authorization: str):
@@ -680,19 +668,9 @@ def test_any_authorization_header_gets_a_report(oidc_client, authorization: str)
 
 @THROUGH
 @given(user=HEADER_VALUE, trusted=st.booleans())
-def test_any_user_header_gets_an_answer(client_in_header_mode, user: str, trusted: bool):
+def test_any_user_header_gets_an_answer(header_client, user: str, trusted: bool):
     address = "127.0.0.1" if trusted else "198.51.100.7"
     query = "/wps?service=WPS&version=1.0.0&request=Execute&identifier=echo&DataInputs=literalInput=x"
-    response = client_in_header_mode.get(query, headers={"X-Remote-User": user}, environ_base={"REMOTE_ADDR": address})
+    response = header_client.get(query, headers={"X-Remote-User": user}, environ_base={"REMOTE_ADDR": address})
     assert_answer(response, user)
     assert response.status_code in ((200, 403) if trusted else (403,)), (user, trusted, response.status_code)
-
-
-@pytest.fixture
-def client_in_header_mode(settings):  # type: ignore[no-untyped-def]
-    from app import create_app
-
-    app = create_app(settings.replace("auth", mode="header", trusted_proxies=("127.0.0.1",)))
-    app.testing = True
-    yield ValidatingClient(app.test_client())
-    app.extensions["hpc_wps"].engine.dispose()
