@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +35,10 @@ ASYNC_SLEEP_20 = f"""<wps:Execute {W2} mode="async" response="document"><ows:Ide
 ASYNC_SLEEP_10 = f"{K10}&request=Execute&identifier=sleep&DataInputs=delay=0&storeExecuteResponse=true&status=true"
 
 PROVIDER = Provider()
-ALICE = bearer(PROVIDER.token("alice", ("users",)))
-BOB = bearer(PROVIDER.token("bob", ("users", "greeters"), algorithm="ES256"))
-ADMIN = bearer(PROVIDER.token("root", (ADMIN_ROLE,)))
+DAY = int(time.time()) + 86400  # minted at import: valid however long the session runs before these tests
+ALICE = bearer(PROVIDER.token("alice", ("users",), exp=DAY))
+BOB = bearer(PROVIDER.token("bob", ("users", "greeters"), algorithm="ES256", exp=DAY))
+ADMIN = bearer(PROVIDER.token("root", (ADMIN_ROLE,), exp=DAY))
 
 
 @pytest.fixture
