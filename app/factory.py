@@ -8,7 +8,7 @@ import logging
 from flask import Flask
 
 from app import errors, ops
-from app.settings import Settings, load_settings
+from app.settings import Settings, check_process_names, load_settings
 from app.wps import views as wps
 from processes.container.config import configured
 from processes.registry import Registry, build_registry
@@ -41,7 +41,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.logging)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_size
-    jobs = JobService(settings.jobs, make_engine(settings.database_url), service_registry(settings))
+    registry = service_registry(settings)
+    check_process_names(settings, {p.identifier for p in registry})
+    jobs = JobService(settings.jobs, make_engine(settings.database_url), registry)
     app.extensions[JOBS_EXTENSION] = jobs
     wps.init_app(app, settings, jobs)
     ops.init_app(app, settings, jobs.engine)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.settings import Settings
 from processes.registry import Registry
 from scheduler import queries
+from scheduler.access import Caller
 from scheduler.db import make_engine
 from scheduler.job import Job
 from scheduler.models import ACTIVE_STATES, FINAL_STATES, JobStatus
@@ -39,6 +40,7 @@ AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DISMISSED_BY_OPERATOR = "dismissed by an operator (hpc-wps jobs cancel)"
 PURGE_BATCH = 500
 MESSAGE_WIDTH = 60
+OPERATOR = Caller("hpc-wps jobs", is_admin=True)  # whoever can read the configuration sees every job
 
 
 class JobsError(Exception):
@@ -77,12 +79,13 @@ def _filter(args: argparse.Namespace, removable_only: bool = False) -> JobFilter
         older_than=args.older_than,
         limit=args.limit,
         removable_only=removable_only,
+        owners=tuple(args.owner or ()),
     )
 
 
 def _jobs(engine: Engine, settings: Settings, which: JobFilter) -> list[Job]:
     """Through the job service, as the web service lists them; the commands run no process."""
-    return JobService(settings.jobs, engine, Registry(())).list_jobs(which)
+    return JobService(settings.jobs, engine, Registry(())).list_jobs(which, OPERATOR)
 
 
 def _resolve(engine: Engine, reference: str) -> Mapping[str, Any]:
@@ -100,14 +103,14 @@ def _resolve(engine: Engine, reference: str) -> Mapping[str, Any]:
 
 
 def _table(jobs: Iterable[Job]) -> None:
-    header = ("ID", "STATUS", "PROCESS", "EXECUTOR", "CREATED (UTC)", "MESSAGE")
+    header = ("ID", "STATUS", "PROCESS", "EXECUTOR", "CREATED (UTC)", "OWNER", "MESSAGE")
     lines = [header]
     for job in jobs:
         message = " ".join((job.message or "").split())
         if len(message) > MESSAGE_WIDTH:
             message = message[: MESSAGE_WIDTH - 1] + "…"
         created = job.created_at.isoformat(sep=" ", timespec="seconds")
-        lines.append((job.id, job.status.value, job.process_id, job.executor or "-", created, message))
+        lines.append((job.id, job.status.value, job.process_id, job.executor or "-", created, job.owner, message))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)] + [0]  # the message: as it is
     for line in lines:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
@@ -193,8 +196,8 @@ def cmd_purge(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
     active = sorted(asked - set(STATUS_GROUPS["finished"]))
     if active:
         raise JobsError(f"purge removes finished jobs only, never {', '.join(active)} ones")
-    if not (args.status or args.process or args.older_than or args.all):
-        raise JobsError("say which finished jobs to purge (--status, --process, --older-than), or --all")
+    if not (args.status or args.process or args.owner or args.older_than or args.all):
+        raise JobsError("say which finished jobs to purge (--status, --process, --owner, --older-than), or --all")
     jobs = _jobs(engine, settings, _filter(args, removable_only=True))
     sizes = {job.id: directory_size(settings.jobs_dir / job.id) for job in jobs}
     if args.dry_run:
@@ -244,6 +247,7 @@ def _add_filters(parser: argparse.ArgumentParser, *, limit: int) -> None:
         "--status", type=parse_statuses, action="append", help=f"only jobs in these states (comma-separated: {states})"
     )
     parser.add_argument("--process", action="append", help="only jobs of this process (repeatable)")
+    parser.add_argument("--owner", action="append", metavar="NAME", help="only jobs of this user (repeatable)")
     parser.add_argument(
         "--older-than",
         type=parse_age,

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from app.auth.settings import AuthSettings, check_auth
 from processes.container.settings import DockerSettings
 from processes.fetch import FetchLimits
 from processes.setting_fields import SettingsError, setting, size_setting
+from scheduler.access import ROLES_SUFFIX, ProcessAccess, parse_process_roles
 from scheduler.logs import LoggingSettings
 from scheduler.settings import JobSettings, ProcessingSettings, SchedulerSettings
 
@@ -97,6 +99,8 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    processes: ProcessAccess = field(default_factory=ProcessAccess)  # keys named by process: read on their own
     source: str = "embedded defaults"
 
     @functools.cached_property  # resolved once: every request and every job asks for it
@@ -131,6 +135,7 @@ class Settings:
             inputs=self.fetch_limits,
             heartbeat_interval=self.monitoring.heartbeat_interval,
             host_lost_after=self.monitoring.host_lost_after,
+            access=self.processes,
         )
 
     def replace(self, section: str, **values: Any) -> Settings:
@@ -166,7 +171,20 @@ def _convert(kind: Any, meta: Any, text: str) -> Any:
     return value
 
 
+def _process_access(raw: dict[str, tuple[str, str]]) -> ProcessAccess:
+    """``[processes]``, whose keys are process identifiers (as written: identifiers are case-sensitive)."""
+    roles = {}
+    for key, (text, origin) in raw.items():
+        try:
+            roles.update(parse_process_roles({key: text}))
+        except ValueError as exc:
+            raise SettingsError(f"{origin}: [processes] {exc}") from None
+    return ProcessAccess(roles)
+
+
 def _section(name: str, raw: dict[str, tuple[str, str]]) -> Any:
+    if name == "processes":
+        return _process_access(raw)
     cls = _SECTION_TYPES[name]
     hints = get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("derived")}
@@ -191,6 +209,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
     raw: dict[str, dict[str, tuple[str, str]]] = {name: {} for name in SECTIONS}
     if path is not None:
         parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys lower-cased below, but [processes]
         try:
             with open(path, encoding="utf-8") as handle:
                 parser.read_file(handle)
@@ -202,7 +221,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
             if section not in SECTIONS:
                 raise SettingsError(f"{path}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
             for key, text in parser.items(section):
-                raw[section][key] = (text, str(path))
+                raw[section][key if section == "processes" else key.lower()] = (text, str(path))
     for name, text in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
             continue
@@ -246,6 +265,21 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"{settings.source}: [monitoring] heartbeat_timeout: must exceed heartbeat_interval")
     if settings.monitoring.host_lost_after <= settings.monitoring.heartbeat_timeout:
         raise SettingsError(f"{settings.source}: [monitoring] host_lost_after: must exceed heartbeat_timeout")
+    check_auth(settings.auth, settings.source)
+    if settings.processes.roles and settings.auth.mode != "oidc":
+        first = next(iter(settings.processes.roles))
+        raise SettingsError(
+            f"{settings.source}: [processes] {first}{ROLES_SUFFIX}: roles come from tokens; set [auth] mode = oidc"
+        )
+
+
+def check_process_names(settings: Settings, identifiers: set[str]) -> None:
+    """Every process ``[processes]`` names is offered: a misspelt name would leave the real one open to all."""
+    for identifier in settings.processes.roles:
+        if identifier not in identifiers:
+            raise SettingsError(
+                f"{settings.source}: [processes] {identifier}{ROLES_SUFFIX}: no process {identifier!r} is offered"
+            )
 
 
 def reference() -> str:
@@ -255,6 +289,12 @@ def reference() -> str:
         if name == "source":
             continue
         lines.append(f"[{name}]")
+        if cls is ProcessAccess:
+            lines.append("# <process identifier>.roles = the roles that may see and run it, comma-separated; a process")
+            lines.append("# not named here is open to every user (roles come from [auth] roles_claim, mode = oidc)")
+            lines.append(f"# say_hello{ROLES_SUFFIX} = wps-users")
+            lines.append("")
+            continue
         for f in dataclasses.fields(cls):
             if f.metadata.get("derived"):
                 continue

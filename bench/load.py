@@ -60,8 +60,8 @@ _NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKERR = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 
-def wrk(url, duration, threads=2, connections=4, timeout_s=10):
-    """Runs `wrk -tT -cC -dDs URL`; returns its figures as a dict."""
+def wrk(url, duration, threads=2, connections=4, timeout_s=10, headers=()):
+    """Runs `wrk -tT -cC -dDs URL` (with `-H` for each of `headers`); returns its figures as a dict."""
     _check_loopback(url)
     exe = shutil.which("wrk")
     if not exe:
@@ -69,6 +69,8 @@ def wrk(url, duration, threads=2, connections=4, timeout_s=10):
             "wrk is not installed: apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends wrk"
         )
     cmd = [exe, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", f"{timeout_s}s", url]
+    for header in headers:
+        cmd[1:1] = ["-H", header]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     text = out.stdout + out.stderr
     m = _RPS.search(text)

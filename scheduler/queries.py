@@ -105,6 +105,7 @@ def find_jobs(
     created_before: dt.datetime | None = None,
     limit: int = 0,
     removable_only: bool = False,
+    owners: Sequence[str] | None = None,
 ) -> list[RowMapping]:
     """Whole rows of the jobs every given filter matches (None: no filter), newest first; at most
     ``limit`` (0: all). ``removable_only``: only jobs whose files and row may go."""
@@ -113,6 +114,8 @@ def find_jobs(
         conditions.append(JOBS.c.status.in_(statuses))
     if processes is not None:
         conditions.append(JOBS.c.process_id.in_(processes))
+    if owners is not None:
+        conditions.append(JOBS.c.owner.in_(owners))
     if created_before is not None:
         conditions.append(JOBS.c.created_at < created_before)
     if removable_only:

@@ -25,6 +25,7 @@ from processes.fetch import seal_inputs
 from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle, queries
+from scheduler.access import ANONYMOUS_CALLER, Caller
 from scheduler.errors import (
     InvalidInput,
     InvalidResource,
@@ -57,11 +58,17 @@ class JobFilter:
     older_than: dt.timedelta | None = None  # created longer ago than this
     limit: int = 0  # at most this many; 0: all
     removable_only: bool = False  # only jobs whose files and row may go (final, released by their executor)
+    owners: tuple[str, ...] = ()  # submitted by any of these users; none: every user the caller may see
 
 
 class JobService:
     """One per web worker (and per operator command). ``settings`` is read on every call, never
-    copied, so what a caller changes in it (tests shorten the time limit) holds from the next call."""
+    copied, so what a caller changes in it (tests shorten the time limit) holds from the next call.
+
+    Every operation takes the :class:`~scheduler.access.Caller` it is done for (anonymous when a
+    caller gives none): a process the caller's roles do not open, and a job of another user, are
+    answered exactly as one that does not exist, so their existence is not revealed either.
+    """
 
     def __init__(self, settings: JobSettings, engine: Engine, registry: Registry) -> None:
         self.settings = settings
@@ -70,9 +77,13 @@ class JobService:
 
     # -- processes ---------------------------------------------------------------------------------
 
-    def process(self, identifier: str) -> Process:
+    def processes(self, caller: Caller = ANONYMOUS_CALLER) -> list[Process]:
+        """The processes offered to this caller, in the order they were declared."""
+        return [p for p in self.registry if self.settings.access.allows(caller, p.identifier)]
+
+    def process(self, identifier: str, caller: Caller = ANONYMOUS_CALLER) -> Process:
         process = self.registry.get(identifier)
-        if process is None:
+        if process is None or not self.settings.access.allows(caller, process.identifier):
             raise NoSuchProcess(identifier)
         return process
 
@@ -102,39 +113,63 @@ class JobService:
             "resources": resources,
         }
 
-    def submit(self, process: Process, version: str, request: dict[str, Any]) -> Job:
-        """An asynchronous job: accepted for the dispatcher, or (``inline_async``) run here first.
+    def _allowed(self, process: Process, caller: Caller) -> None:
+        """Checked again on submission: a binding may hold a Process it did not get from :meth:`process`."""
+        if not self.settings.access.allows(caller, process.identifier):
+            raise NoSuchProcess(process.identifier)
+
+    def submit(self, process: Process, version: str, request: dict[str, Any], caller: Caller = ANONYMOUS_CALLER) -> Job:
+        """An asynchronous job of ``caller``: accepted for the dispatcher, or (``inline_async``) run here first.
 
         ``version``: of the protocol request, recorded with the job. ``request``: inputs and outputs
         checked against the process, resources as requested. Raises :class:`QueueFull`.
         """
+        self._allowed(process, caller)
         stored = self._stored(request)
         if queries.count_waiting(self.engine) >= self.settings.processing.queue_length:
             raise QueueFull()
         if not process.inline_async:
-            return Job.from_row(lifecycle.create_job(self.engine, process.identifier, version, "async", stored))
+            created = lifecycle.create_job(self.engine, process.identifier, version, "async", stored, owner=caller.name)
+            return Job.from_row(created)
         created = lifecycle.create_job(
-            self.engine, process.identifier, version, "async", stored, JobStatus.RUNNING, WEB, holder()
+            self.engine,
+            process.identifier,
+            version,
+            "async",
+            stored,
+            JobStatus.RUNNING,
+            WEB,
+            holder(),
+            owner=caller.name,
         )
-        return self._run_here(process, created["id"], stored)[0]
+        return self._run_here(process, created["id"], stored, caller)[0]
 
-    def run(self, process: Process, version: str, request: dict[str, Any]) -> Job:
-        """A synchronous job, run here to its end under ``[processing] sync_time_limit``; returns the
-        finished job, succeeded or failed. A failure caused by an input raises :class:`InvalidInput`
-        naming it instead, one without an output asked for :class:`OutputNotProduced` (the job is
-        recorded as failed all the same)."""
+    def run(self, process: Process, version: str, request: dict[str, Any], caller: Caller = ANONYMOUS_CALLER) -> Job:
+        """A synchronous job of ``caller``, run here to its end under ``[processing] sync_time_limit``;
+        returns the finished job, succeeded or failed. A failure caused by an input raises
+        :class:`InvalidInput` naming it instead, one without an output asked for :class:`OutputNotProduced`
+        (the job is recorded as failed all the same)."""
+        self._allowed(process, caller)
         stored = self._stored(request)
         created = lifecycle.create_job(
-            self.engine, process.identifier, version, "sync", stored, JobStatus.RUNNING, WEB, holder()
+            self.engine,
+            process.identifier,
+            version,
+            "sync",
+            stored,
+            JobStatus.RUNNING,
+            WEB,
+            holder(),
+            owner=caller.name,
         )
-        job, outcome = self._run_here(process, created["id"], stored)
+        job, outcome = self._run_here(process, created["id"], stored, caller)
         if outcome.input_id is not None:
             raise InvalidInput(outcome.input_id, outcome.input_reason or "invalid", outcome.message)
         if outcome.missing_outputs:
             raise OutputNotProduced(outcome.missing_outputs[0], outcome.message)
         return job
 
-    def _run_here(self, process: Process, job_id: str, stored: dict[str, Any]) -> tuple[Job, Outcome]:
+    def _run_here(self, process: Process, job_id: str, stored: dict[str, Any], caller: Caller) -> tuple[Job, Outcome]:
         """Run a job in this process under the synchronous time limit, its fetches within the short
         budget of a web worker; returns its final state and how it ended (which input failed it, if one did)."""
         settings = self.settings
@@ -148,17 +183,24 @@ class JobService:
             settings.docker,
         )
         record_outcome(self.engine, job_id, outcome, settings.processing.retention)
-        return self.get(job_id), outcome
+        return self.get(job_id, caller), outcome
 
     # -- reading and ending ------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, caller: Caller = ANONYMOUS_CALLER) -> Job:
+        """A job of the caller's; another user's raises :class:`NoSuchJob` exactly as an unknown id does."""
         row = queries.get_job(self.engine, job_id)
-        if row is None:
+        if row is None or not caller.owns(row["owner"]):
             raise NoSuchJob(job_id)
         return Job.from_row(row)
 
-    def list_jobs(self, which: JobFilter) -> list[Job]:
+    def list_jobs(self, which: JobFilter, caller: Caller = ANONYMOUS_CALLER) -> list[Job]:
+        """The jobs ``which`` selects among those the caller may see: its own, or every job for an administrator."""
+        owners = which.owners
+        if not caller.is_admin:
+            owners = tuple(o for o in owners or (caller.name,) if o == caller.name)
+            if not owners:
+                return []
         rows = queries.find_jobs(
             self.engine,
             statuses=sorted(set(which.statuses)) or None,
@@ -166,18 +208,20 @@ class JobService:
             created_before=None if which.older_than is None else utcnow() - which.older_than,
             limit=which.limit,
             removable_only=which.removable_only,
+            owners=owners or None,
         )
         return [Job.from_row(row) for row in rows]
 
-    def dismiss(self, job_id: str) -> Job:
-        """Dismiss a job, waiting, running or finished; its files go (now, or once its executor lets go)."""
-        job = self.get(job_id)
+    def dismiss(self, job_id: str, caller: Caller = ANONYMOUS_CALLER) -> Job:
+        """Dismiss a job of the caller's, waiting, running or finished; its files go (now, or once its
+        executor lets go)."""
+        job = self.get(job_id, caller)
         row = dismiss_job(self.engine, self.settings.jobs_dir, job_id)
         return Job.from_row(row) if row is not None else job
 
-    def result(self, job_id: str) -> Job:
+    def result(self, job_id: str, caller: Caller = ANONYMOUS_CALLER) -> Job:
         """A job whose outputs can be served: succeeded. A dismissed job has none left, as if it never was."""
-        job = self.get(job_id)
+        job = self.get(job_id, caller)
         if job.status is JobStatus.DISMISSED:
             raise NoSuchJob(job_id, f"job {job_id} was dismissed")
         if not job.status.is_final:
@@ -192,10 +236,10 @@ class JobService:
         """Where a job's output files are: bindings embed them in documents or send them as they are."""
         return self.settings.job_dir(job_id) / OUTPUTS
 
-    def output_file(self, job_id: str, filename: str) -> OutputFile:
-        """A file the succeeded job recorded as an output, and only such a file: a name is looked up
-        among the records, never joined to a path first."""
-        job = self.get(job_id)
+    def output_file(self, job_id: str, filename: str, caller: Caller = ANONYMOUS_CALLER) -> OutputFile:
+        """A file the caller's succeeded job recorded as an output, and only such a file: a name is
+        looked up among the records, never joined to a path first."""
+        job = self.get(job_id, caller)
         if job.status is not JobStatus.SUCCEEDED:
             raise NoSuchJob(job_id, f"job {job_id} has no outputs")
         for record in job.outputs or []:

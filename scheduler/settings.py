@@ -19,6 +19,7 @@ from processes.container.settings import DockerSettings
 from processes.fetch import FetchLimits
 from processes.model import Process
 from processes.setting_fields import parse_percent, setting, size_setting
+from scheduler.access import ProcessAccess
 from scheduler.executor_names import DOCKER, LOCAL
 
 
@@ -93,6 +94,7 @@ class JobSettings:
     inputs: FetchLimits = dataclasses.field(default_factory=FetchLimits)
     heartbeat_interval: float = 5.0  # seconds between two heartbeats of a dispatcher
     host_lost_after: float = 600.0  # a local job of a host silent this long, with no live dispatcher, ends
+    access: ProcessAccess = dataclasses.field(default_factory=ProcessAccess)  # [processes]: roles per process
 
     def executor_for(self, process: Process) -> str:
         """local, the scheduler system, or docker, for asynchronous jobs of ``process``.

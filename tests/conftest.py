@@ -131,6 +131,29 @@ def wps(app) -> ValidatingClient:  # type: ignore[no-untyped-def]
     return ValidatingClient(app.test_client())
 
 
+def client_of(settings: Settings) -> Iterator[ValidatingClient]:
+    """The app of these settings behind a validating client; its engine is disposed of at the end."""
+    application = create_app(settings)
+    application.testing = True
+    yield ValidatingClient(application.test_client())
+    application.extensions["hpc_wps"].engine.dispose()
+
+
+@pytest.fixture
+def oidc_client(settings: Settings, tmp_path: Path) -> Iterator[ValidatingClient]:
+    """The app with [auth] mode = oidc, trusting the keys of a fresh ``tests.tokens.Provider``."""
+    from tests.tokens import AUDIENCE, ISSUER, Provider
+
+    jwks = Provider().write_jwks(tmp_path / "jwks.json")
+    yield from client_of(settings.replace("auth", mode="oidc", jwks_file=str(jwks), issuer=ISSUER, audience=AUDIENCE))
+
+
+@pytest.fixture
+def header_client(settings: Settings) -> Iterator[ValidatingClient]:
+    """The app with [auth] mode = header, believing X-Remote-User from 127.0.0.1 only."""
+    yield from client_of(settings.replace("auth", mode="header", trusted_proxies=("127.0.0.1/32",)))
+
+
 class LiveServer:
     """``hpc-wps serve`` in a child process on a free port, as a user runs it."""
 

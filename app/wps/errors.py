@@ -24,12 +24,20 @@ HTTP_STATUS = {
 
 
 class OWSException(Exception):
-    def __init__(self, code: str, text: str, locator: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        text: str,
+        locator: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(text)
         self.code = code
         self.text = text
         self.locator = locator
         self.status = status or HTTP_STATUS.get(code, 400)
+        self.headers = headers or {}  # sent with the report (WWW-Authenticate on a 401)
 
 
 def missing(locator: str) -> OWSException:

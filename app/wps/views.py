@@ -4,6 +4,12 @@ Views only parse, call an operation (``app/wps/operations/``) and turn its reply
 failure under these routes becomes an OWS ExceptionReport: the job service's errors through
 ``error_map``, anything else through this blueprint's error handlers, which answer for its routes only
 (/health and /metrics answer in their own formats). No traceback ever reaches a client.
+
+Who asks is found out in one place, :func:`authorized`, for every operation of every route (the 1.0.0
+status document counts as GetStatus, an output download as GetResult); the caller it returns goes to
+the job service with the operation. A refusal is an ExceptionReport with code NoApplicableCode (OWS has
+no code for authentication), locator ``Authorization`` (or the user header), HTTP 401 with
+``WWW-Authenticate: Bearer`` (or 403, 503), in the request's version.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import errors
+from app.auth import Authenticator, Refusal
 from app.settings import Settings
 from app.wps.error_map import to_ows
 from app.wps.errors import CONTENT_TYPE, OWSException, render_exception
@@ -26,8 +33,9 @@ from app.wps.operations.execute import execute
 from app.wps.operations.job_control import job_operation
 from app.wps.parse_kvp import parse_kvp
 from app.wps.parse_xml import parse_xml
-from app.wps.requests import DescribeProcess, Execute, GetCapabilities, WPSRequest
+from app.wps.requests import DescribeProcess, Execute, GetCapabilities, JobRequest, WPSRequest
 from app.wps.served import NOSNIFF, SANDBOX
+from scheduler.access import Caller
 from scheduler.errors import JobServiceError
 from scheduler.service import JobService
 
@@ -51,11 +59,12 @@ class Binding:
 
     context: Context
     discovery: Discovery
+    auth: Authenticator
 
 
 def init_app(app: Flask, settings: Settings, jobs: JobService) -> None:
     context = Context(jobs, settings.server.url, settings.server.language)
-    app.extensions[EXTENSION] = Binding(context, Discovery(settings, context))
+    app.extensions[EXTENSION] = Binding(context, Discovery(settings, context), Authenticator(settings.auth))
     app.register_blueprint(bp)
 
 
@@ -75,23 +84,40 @@ def to_response(reply: Reply) -> Response:
 
 def exception_response(exc: OWSException, version: str) -> Response:
     body = render_exception(exc, version, binding().context.language)
-    return Response(body, status=exc.status, content_type=CONTENT_TYPE)
+    response = Response(body, status=exc.status, content_type=CONTENT_TYPE)
+    response.headers.update(exc.headers)
+    return response
 
 
 def _version_hint(sample: bytes) -> str:
     return "2.0.0" if VERSION_2_HINT.search(sample[:4096]) else "1.0.0"
 
 
+def authorized(operation: str) -> Caller:
+    """The caller of ``operation`` in this request, or an OWSException saying why it may not ask."""
+    try:
+        return binding().auth.caller(operation, request.headers, request.remote_addr)
+    except Refusal as refusal:
+        raise OWSException("NoApplicableCode", refusal.text, refusal.locator, refusal.status, refusal.headers) from None
+
+
+def _operation(parsed: WPSRequest) -> str:
+    if isinstance(parsed, JobRequest):
+        return parsed.operation
+    return type(parsed).__name__  # GetCapabilities, DescribeProcess, Execute
+
+
 def _dispatch(parsed: WPSRequest) -> Reply:
     wps = binding()
+    caller = authorized(_operation(parsed))
     if isinstance(parsed, GetCapabilities):
-        return wps.discovery.get_capabilities(parsed)
+        return wps.discovery.get_capabilities(parsed, caller)
     try:
         if isinstance(parsed, DescribeProcess):
-            return wps.discovery.describe(parsed)
+            return wps.discovery.describe(parsed, caller)
         if isinstance(parsed, Execute):
-            return execute(wps.context, parsed)
-        return job_operation(wps.context, parsed)
+            return execute(wps.context, parsed, caller)
+        return job_operation(wps.context, parsed, caller)
     except JobServiceError as exc:
         raise to_ows(exc, parsed.version) from None
 
@@ -153,7 +179,8 @@ def status_document(job_id: str) -> Response:
     try:
         if not JOB_ID.match(job_id):
             raise OWSException("NoSuchJob", f"no job {job_id}", "jobId", status=404)
-        return to_response(downloads.status_document(binding().context, job_id))
+        caller = authorized("GetStatus")
+        return to_response(downloads.status_document(binding().context, job_id, caller))
     except JobServiceError as exc:
         ows = to_ows(exc, "1.0.0")
     except OWSException as exc:
@@ -168,7 +195,8 @@ def output(job_id: str, filename: str) -> Response:
     try:
         if not JOB_ID.match(job_id) or not FILE_NAME.match(filename) or filename.startswith("."):
             raise OWSException("NoSuchJob", "no such output", "jobId", status=404)
-        return to_response(downloads.output_file(binding().context, job_id, filename))
+        caller = authorized("GetResult")
+        return to_response(downloads.output_file(binding().context, job_id, filename, caller))
     except JobServiceError as exc:
         ows = to_ows(exc, "1.0.0")
     except OWSException as exc:

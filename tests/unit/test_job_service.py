@@ -15,6 +15,7 @@ from migrations import upgrade
 from processes.fetch import FetchLimits
 from processes.registry import Registry, build_registry
 from scheduler import queries
+from scheduler.access import ANONYMOUS_CALLER, Caller, ProcessAccess
 from scheduler.db import make_engine
 from scheduler.errors import (
     InvalidInput,
@@ -272,3 +273,44 @@ def test_list_jobs_filters(jobs):
     assert ids(limit=2) == [waiting.id, failed.id]
     assert ids(removable_only=True) == [failed.id, old.id]  # never a job still waiting
     assert dataclasses.asdict(jobs.list_jobs(JobFilter(limit=1))[0])["status"] == "accepted"
+
+
+def test_every_job_operation_is_the_callers_own(jobs):
+    """Another user's job is an unknown job for every operation; an administrator reaches every job."""
+    alice, bob, admin = Caller("alice"), Caller("bob"), Caller("root", is_admin=True)
+    words = {"id": "text", "kind": "complex", "value": "a b a", "mime_type": "text/plain"}
+    job = jobs.run(jobs.process("wordcounter", alice), "2.0.0", request(words), alice)
+    waiting = jobs.submit(jobs.process("sleep", alice), "2.0.0", request(literal("delay", "0")), alice)
+    assert (job.owner, waiting.owner) == ("alice", "alice")
+    filename = job.outputs[0]["file"]
+    for caller in (bob, ANONYMOUS_CALLER):
+        for call in (
+            lambda c: jobs.get(job.id, c),
+            lambda c: jobs.result(job.id, c),
+            lambda c: jobs.output_file(job.id, filename, c),
+            lambda c: jobs.dismiss(waiting.id, c),
+        ):
+            with pytest.raises(NoSuchJob) as refused:
+                call(caller)
+            assert str(refused.value) in (f"no job {job.id}", f"no job {waiting.id}")
+    assert jobs.get(waiting.id, alice).status is JobStatus.ACCEPTED  # Bob's Dismiss did nothing
+    assert jobs.output_file(job.id, filename, admin).path.is_file()
+    assert {j.id for j in jobs.list_jobs(JobFilter(), alice)} == {job.id, waiting.id}
+    assert jobs.list_jobs(JobFilter(), bob) == []
+    assert jobs.list_jobs(JobFilter(owners=("alice",)), bob) == []  # a filter never widens what a caller sees
+    assert len(jobs.list_jobs(JobFilter(owners=("alice",)), admin)) == 2
+    assert jobs.dismiss(waiting.id, admin).status is JobStatus.DISMISSED
+
+
+def test_process_roles_hide_a_process(jobs, job_settings):
+    jobs.settings = dataclasses.replace(job_settings, access=ProcessAccess({"say_hello": frozenset({"greeters"})}))
+    greeter, other = Caller("g", frozenset({"greeters"})), Caller("o", frozenset({"users"}))
+    assert "say_hello" in {p.identifier for p in jobs.processes(greeter)}
+    assert "say_hello" not in {p.identifier for p in jobs.processes(other)}
+    with pytest.raises(NoSuchProcess):
+        jobs.process("say_hello", other)
+    process = jobs.process("say_hello", greeter)
+    for start in (jobs.run, jobs.submit):  # refused even with the Process in hand
+        with pytest.raises(NoSuchProcess):
+            start(process, "2.0.0", request(literal("name", "x")), other)
+    assert jobs.run(process, "2.0.0", request(literal("name", "x")), greeter).owner == "g"

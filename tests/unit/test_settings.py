@@ -43,6 +43,33 @@ def test_file_then_environment(tmp_path: Path):
         ("[processing]\nworker_nice = 20\n", "[processing] worker_nice"),
         ("[monitoring]\nhost_lost_after = 10\n", "[monitoring] host_lost_after"),
         ("not an ini file", "not a valid INI file"),
+        ("[auth]\nmode = kerberos\n", "[auth] mode"),
+        ("[auth]\nmode = oidc\njwks_file = /nonexistent\naudience = wps\n", "[auth] issuer: required"),
+        ("[auth]\nmode = oidc\njwks_file = /nonexistent\nissuer = https://idp\n", "[auth] audience: required"),
+        ("[auth]\nmode = oidc\nissuer = https://idp\naudience = wps\n", "[auth] jwks_file: give either"),
+        (
+            "[auth]\nmode = oidc\nissuer = https://idp\naudience = wps\njwks_file = /x.json\njwks_url = https://idp/certs\n",
+            "[auth] jwks_file: give either",
+        ),
+        (
+            "[auth]\nmode = oidc\nissuer = https://idp\naudience = wps\njwks_url = ftp://idp/certs\n",
+            "[auth] jwks_url: must be an http(s) URL",
+        ),
+        (
+            "[auth]\nmode = oidc\nissuer = https://idp\naudience = wps\njwks_file = /nonexistent.json\n",
+            "[auth] jwks_file: cannot read",
+        ),
+        (
+            "[auth]\nmode = oidc\nissuer = https://idp\naudience = wps\njwks_file = /etc/hostname\n",
+            "[auth] jwks_file: /etc/hostname is not a usable JWKS",
+        ),
+        ("[auth]\nanonymous = GetCapabilities, Everything\n", "[auth] anonymous: 'Everything'"),
+        ("[auth]\nmode = header\n", "[auth] trusted_proxies: required"),
+        ("[auth]\nmode = header\ntrusted_proxies = proxy.example\n", "[auth] trusted_proxies: 'proxy.example'"),
+        ("[auth]\nmode = header\nheader = X Remote User\ntrusted_proxies = ::1\n", "[auth] header"),
+        ("[processes]\nsay_hello.roles = a\n", "[processes] say_hello.roles: roles come from tokens"),
+        ("[processes]\nsay_hello = a\n", "[processes] say_hello: keys of this section are"),
+        ("[processes]\nsay_hello.roles = ,\n", "[processes] say_hello.roles: give at least one role"),
     ],
 )
 def test_errors_name_the_file_and_key(tmp_path: Path, text: str, expected: str):
@@ -139,3 +166,29 @@ def test_inputs_destinations_are_checked_and_the_service_itself_is_never_one(tmp
     assert settings.inputs.allowed_hosts == (".data.example.org", "10.1.0.0/16")
     assert settings.jobs.inputs.own_endpoints == ("0.0.0.0:8000", "wps.example.org:443")
     assert "own_endpoints" not in reference() and "allowed_hosts" in reference()
+
+
+def test_auth_and_process_roles(tmp_path: Path):
+    """A working oidc configuration; [processes] keys keep their case, as process identifiers do."""
+    from app.factory import build_app
+    from scheduler.access import Caller
+    from tests.tokens import Provider
+
+    jwks = Provider().write_jwks(tmp_path / "jwks.json")
+    config = tmp_path / "auth.cfg"
+    text = (
+        f"[server]\nworkdir = {tmp_path / 'work'}\n"
+        f"[auth]\nmode = oidc\njwks_file = {jwks}\nissuer = https://idp\naudience = wps\nANONYMOUS = GetCapabilities\n"
+        "[processes]\nsay_hello.roles = Greeters, admins\n"
+    )
+    config.write_text(text, encoding="utf-8")
+    settings = load_settings(config, environ={})
+    assert settings.auth.anonymous == ("GetCapabilities",)
+    assert settings.jobs.access.roles == {"say_hello": frozenset({"Greeters", "admins"})}
+    assert settings.jobs.access.allows(Caller("x", frozenset({"Greeters"})), "say_hello")
+    assert not settings.jobs.access.allows(Caller("x", frozenset({"greeters"})), "say_hello")
+    assert settings.jobs.access.allows(Caller("x", is_admin=True), "say_hello")
+    assert settings.jobs.access.allows(Caller("x"), "echo")
+    config.write_text(text.replace("say_hello.roles", "say_helo.roles"), encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"\[processes\] say_helo.roles: no process 'say_helo' is offered"):
+        build_app(load_settings(config, environ={}))

@@ -13,6 +13,7 @@ suite stays green and the fault stays visible until it is fixed.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -1659,3 +1660,75 @@ def test_long_kvp_request_gets_a_wps_answer(live_server):
     assert response.headers.get("Content-Type") == "text/xml", (response.status_code, response.content[:300])
     root = validate(response.content)
     assert response.status_code == 200 or root.tag == f"{{{OWS11}}}ExceptionReport"
+
+
+# -- hostile credentials: [auth] mode = oidc and mode = header -------------------------------------------
+
+
+def _segment(value: object) -> str:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _jwt(header: object, claims: object = None, signature: str = "c2ln") -> str:
+    return f"{_segment(header)}.{_segment(claims if claims is not None else {'sub': 'x'})}.{signature}"
+
+
+HOSTILE_AUTHORIZATION = {
+    "empty bearer": "Bearer x",
+    "huge token": "Bearer " + "A" * 70000,
+    "three dots": "Bearer ...",
+    "not base64": "Bearer !!!.???.***",
+    "header not JSON": f"Bearer {_segment(b'not json')}.e30.c2ln",
+    "header a list": "Bearer " + _jwt(["RS256"]),
+    "alg a list": "Bearer " + _jwt({"alg": ["RS256"], "kid": "k"}),
+    "alg none": "Bearer " + _jwt({"alg": "none"}, signature=""),
+    "alg None": "Bearer " + _jwt({"alg": "None"}, signature=""),
+    "alg HS256": "Bearer " + _jwt({"alg": "HS256", "kid": "test-rsa"}),
+    "kid an object": "Bearer " + _jwt({"alg": "RS256", "kid": {"$ne": 1}}),
+    "kid a path": "Bearer " + _jwt({"alg": "RS256", "kid": "../../../etc/passwd"}),
+    "jku and x5u": "Bearer " + _jwt({"alg": "RS256", "jku": "http://127.0.0.1:1/keys", "x5u": "http://127.0.0.1:1/"}),
+    "embedded jwk": "Bearer " + _jwt({"alg": "RS256", "jwk": {"kty": "oct", "k": "c2VjcmV0"}}),
+    "claims not JSON": "Bearer " + f"{_segment({'alg': 'RS256', 'kid': 'test-rsa'})}.{_segment(b'[')}.c2ln",
+    "deep JSON": "Bearer " + f"{_segment({'alg': 'RS256', 'kid': 'test-rsa'})}.{_segment(b'[' * 5000)}.c2ln",
+    "control characters": "Bearer a\x01b.c\x7fd.e",
+    "non-ASCII": "Bearer \u00e9t\u00e9.\u0661\u0662.\uff11",
+    "two tokens": "Bearer a.b.c Bearer d.e.f",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_AUTHORIZATION))
+def test_hostile_authorization_headers_are_401_reports(oidc_client, name: str):
+    value = HOSTILE_AUTHORIZATION[name]
+    for target, namespace in (
+        ("/wps?service=WPS&version=2.0.0&request=GetStatus&jobId=" + FOREIGN_JOB, OWS20),
+        ("/wps?service=WPS&request=GetCapabilities", OWS11),
+        (f"/wps/jobs/{FOREIGN_JOB}", OWS11),
+    ):
+        response = oidc_client.get(target, headers={"Authorization": value})
+        body = response.get_data()
+        assert not any(leak in body for leak in LEAKS), name
+        if name == "two tokens":  # not one Bearer token: as if none was sent
+            assert response.status_code in (200, 401), name
+            continue
+        assert response.status_code == 401, (name, target, body[:300])
+        assert response.headers["WWW-Authenticate"].startswith('Bearer realm="hpc-wps", error="invalid_token"')
+        exception = response.xml.find(f"{{{namespace}}}Exception")
+        assert (exception.get("exceptionCode"), exception.get("locator")) == ("NoApplicableCode", "Authorization")
+
+
+@pytest.mark.parametrize(
+    "user", ["", " ", "anonymous", "a\x01b", "x" * 256, " padded", "\u202eevil", "root\r\nX-Injected: 1"]
+)
+def test_hostile_user_headers_are_refused(header_client, user: str):
+    execute = "/wps?service=WPS&version=1.0.0&request=Execute&identifier=echo&DataInputs=literalInput=x"
+    for address in ("127.0.0.1", "192.0.2.1"):
+        try:
+            response = header_client.get(
+                execute, headers={"X-Remote-User": user}, environ_base={"REMOTE_ADDR": address}
+            )
+        except ValueError:  # the test client itself refuses a header with a line break
+            assert "\n" in user
+            continue
+        accepted = address == "127.0.0.1" and user == "\u202eevil"  # printable: a name like any other
+        assert response.status_code == (200 if accepted else 403), (user, address)

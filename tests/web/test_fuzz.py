@@ -12,7 +12,9 @@ in milliseconds.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -765,3 +767,50 @@ def test_any_message_renders_a_valid_status_document(message: str, status: JobSt
 @given(text=st.text(max_size=40), locator=st.text(max_size=20), version=st.sampled_from(("1.0.0", "2.0.0")))
 def test_any_exception_text_renders_a_valid_report(text: str, locator: str, version: str):
     validate(render_exception(OWSException("NoApplicableCode", text, locator), version))
+
+
+# -- credentials: [auth] mode = oidc and mode = header -------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+HEADER_VALUE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+JSON_SCALAR = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=12), st.lists(st.integers(), max_size=2)
+)
+JWT_PART = st.one_of(
+    st.binary(max_size=60).map(_b64),
+    st.dictionaries(st.sampled_from(["alg", "kid", "typ", "jku", "crit", "sub", "exp", "aud"]), JSON_SCALAR).map(
+        lambda d: _b64(json.dumps(d).encode())
+    ),
+    st.fixed_dictionaries(
+        {"alg": st.sampled_from(["RS256", "ES256", "none", "HS256", "RS512"]), "kid": JSON_SCALAR}
+    ).map(lambda d: _b64(json.dumps(d).encode())),
+)
+AUTHORIZATION = st.one_of(
+    HEADER_VALUE,
+    st.tuples(JWT_PART, JWT_PART, JWT_PART).map(lambda parts: "Bearer " + ".".join(parts)),
+    st.tuples(JWT_PART, JWT_PART).map(lambda parts: "Bearer " + ".".join(parts)),
+)
+
+
+@THROUGH
+@given(authorization=AUTHORIZATION)
+def test_any_authorization_header_gets_a_report(oidc_client, authorization: str):
+    for target in (f"/wps?service=WPS&version=2.0.0&request=GetStatus&jobId={FOREIGN_JOB}", f"/wps/jobs/{FOREIGN_JOB}"):
+        response = oidc_client.get(target, headers={"Authorization": authorization})
+        assert_answer(response, authorization)
+        assert response.status_code == 401, (authorization, response.status_code)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+
+
+@THROUGH
+@given(user=HEADER_VALUE, trusted=st.booleans())
+def test_any_user_header_gets_an_answer(header_client, user: str, trusted: bool):
+    address = "127.0.0.1" if trusted else "198.51.100.7"
+    query = "/wps?service=WPS&version=1.0.0&request=Execute&identifier=echo&DataInputs=literalInput=x"
+    response = header_client.get(query, headers={"X-Remote-User": user}, environ_base={"REMOTE_ADDR": address})
+    assert_answer(response, user)
+    assert response.status_code in ((200, 403) if trusted else (403,)), (user, trusted, response.status_code)

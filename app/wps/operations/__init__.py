@@ -7,7 +7,7 @@ and renders what it returns; the rules of jobs (queue limit, time limits, dismis
 are the service's. Its errors reach the views, which map them with ``app/wps/error_map.py``.
 
 - ``context.py``: what every operation reads (the job service, the public URL, the language) and the Reply.
-- ``discovery.py``: GetCapabilities and DescribeProcess, rendered once per configuration.
+- ``discovery.py``: GetCapabilities and DescribeProcess, rendered once per set of processes a caller may see.
 - ``execute.py``: Execute, synchronous or asynchronous, both versions.
 - ``job_control.py``: the WPS 2.0 GetStatus, GetResult and Dismiss.
 - ``downloads.py``: what 1.0.0 documents link to: the stored status document and output files.

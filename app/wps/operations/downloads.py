@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from app.wps.operations.context import BINARY, Context, Reply
 from app.wps.served import output_headers
+from scheduler.access import Caller
 
 
-def status_document(ctx: Context, job_id: str) -> Reply:
+def status_document(ctx: Context, job_id: str, caller: Caller) -> Reply:
     """Always complete, rendered from the job table on each request."""
-    job = ctx.jobs.get(job_id)
+    job = ctx.jobs.get(job_id, caller)
     return ctx.execute_response(ctx.jobs.process_of(job), job)
 
 
-def output_file(ctx: Context, job_id: str, filename: str) -> Reply:
+def output_file(ctx: Context, job_id: str, filename: str, caller: Caller) -> Reply:
     """Served with the headers that keep a browser from running it (``app/wps/served.py``)."""
-    found = ctx.jobs.output_file(job_id, filename)
+    found = ctx.jobs.output_file(job_id, filename, caller)
     content_type = found.mime_type or BINARY
     return Reply(file=found.path, content_type=content_type, headers=output_headers(content_type, filename))

@@ -12,20 +12,21 @@ from app.wps.served import output_headers
 from app.wps.validate import execution_mode, job_request
 from app.wps.versions import check_version
 from processes.model import Process
+from scheduler.access import Caller
 from scheduler.job import Job
 from scheduler.models import JobStatus, utcnow
 
 TEXT = "text/plain; charset=utf-8"  # a literal or bounding box asked for raw
 
 
-def execute(ctx: Context, request: Execute) -> Reply:
+def execute(ctx: Context, request: Execute, caller: Caller) -> Reply:
     check_version(request.version)
-    process = ctx.jobs.process(request.identifier)
+    process = ctx.jobs.process(request.identifier, caller)
     mode = execution_mode(process, request)
     stored = job_request(process, request)
     if mode == "async":
-        return _accepted(ctx, process, request, ctx.jobs.submit(process, request.version, stored))
-    return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored))
+        return _accepted(ctx, process, request, ctx.jobs.submit(process, request.version, stored, caller))
+    return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored, caller))
 
 
 def _accepted(ctx: Context, process: Process, request: Execute, job: Job) -> Reply:

@@ -1,0 +1,125 @@
+"""Who a request comes from, for every protocol binding: ``[auth] mode`` none, oidc or header.
+
+A binding asks :meth:`Authenticator.caller` once per operation, in one place, and hands the
+:class:`~scheduler.access.Caller` it gets to the job service, which applies ownership and process
+roles. A refusal is a :class:`Refusal` with the HTTP status and headers the binding answers with, in
+its own exception format.
+
+- oidc: ``Authorization: Bearer <JWT>`` (``tokens.py``). No token: 401 with ``WWW-Authenticate:
+  Bearer``; a bad one: 401 with ``error="invalid_token"``, on every operation, even one allowed
+  anonymously, so a client learns at once that its token expired.
+- header: the user name a reverse proxy sets in ``[auth] header``, believed only from
+  ``trusted_proxies``; the header from any other address is a 403 (someone tries to name a user), as is
+  a request without a user for an operation that needs one (the proxy authenticates, not this service,
+  so there is no challenge to offer).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.auth.settings import AuthSettings
+from app.auth.tokens import KeySet, KeysUnavailable, TokenError, TokenVerifier, claim, fetch_jwks, read_jwks_file
+from scheduler.access import ANONYMOUS_CALLER, Caller
+from scheduler.models import ANONYMOUS
+
+REALM = "hpc-wps"
+USER_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")  # fits the owner column, prints on one line
+BEARER = re.compile(r"^Bearer +(\S+) *$", re.IGNORECASE)
+
+
+@dataclass
+class Refusal(Exception):
+    """A request refused for who it comes from (or for not saying)."""
+
+    status: int
+    text: str
+    locator: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Authenticator:
+    def __init__(self, auth: AuthSettings) -> None:
+        self.auth = auth
+        self.anonymous = frozenset(auth.anonymous)
+        self.verifier: TokenVerifier | None = None
+        if auth.mode == "oidc":
+            if auth.jwks_file:
+                keys = KeySet(lambda: read_jwks_file(auth.jwks_file), float("inf"), auth.jwks_file)
+            else:
+                keys = KeySet(lambda: fetch_jwks(auth.jwks_url), auth.jwks_cache, auth.jwks_url)
+            self.verifier = TokenVerifier(keys, auth.issuer, auth.audience, auth.leeway)
+        self.proxies = [ipaddress.ip_network(entry, strict=False) for entry in auth.trusted_proxies]
+
+    def caller(self, operation: str, headers: Mapping[str, str], remote_addr: str | None) -> Caller:
+        """The caller of ``operation`` (a name of ``app.auth.settings.OPERATIONS``), or a :class:`Refusal`."""
+        if self.auth.mode == "oidc":
+            return self._from_token(operation, headers.get("Authorization"))
+        if self.auth.mode == "header":
+            return self._from_proxy(operation, headers.get(self.auth.header), remote_addr)
+        return ANONYMOUS_CALLER
+
+    def _anonymous(self, operation: str, refusal: Refusal) -> Caller:
+        if operation in self.anonymous:
+            return ANONYMOUS_CALLER
+        raise refusal
+
+    def _from_token(self, operation: str, authorization: str | None) -> Caller:
+        match = BEARER.match(authorization or "")
+        if match is None:  # no token (another scheme is no token either)
+            challenge = {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
+            return self._anonymous(
+                operation, Refusal(401, f"{operation} needs a Bearer token", "Authorization", challenge)
+            )
+        assert self.verifier is not None
+        try:
+            claims = self.verifier.claims(match.group(1))
+            return self._caller(claims)
+        except TokenError as exc:
+            challenge = f'Bearer realm="{REALM}", error="invalid_token", error_description="{exc}"'
+            raise Refusal(401, str(exc), "Authorization", {"WWW-Authenticate": challenge}) from None
+        except KeysUnavailable:
+            text = "the identity provider's keys cannot be read now; try again later"
+            raise Refusal(503, text, "Authorization", {"Retry-After": "30"}) from None
+
+    def _caller(self, claims: Mapping[str, Any]) -> Caller:
+        name = _user_name(claim(claims, self.auth.user_claim))
+        if name is None:
+            raise TokenError(f"the token's {self.auth.user_claim} claim does not name a user")
+        found = claim(claims, self.auth.roles_claim)
+        if isinstance(found, str):  # a space-separated list, as OAuth scopes are
+            found = found.split()
+        roles = frozenset(r for r in found if isinstance(r, str)) if isinstance(found, list) else frozenset()
+        return Caller(name, roles, bool(self.auth.admin_role) and self.auth.admin_role in roles)
+
+    def _from_proxy(self, operation: str, user: str | None, remote_addr: str | None) -> Caller:
+        header = self.auth.header
+        if user is None:
+            text = f"{operation} needs a user; sign in through the service's proxy"
+            return self._anonymous(operation, Refusal(403, text, header))
+        if not self._trusted(remote_addr):
+            raise Refusal(403, f"the {header} header is accepted from the service's proxies only", header)
+        name = _user_name(user)
+        if name is None:
+            raise Refusal(403, f"the {header} header does not name a user", header)
+        return Caller(name)
+
+    def _trusted(self, remote_addr: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(remote_addr or "")
+        except ValueError:
+            return False  # a Unix socket, or nothing: not a proxy this service was told of
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.proxies)
+
+
+def _user_name(value: object) -> str | None:
+    """A user name fit to own jobs; never the anonymous owner's, which would open the jobs of no one."""
+    if not isinstance(value, str) or value == ANONYMOUS or not USER_NAME.match(value) or value != value.strip():
+        return None
+    return value
