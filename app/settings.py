@@ -26,7 +26,7 @@ from processes.container.settings import DockerSettings
 from processes.fetch import FetchLimits
 from processes.setting_fields import SettingsError, setting, size_setting
 from scheduler.logs import LoggingSettings
-from scheduler.settings import JobSettings, ProcessingSettings, SchedulerSettings
+from scheduler.settings import JobSettings, ProcessingSettings, QuotaSettings, SchedulerSettings
 
 ENV_CONFIG = "HPC_WPS_CONFIG"
 ENV_PREFIX = "HPC_WPS_"
@@ -96,6 +96,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
     source: str = "embedded defaults"
 
     @functools.cached_property  # resolved once: every request and every job asks for it
@@ -118,6 +119,7 @@ class Settings:
             scheduler=self.scheduler,
             docker=self.docker,
             inputs=self.inputs,
+            quotas=self.quotas,
             heartbeat_interval=self.monitoring.heartbeat_interval,
             host_lost_after=self.monitoring.host_lost_after,
         )

@@ -1,7 +1,7 @@
 """Every read of the job table, beside each other; the writes are in ``lifecycle.py``.
 
 Web workers, the dispatcher, /health and /metrics and ``hpc-wps jobs`` all read the same table, and
-the hot ones (a job by id, the queue depth, the oldest accepted jobs, an executor's active jobs) must
+the hot ones (a job by id, the queue depth, the next jobs to start, an executor's active jobs) must
 stay on the table's indexes: with every SELECT here, what the table is asked and which index answers
 can be seen in one place. Reads take an Engine or an open Connection, as the writes do (``db.Bind``).
 """
@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.engine import RowMapping
 
 from scheduler.db import Bind, transaction
+from scheduler.executor_names import WEB
 from scheduler.job_metrics import NO_EXECUTOR
 from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobStatus, utcnow
 
@@ -38,22 +40,70 @@ def count_waiting(bind: Bind) -> int:
         return conn.execute(_COUNT_WAITING).scalar_one()
 
 
-_OLDEST_ACCEPTED = (
-    select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
-    .where(JOBS.c.status == JobStatus.ACCEPTED.value)
-    .order_by(JOBS.c.created_at, JOBS.c.id)
-    .limit(bindparam("limit"))
+# Which of a user's rows each quota counts (``scheduler/quotas.py``).
+WAITING = JOBS.c.status.in_([JobStatus.ACCEPTED.value, JobStatus.QUEUED.value])
+IN_WEB_WORKERS = (JOBS.c.status == JobStatus.RUNNING.value) & (JOBS.c.executor == WEB)
+ON_EXECUTORS = JOBS.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]) & (JOBS.c.executor != WEB)
+
+
+def _next_to_start(capped: bool) -> Select[tuple[str, str, Any]]:
+    """Accepted jobs in the order they should start: round robin between users, first in first out
+    within a user, in one query.
+
+    Each accepted job's turn is its place in its owner's queue (``row_number() over (partition by
+    owner order by created_at)``) plus the owner's jobs already on executors: the first job of a user
+    with none running comes before the second of a user with one running, and before the 1001st of a
+    user with a thousand waiting, whoever submitted first; equal turns go oldest first. ``capped``:
+    only jobs whose turn is within ``:cap`` (``running_per_user``); the others stay accepted.
+
+    Window functions cannot be locked (FOR UPDATE) themselves, so they rank in subqueries and only
+    the rows of ``jobs`` are locked. A row another dispatcher holds is skipped but keeps its place in
+    the ranking, so no dispatcher takes a job beyond the cap for rows another is about to start.
+    """
+    waiting = JOBS.c.status == JobStatus.ACCEPTED.value
+    place = func.row_number().over(partition_by=JOBS.c.owner, order_by=(JOBS.c.created_at, JOBS.c.id))
+    ranked = select(JOBS.c.id, JOBS.c.owner, place.label("place")).where(waiting).subquery("ranked")
+    busy = select(JOBS.c.owner, func.count().label("jobs")).where(ON_EXECUTORS).group_by(JOBS.c.owner).subquery("busy")
+    turn = ranked.c.place + func.coalesce(busy.c.jobs, 0)
+    stmt = (
+        select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
+        .join(ranked, ranked.c.id == JOBS.c.id)
+        .outerjoin(busy, busy.c.owner == ranked.c.owner)
+        .where(waiting)  # again on the locked row: a job another dispatcher claimed meanwhile is not taken
+        .order_by(turn, JOBS.c.created_at, JOBS.c.id)
+        .limit(bindparam("limit"))
+    )
+    if capped:
+        stmt = stmt.where(turn <= bindparam("cap"))
+    return stmt
+
+
+_NEXT_TO_START = {capped: _next_to_start(capped) for capped in (False, True)}
+_NEXT_TO_START_LOCKED = {  # SQLite ignores the clause
+    capped: stmt.with_for_update(skip_locked=True, of=JOBS) for capped, stmt in _NEXT_TO_START.items()
+}
+
+
+def next_to_start(bind: Bind, limit: int, cap: int = 0, lock: bool = False) -> list[RowMapping]:
+    """At most ``limit`` accepted jobs, fairly across users (see ``_next_to_start``); ``cap``: the most
+    jobs one user may have on executors (``[quotas] running_per_user``), 0: no such limit.
+    ``lock``: on PostgreSQL, lock the rows read until the transaction ends, skipping rows another
+    dispatcher holds."""
+    stmt = (_NEXT_TO_START_LOCKED if lock else _NEXT_TO_START)[bool(cap)]
+    with transaction(bind) as conn:
+        return list(conn.execute(stmt, {"limit": limit, "cap": cap}).mappings())
+
+
+_FINISHED_OF_OWNER = select(JOBS.c.id).where(
+    JOBS.c.owner == bindparam("owner"),
+    JOBS.c.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
 )
 
 
-_OLDEST_ACCEPTED_LOCKED = _OLDEST_ACCEPTED.with_for_update(skip_locked=True)  # SQLite ignores the clause
-
-
-def oldest_accepted(bind: Bind, limit: int, lock: bool = False) -> list[RowMapping]:
-    """``lock``: on PostgreSQL, lock the rows read until the transaction ends, skipping rows another
-    dispatcher holds."""
-    with transaction(bind) as conn:
-        return list(conn.execute(_OLDEST_ACCEPTED_LOCKED if lock else _OLDEST_ACCEPTED, {"limit": limit}).mappings())
+def finished_job_ids(bind: Bind, owner: str) -> list[str]:
+    """Ids of the user's finished jobs whose files are kept (not dismissed); on the (owner, status) index."""
+    with transaction(bind, write=False) as conn:
+        return list(conn.scalars(_FINISHED_OF_OWNER, {"owner": owner}))
 
 
 _ACTIVE_NATIVE = select(
