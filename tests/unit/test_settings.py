@@ -8,6 +8,7 @@ import pytest
 
 from app.settings import SettingsError, load_settings, reference
 from processes.setting_fields import parse_size
+from scheduler.settings import QuotaSettings
 from tests.xsd import ROOT
 
 
@@ -42,6 +43,11 @@ def test_file_then_environment(tmp_path: Path):
         ("[processing]\nprocesses = nocolon\n", "[processing] processes"),
         ("[processing]\nworker_nice = 20\n", "[processing] worker_nice"),
         ("[monitoring]\nhost_lost_after = 10\n", "[monitoring] host_lost_after"),
+        ("[quotas]\nqueued_per_user = many\n", "[quotas] queued_per_user"),
+        ("[quotas]\nrunning_per_user = -1\n", "[quotas] running_per_user"),
+        ("[quotas]\nsync_per_user = 1.5\n", "[quotas] sync_per_user"),
+        ("[quotas]\nstorage_per_user = 10 GB each\n", "[quotas] storage_per_user"),
+        ("[quotas]\njobs_per_user = 1\n", "unknown key [quotas] jobs_per_user"),
         ("not an ini file", "not a valid INI file"),
     ],
 )
@@ -119,3 +125,14 @@ def test_the_job_system_gets_its_part_of_the_configuration(tmp_path):
     assert (jobs.heartbeat_interval, jobs.host_lost_after) == (3.0, 900.0)
     assert jobs.inputs.max_size == 5 * 1024**2
     assert jobs.processing is settings.processing and jobs.docker is settings.docker
+
+
+def test_the_issues_quota_keys_reach_the_job_system(tmp_path):
+    """The [quotas] keys under the names operators' files use, handed to the job system."""
+    config = tmp_path / "quotas.cfg"
+    config.write_text(
+        "[quotas]\nrunning_per_user = 4\nqueued_per_user = 100\nsync_per_user = 1\nstorage_per_user = 10 GiB\n",
+        encoding="utf-8",
+    )
+    assert load_settings(config, environ={}).jobs.quotas == QuotaSettings(4, 100, 1, 10 * 1024**3)
+    assert load_settings(environ={}).jobs.quotas == QuotaSettings(0, 0, 0, 0)  # off unless configured
