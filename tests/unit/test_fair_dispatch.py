@@ -1,12 +1,12 @@
 """Fair dispatch and per-user quotas against a real SQLite job table: the order in which the
 dispatcher's claim query offers waiting jobs (round robin between users, first in first out within
 one), ``running_per_user`` in that query, and the quotas the job service checks as it inserts a job
-(``queued_per_user``, ``sync_per_user``, ``storage_per_user``), also with threads racing."""
+(``queued_per_user``, ``sync_per_user``, ``storage_per_user``). Workers racing for one quota are
+tested on both databases in ``tests/web/test_quotas.py``."""
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -123,30 +123,6 @@ def test_queued_per_user_counts_accepted_and_queued_of_that_user_only(engine):
     lifecycle.mark_running(engine, ids[0])  # running no longer waits
     lifecycle.create_job(engine, "sleep", "2.0.0", "async", REQUEST, owner="alice", within=within)
     assert count(engine, "alice", JobStatus.ACCEPTED) == 2
-
-
-def test_racing_submissions_never_pass_the_quota(engine):
-    """Eight threads, each with its own connection, submit for the same user at once: exactly as
-    many jobs as the quota allows go in, every other submission is refused."""
-    within = Quota("queued_per_user", 5)
-    refused: list[QuotaExceeded] = []
-    barrier = threading.Barrier(8)
-
-    def submit() -> None:
-        barrier.wait()
-        for _ in range(4):
-            try:
-                lifecycle.create_job(engine, "sleep", "2.0.0", "async", REQUEST, owner="alice", within=within)
-            except QuotaExceeded as exc:
-                refused.append(exc)
-
-    threads = [threading.Thread(target=submit) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert count(engine, "alice", JobStatus.ACCEPTED) == 5
-    assert len(refused) == 8 * 4 - 5
 
 
 # -- through the job service ------------------------------------------------------------------------
