@@ -46,6 +46,9 @@ IN_WEB_WORKERS = (JOBS.c.status == JobStatus.RUNNING.value) & (JOBS.c.executor =
 ON_EXECUTORS = JOBS.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]) & (JOBS.c.executor != WEB)
 
 
+CANDIDATES_PER_JOB = 4  # jobs ranked per job asked for: room to skip the rows other dispatchers hold
+
+
 def _next_to_start(capped: bool) -> Select[tuple[str, str, Any]]:
     """Accepted jobs in the order they should start: round robin between users, first in first out
     within a user, in one query.
@@ -56,26 +59,39 @@ def _next_to_start(capped: bool) -> Select[tuple[str, str, Any]]:
     user with a thousand waiting, whoever submitted first; equal turns go oldest first. ``capped``:
     only jobs whose turn is within ``:cap`` (``running_per_user``); the others stay accepted.
 
-    Window functions cannot be locked (FOR UPDATE) themselves, so they rank in subqueries and only
-    the rows of ``jobs`` are locked. A row another dispatcher holds is skipped but keeps its place in
-    the ranking, so no dispatcher takes a job beyond the cap for rows another is about to start.
+    The ranking reads narrow rows only (id, owner, creation time) and keeps the best ``:candidates``;
+    only those are joined to their whole rows (by primary key) and locked, since window functions
+    cannot be locked (FOR UPDATE) themselves. A row another dispatcher holds is skipped but keeps its
+    place in the ranking, so no dispatcher takes a job beyond the cap for rows another is about to
+    start; with more dispatchers claiming at the same moment than ``CANDIDATES_PER_JOB`` allows for,
+    one gets fewer jobs this cycle and the rest in its next.
     """
-    waiting = JOBS.c.status == JobStatus.ACCEPTED.value
     place = func.row_number().over(partition_by=JOBS.c.owner, order_by=(JOBS.c.created_at, JOBS.c.id))
-    ranked = select(JOBS.c.id, JOBS.c.owner, place.label("place")).where(waiting).subquery("ranked")
+    ranked = (
+        select(JOBS.c.id, JOBS.c.owner, JOBS.c.created_at, place.label("place"))
+        .where(JOBS.c.status == JobStatus.ACCEPTED.value)
+        .subquery("ranked")
+    )
     busy = select(JOBS.c.owner, func.count().label("jobs")).where(ON_EXECUTORS).group_by(JOBS.c.owner).subquery("busy")
     turn = ranked.c.place + func.coalesce(busy.c.jobs, 0)
-    stmt = (
-        select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
-        .join(ranked, ranked.c.id == JOBS.c.id)
-        .outerjoin(busy, busy.c.owner == ranked.c.owner)
-        .where(waiting)  # again on the locked row: a job another dispatcher claimed meanwhile is not taken
-        .order_by(turn, JOBS.c.created_at, JOBS.c.id)
-        .limit(bindparam("limit"))
+    best = (
+        select(ranked.c.id, ranked.c.created_at, turn.label("turn"))
+        .select_from(ranked.outerjoin(busy, busy.c.owner == ranked.c.owner))
+        .order_by(turn, ranked.c.created_at, ranked.c.id)
+        .limit(bindparam("candidates"))
     )
     if capped:
-        stmt = stmt.where(turn <= bindparam("cap"))
-    return stmt
+        best = best.where(turn <= bindparam("cap"))
+    candidates = best.subquery("candidates")
+    # No condition on the status of ``jobs`` itself, which would let a planner with stale statistics
+    # join through the status index (quadratic) instead of the primary key. A job another dispatcher
+    # claimed meanwhile may come back: the conditional claim (``claim_many``) leaves it.
+    return (
+        select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
+        .join(candidates, candidates.c.id == JOBS.c.id)
+        .order_by(candidates.c.turn, candidates.c.created_at, candidates.c.id)
+        .limit(bindparam("limit"))
+    )
 
 
 _NEXT_TO_START = {capped: _next_to_start(capped) for capped in (False, True)}
@@ -91,7 +107,8 @@ def next_to_start(bind: Bind, limit: int, cap: int = 0, lock: bool = False) -> l
     dispatcher holds."""
     stmt = (_NEXT_TO_START_LOCKED if lock else _NEXT_TO_START)[bool(cap)]
     with transaction(bind) as conn:
-        return list(conn.execute(stmt, {"limit": limit, "cap": cap}).mappings())
+        params = {"limit": limit, "candidates": limit * CANDIDATES_PER_JOB, "cap": cap}
+        return list(conn.execute(stmt, params).mappings())
 
 
 _FINISHED_OF_OWNER = select(JOBS.c.id).where(
