@@ -98,6 +98,19 @@ _NEXT_TO_START = {capped: _next_to_start(capped) for capped in (False, True)}
 _NEXT_TO_START_LOCKED = {  # SQLite ignores the clause
     capped: stmt.with_for_update(skip_locked=True, of=JOBS) for capped, stmt in _NEXT_TO_START.items()
 }
+# With one user waiting and no cap, the fair order is first in, first out: the oldest rows, read
+# through the (status, created_at) index without ranking every waiting job. Whether only one user
+# waits is two seeks in the (status, owner, ...) index.
+_OLDEST_ACCEPTED = (
+    select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
+    .where(JOBS.c.status == JobStatus.ACCEPTED.value)
+    .order_by(JOBS.c.created_at, JOBS.c.id)
+    .limit(bindparam("limit"))
+)
+_OLDEST_ACCEPTED_LOCKED = _OLDEST_ACCEPTED.with_for_update(skip_locked=True)
+_OWNERS_WAITING = select(func.min(JOBS.c.owner), func.max(JOBS.c.owner)).where(
+    JOBS.c.status == JobStatus.ACCEPTED.value
+)
 
 
 def next_to_start(bind: Bind, limit: int, cap: int = 0, lock: bool = False) -> list[RowMapping]:
@@ -105,8 +118,14 @@ def next_to_start(bind: Bind, limit: int, cap: int = 0, lock: bool = False) -> l
     jobs one user may have on executors (``[quotas] running_per_user``), 0: no such limit.
     ``lock``: on PostgreSQL, lock the rows read until the transaction ends, skipping rows another
     dispatcher holds."""
-    stmt = (_NEXT_TO_START_LOCKED if lock else _NEXT_TO_START)[bool(cap)]
     with transaction(bind) as conn:
+        if not cap:
+            first, last = conn.execute(_OWNERS_WAITING).one()
+            if first == last:
+                # (another user's job inserted meanwhile waits one cycle for the fair order)
+                oldest = _OLDEST_ACCEPTED_LOCKED if lock else _OLDEST_ACCEPTED
+                return list(conn.execute(oldest, {"limit": limit}).mappings())
+        stmt = (_NEXT_TO_START_LOCKED if lock else _NEXT_TO_START)[bool(cap)]
         params = {"limit": limit, "candidates": limit * CANDIDATES_PER_JOB, "cap": cap}
         return list(conn.execute(stmt, params).mappings())
 

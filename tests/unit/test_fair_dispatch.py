@@ -68,6 +68,14 @@ def test_round_robin_between_users_first_in_first_out_within_each(engine):
     assert everything[-994:] == a[6:]  # once the others are served, alice's remaining jobs follow
 
 
+def test_one_user_waiting_is_first_in_first_out(engine):
+    ids = queue(engine, ["alice"] * 5)
+    assert [row["id"] for row in queries.next_to_start(engine, 3)] == ids["alice"][:3]
+    start(engine, ids["alice"][:2])
+    assert [row["id"] for row in queries.next_to_start(engine, 5)] == ids["alice"][2:]
+    assert [row["id"] for row in queries.next_to_start(engine, 5, cap=3)] == ids["alice"][2:3]
+
+
 def test_a_user_with_jobs_running_comes_after_users_without(engine):
     """alice has two jobs running: the next free slot goes to bob's one job, although alice's waiting
     jobs are older; then carol (equal turn, younger), then alice again."""
