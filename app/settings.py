@@ -29,7 +29,7 @@ from processes.fetch import FetchLimits
 from processes.setting_fields import SettingsError, setting, size_setting
 from scheduler.access import ROLES_SUFFIX, ProcessAccess, parse_process_roles
 from scheduler.logs import LoggingSettings
-from scheduler.settings import JobSettings, ProcessingSettings, SchedulerSettings
+from scheduler.settings import JobSettings, ProcessingSettings, QuotaSettings, SchedulerSettings
 
 ENV_CONFIG = "HPC_WPS_CONFIG"
 ENV_PREFIX = "HPC_WPS_"
@@ -101,6 +101,7 @@ class Settings:
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     processes: ProcessAccess = field(default_factory=ProcessAccess)  # keys named by process: read on their own
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
     source: str = "embedded defaults"
 
     @functools.cached_property  # resolved once: every request and every job asks for it
@@ -133,6 +134,7 @@ class Settings:
             scheduler=self.scheduler,
             docker=self.docker,
             inputs=self.fetch_limits,
+            quotas=self.quotas,
             heartbeat_interval=self.monitoring.heartbeat_interval,
             host_lost_after=self.monitoring.host_lost_after,
             access=self.processes,

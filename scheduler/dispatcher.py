@@ -1,8 +1,9 @@
 """The dispatcher: the one process that hands accepted jobs to executors and follows them to their end.
 
 Web workers only insert, read and dismiss rows; everything that touches an executor happens here, in
-one loop: offer the oldest accepted jobs to free capacity (first in, first out), poll every active
-job of every executor in one call each, cancel dismissed ones, and settle those that ended.
+one loop: offer accepted jobs to free capacity (round robin between users, first in first out within
+each), poll every active job of every executor in one call each, cancel dismissed ones, and settle
+those that ended.
 """
 
 from __future__ import annotations
@@ -266,16 +267,17 @@ class Dispatcher:
     # -- submitting -------------------------------------------------------------------------------
 
     def submit_waiting(self) -> bool:
-        """Offer the oldest accepted jobs to executors with room (first in, first out)."""
+        """Offer accepted jobs to executors with room, fairly across users (see ``_claim``)."""
         claims = self._claim()
         for name, rows in claims.items():
             self._submit_claimed(self.executors[name], rows)
         return bool(claims)
 
     def _claim(self) -> dict[str, list[RowMapping]]:
-        """Take the oldest accepted jobs the executors have room for, grouped by executor.
+        """Take the accepted jobs next in turn (round robin between users, oldest first within one;
+        none beyond ``[quotas] running_per_user``) that the executors have room for, by executor.
 
-        One transaction: on PostgreSQL the oldest rows are locked as they are read (SKIP LOCKED), so
+        One transaction: on PostgreSQL the rows are locked as they are read (SKIP LOCKED), so
         dispatchers running side by side each take different jobs instead of racing for the same
         ones; the conditional claim is what guarantees, on every database, that none runs twice.
         """
@@ -286,7 +288,8 @@ class Dispatcher:
         claims: dict[str, list[RowMapping]] = {}
         with self.engine.begin() as conn:
             groups: dict[str, list[RowMapping]] = {}
-            for row in queries.oldest_accepted(conn, min(room, BATCH), lock=True):
+            cap = self.settings.quotas.running_per_user
+            for row in queries.next_to_start(conn, min(room, BATCH), cap, lock=True):
                 process = self.registry.get(row["process_id"])
                 if process is None:
                     message = f"process {row['process_id']} is no longer offered"

@@ -48,6 +48,15 @@ class QueueFull(JobServiceError):
         super().__init__("the job queue is full; try again later")
 
 
+class QuotaExceeded(JobServiceError):
+    """The submitting user is at one of the ``[quotas]`` limits: a condition of that user alone, which
+    passes as their jobs start, end, are dismissed or expire. ``quota``: the key that refused it."""
+
+    def __init__(self, quota: str, message: str) -> None:
+        super().__init__(f"quota {quota} reached: {message}")
+        self.quota = quota
+
+
 class InvalidInput(JobServiceError):
     """An input the job cannot use, found when it ran (a synchronous job) or before it was created.
 

@@ -25,9 +25,10 @@ from sqlalchemy import bindparam, func, update
 from sqlalchemy.sql.dml import Update
 
 from processes.text import clean_message
-from scheduler import job_metrics
+from scheduler import job_metrics, quotas
 from scheduler.db import Bind, transaction
 from scheduler.models import ACTIVE_STATES, ANONYMOUS, FINAL_VALUES, JOBS, JobMode, JobStatus, utcnow
+from scheduler.quotas import Quota
 
 MESSAGE_LIMIT = 4000
 DISMISSED_BY_CLIENT = "dismissed by the client"
@@ -123,10 +124,13 @@ def create_job(
     executor: str | None = None,
     claimed_by: str | None = None,
     owner: str = ANONYMOUS,
+    within: Quota | None = None,
 ) -> dict[str, Any]:
     """Insert a job; returns its row as inserted, so the caller need not read it back.
 
-    ``claimed_by``: the process that runs it from the start (a web worker, see ``pids.holder``)."""
+    ``claimed_by``: the process that runs it from the start (a web worker, see ``pids.holder``).
+    ``within``: a quota of ``owner`` the new row must stay within, counted and inserted at once
+    (``scheduler/quotas.py``); raises :class:`~scheduler.errors.QuotaExceeded` when it is reached."""
     now = utcnow()
     running = status is JobStatus.RUNNING
     row = {
@@ -151,7 +155,13 @@ def create_job(
         "owner": owner,
     }
     with transaction(bind) as conn:
-        conn.execute(_INSERT, row)  # parameters, not .values(): the compiled statement is reused
+        if within is None:
+            conn.execute(_INSERT, row)  # parameters, not .values(): the compiled statement is reused
+        else:
+            quotas.lock_owner(conn, owner)
+            inserted = conn.execute(quotas.conditional_insert(within.name), row | {"maximum": within.maximum})
+            if inserted.first() is None:
+                raise within.refusal()
     return row
 
 

@@ -83,6 +83,8 @@ class Job(Base):
         Index("ix_jobs_executor_active", "executor", "native_active"),
         Index("ix_jobs_expires_at", "expires_at"),
         Index("ix_jobs_owner_status", "owner", "status"),
+        # Covers the dispatcher's ranking of waiting jobs within their owner's queue (queries.next_to_start).
+        Index("ix_jobs_status_owner_created", "status", "owner", "created_at", "id"),
     )
 
 

@@ -1,7 +1,7 @@
 """Every read of the job table, beside each other; the writes are in ``lifecycle.py``.
 
 Web workers, the dispatcher, /health and /metrics and ``hpc-wps jobs`` all read the same table, and
-the hot ones (a job by id, the queue depth, the oldest accepted jobs, an executor's active jobs) must
+the hot ones (a job by id, the queue depth, the next jobs to start, an executor's active jobs) must
 stay on the table's indexes: with every SELECT here, what the table is asked and which index answers
 can be seen in one place. Reads take an Engine or an open Connection, as the writes do (``db.Bind``).
 """
@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.engine import RowMapping
 
 from scheduler.db import Bind, transaction
+from scheduler.executor_names import WEB
 from scheduler.job_metrics import NO_EXECUTOR
 from scheduler.models import ACTIVE_STATES, FINAL_VALUES, JOBS, JobStatus, utcnow
 
@@ -38,22 +40,106 @@ def count_waiting(bind: Bind) -> int:
         return conn.execute(_COUNT_WAITING).scalar_one()
 
 
+# Which of a user's rows each quota counts (``scheduler/quotas.py``).
+WAITING = JOBS.c.status.in_([JobStatus.ACCEPTED.value, JobStatus.QUEUED.value])
+IN_WEB_WORKERS = (JOBS.c.status == JobStatus.RUNNING.value) & (JOBS.c.executor == WEB)
+ON_EXECUTORS = JOBS.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]) & (JOBS.c.executor != WEB)
+
+
+CANDIDATES_PER_JOB = 4  # jobs ranked per job asked for: room to skip the rows other dispatchers hold
+
+
+def _next_to_start(capped: bool) -> Select[tuple[str, str, Any]]:
+    """Accepted jobs in the order they should start: round robin between users, first in first out
+    within a user, in one query.
+
+    Each accepted job's turn is its place in its owner's queue (``row_number() over (partition by
+    owner order by created_at)``) plus the owner's jobs already on executors: the first job of a user
+    with none running comes before the second of a user with one running, and before the 1001st of a
+    user with a thousand waiting, whoever submitted first; equal turns go oldest first. ``capped``:
+    only jobs whose turn is within ``:cap`` (``running_per_user``); the others stay accepted.
+
+    The ranking reads narrow rows only (id, owner, creation time) and keeps the best ``:candidates``;
+    only those are joined to their whole rows (by primary key) and locked, since window functions
+    cannot be locked (FOR UPDATE) themselves. A row another dispatcher holds is skipped but keeps its
+    place in the ranking, so no dispatcher takes a job beyond the cap for rows another is about to
+    start; with more dispatchers claiming at the same moment than ``CANDIDATES_PER_JOB`` allows for,
+    one gets fewer jobs this cycle and the rest in its next.
+    """
+    place = func.row_number().over(partition_by=JOBS.c.owner, order_by=(JOBS.c.created_at, JOBS.c.id))
+    ranked = (
+        select(JOBS.c.id, JOBS.c.owner, JOBS.c.created_at, place.label("place"))
+        .where(JOBS.c.status == JobStatus.ACCEPTED.value)
+        .subquery("ranked")
+    )
+    busy = select(JOBS.c.owner, func.count().label("jobs")).where(ON_EXECUTORS).group_by(JOBS.c.owner).subquery("busy")
+    turn = ranked.c.place + func.coalesce(busy.c.jobs, 0)
+    best = (
+        select(ranked.c.id, ranked.c.created_at, turn.label("turn"))
+        .select_from(ranked.outerjoin(busy, busy.c.owner == ranked.c.owner))
+        .order_by(turn, ranked.c.created_at, ranked.c.id)
+        .limit(bindparam("candidates"))
+    )
+    if capped:
+        best = best.where(turn <= bindparam("cap"))
+    candidates = best.subquery("candidates")
+    # No condition on the status of ``jobs`` itself, which would let a planner with stale statistics
+    # join through the status index (quadratic) instead of the primary key. A job another dispatcher
+    # claimed meanwhile may come back: the conditional claim (``claim_many``) leaves it.
+    return (
+        select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
+        .join(candidates, candidates.c.id == JOBS.c.id)
+        .order_by(candidates.c.turn, candidates.c.created_at, candidates.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+_NEXT_TO_START = {capped: _next_to_start(capped) for capped in (False, True)}
+_NEXT_TO_START_LOCKED = {  # SQLite ignores the clause
+    capped: stmt.with_for_update(skip_locked=True, of=JOBS) for capped, stmt in _NEXT_TO_START.items()
+}
+# With one user waiting and no cap, the fair order is first in, first out: the oldest rows, read
+# through the (status, created_at) index without ranking every waiting job. Whether only one user
+# waits is two seeks in the (status, owner, ...) index.
 _OLDEST_ACCEPTED = (
     select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
     .where(JOBS.c.status == JobStatus.ACCEPTED.value)
     .order_by(JOBS.c.created_at, JOBS.c.id)
     .limit(bindparam("limit"))
 )
+_OLDEST_ACCEPTED_LOCKED = _OLDEST_ACCEPTED.with_for_update(skip_locked=True)
+_OWNERS_WAITING = select(func.min(JOBS.c.owner), func.max(JOBS.c.owner)).where(
+    JOBS.c.status == JobStatus.ACCEPTED.value
+)
 
 
-_OLDEST_ACCEPTED_LOCKED = _OLDEST_ACCEPTED.with_for_update(skip_locked=True)  # SQLite ignores the clause
-
-
-def oldest_accepted(bind: Bind, limit: int, lock: bool = False) -> list[RowMapping]:
-    """``lock``: on PostgreSQL, lock the rows read until the transaction ends, skipping rows another
+def next_to_start(bind: Bind, limit: int, cap: int = 0, lock: bool = False) -> list[RowMapping]:
+    """At most ``limit`` accepted jobs, fairly across users (see ``_next_to_start``); ``cap``: the most
+    jobs one user may have on executors (``[quotas] running_per_user``), 0: no such limit.
+    ``lock``: on PostgreSQL, lock the rows read until the transaction ends, skipping rows another
     dispatcher holds."""
     with transaction(bind) as conn:
-        return list(conn.execute(_OLDEST_ACCEPTED_LOCKED if lock else _OLDEST_ACCEPTED, {"limit": limit}).mappings())
+        if not cap:
+            first, last = conn.execute(_OWNERS_WAITING).one()
+            if first == last:
+                # (another user's job inserted meanwhile waits one cycle for the fair order)
+                oldest = _OLDEST_ACCEPTED_LOCKED if lock else _OLDEST_ACCEPTED
+                return list(conn.execute(oldest, {"limit": limit}).mappings())
+        stmt = (_NEXT_TO_START_LOCKED if lock else _NEXT_TO_START)[bool(cap)]
+        params = {"limit": limit, "candidates": limit * CANDIDATES_PER_JOB, "cap": cap}
+        return list(conn.execute(stmt, params).mappings())
+
+
+_FINISHED_OF_OWNER = select(JOBS.c.id).where(
+    JOBS.c.owner == bindparam("owner"),
+    JOBS.c.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
+)
+
+
+def finished_job_ids(bind: Bind, owner: str) -> list[str]:
+    """Ids of the user's finished jobs whose files are kept (not dismissed); on the (owner, status) index."""
+    with transaction(bind, write=False) as conn:
+        return list(conn.scalars(_FINISHED_OF_OWNER, {"owner": owner}))
 
 
 _ACTIVE_NATIVE = select(

@@ -14,6 +14,7 @@ limit, through the same code every executor uses.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Engine
 from processes.fetch import seal_inputs
 from processes.model import Process
 from processes.registry import Registry
-from scheduler import lifecycle, queries
+from scheduler import lifecycle, queries, quotas
 from scheduler.access import ANONYMOUS_CALLER, Caller
 from scheduler.errors import (
     InvalidInput,
@@ -35,18 +36,36 @@ from scheduler.errors import (
     NoSuchProcess,
     OutputNotProduced,
     QueueFull,
+    QuotaExceeded,
     ResultNotReady,
 )
 from scheduler.executor_names import WEB
 from scheduler.job import Job, OutputFile
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
-from scheduler.models import JobStatus, utcnow
+from scheduler.models import JobMode, JobStatus, utcnow
 from scheduler.pids import holder
-from scheduler.removal import dismiss_job
+from scheduler.removal import directory_size, dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
 from scheduler.settings import JobSettings
 
 OUTPUTS = "outputs"  # the subdirectory of a job's directory that holds its output files
+
+
+@functools.lru_cache(maxsize=100_000)
+def _finished_size(job_dir: Path) -> int:
+    """A finished job's directory no longer changes until it goes (dismissed, expired or evicted, when
+    it also leaves the listing of finished jobs), so each is measured once per process."""
+    return directory_size(job_dir)
+
+
+def _readable(size: int) -> str:
+    """``10.00 GiB``, ``512.00 KiB``: readable in a refusal, whatever size an administrator chose."""
+    amount = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024:
+            return f"{amount:.2f} {unit}"
+        amount /= 1024
+    return f"{amount:.2f} TiB"
 
 
 @dataclass(frozen=True)
@@ -119,55 +138,72 @@ class JobService:
             raise NoSuchProcess(process.identifier)
 
     def submit(self, process: Process, version: str, request: dict[str, Any], caller: Caller = ANONYMOUS_CALLER) -> Job:
-        """An asynchronous job of ``caller``: accepted for the dispatcher, or (``inline_async``) run here first.
+        """An asynchronous job of ``caller``: accepted for the dispatcher, or (``inline_async``) run here
+        first, which occupies a web worker as a synchronous job does and so counts as one.
 
         ``version``: of the protocol request, recorded with the job. ``request``: inputs and outputs
-        checked against the process, resources as requested. Raises :class:`QueueFull`.
+        checked against the process, resources as requested. Raises :class:`QueueFull`, and
+        :class:`QuotaExceeded` beyond ``queued_per_user``, ``sync_per_user`` or ``storage_per_user``.
         """
         self._allowed(process, caller)
         stored = self._stored(request)
         if queries.count_waiting(self.engine) >= self.settings.processing.queue_length:
             raise QueueFull()
+        self.check_storage(caller.name)
         if not process.inline_async:
-            created = lifecycle.create_job(self.engine, process.identifier, version, "async", stored, owner=caller.name)
-            return Job.from_row(created)
-        created = lifecycle.create_job(
-            self.engine,
-            process.identifier,
-            version,
-            "async",
-            stored,
-            JobStatus.RUNNING,
-            WEB,
-            holder(),
-            owner=caller.name,
-        )
-        return self._run_here(process, created["id"], stored, caller)[0]
+            within = quotas.quota(self.settings.quotas, quotas.QUEUED)
+            row = lifecycle.create_job(
+                self.engine, process.identifier, version, JobMode.ASYNC, stored, owner=caller.name, within=within
+            )
+            return Job.from_row(row)
+        job_id = self._create_running(process, version, JobMode.ASYNC, stored, caller.name)
+        return self._run_here(process, job_id, stored, caller)[0]
 
     def run(self, process: Process, version: str, request: dict[str, Any], caller: Caller = ANONYMOUS_CALLER) -> Job:
         """A synchronous job of ``caller``, run here to its end under ``[processing] sync_time_limit``;
         returns the finished job, succeeded or failed. A failure caused by an input raises
         :class:`InvalidInput` naming it instead, one without an output asked for :class:`OutputNotProduced`
-        (the job is recorded as failed all the same)."""
+        (the job is recorded as failed all the same). Raises :class:`QuotaExceeded` beyond
+        ``sync_per_user`` or ``storage_per_user``."""
         self._allowed(process, caller)
         stored = self._stored(request)
-        created = lifecycle.create_job(
-            self.engine,
-            process.identifier,
-            version,
-            "sync",
-            stored,
-            JobStatus.RUNNING,
-            WEB,
-            holder(),
-            owner=caller.name,
-        )
-        job, outcome = self._run_here(process, created["id"], stored, caller)
+        self.check_storage(caller.name)
+        job_id = self._create_running(process, version, JobMode.SYNC, stored, caller.name)
+        job, outcome = self._run_here(process, job_id, stored, caller)
         if outcome.input_id is not None:
             raise InvalidInput(outcome.input_id, outcome.input_reason or "invalid", outcome.message)
         if outcome.missing_outputs:
             raise OutputNotProduced(outcome.missing_outputs[0], outcome.message)
         return job
+
+    def _create_running(self, process: Process, version: str, mode: JobMode, stored: dict[str, Any], owner: str) -> str:
+        """A job that this web worker runs from the start, within ``sync_per_user``; returns its id."""
+        within = quotas.quota(self.settings.quotas, quotas.SYNC)
+        created = lifecycle.create_job(
+            self.engine, process.identifier, version, mode, stored, JobStatus.RUNNING, WEB, holder(), owner, within
+        )
+        return created["id"]
+
+    def check_storage(self, owner: str) -> None:
+        """Refuse a new job while the files of ``owner``'s finished jobs exceed ``storage_per_user``.
+
+        Measured at submission, as the bytes under the directories of the user's finished jobs still
+        kept: one indexed query for their ids, and a walk of each directory the first time this
+        process sees it (a finished job's files no longer change). Checked before the job exists,
+        since a running job's size is not known; so one job may take a user past the limit, and the
+        next submission is refused until dismissals or expiry bring it back under.
+        """
+        limit = self.settings.quotas.storage_per_user
+        if not limit:
+            return
+        jobs_dir = self.settings.jobs_dir
+        used = sum(_finished_size(jobs_dir / job_id) for job_id in queries.finished_job_ids(self.engine, owner))
+        if used > limit:
+            raise QuotaExceeded(
+                "storage_per_user",
+                f"your finished jobs keep {_readable(used)} of files, more than the {_readable(limit)} one user "
+                "may keep; dismiss finished jobs you no longer need, or wait for them to expire",
+            )
 
     def _run_here(self, process: Process, job_id: str, stored: dict[str, Any], caller: Caller) -> tuple[Job, Outcome]:
         """Run a job in this process under the synchronous time limit, its fetches within the short

@@ -83,6 +83,23 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class QuotaSettings:
+    """Limits per user (the job's owner; every client is the one user ``anonymous`` without
+    authentication). All are off (0) by default, so a single-user quick start behaves as before."""
+
+    running_per_user: int = setting(
+        0, "jobs of one user handed to executors (queued or running) at once; more stay accepted; 0: no limit"
+    )
+    queued_per_user: int = setting(
+        0, "jobs of one user waiting (accepted or queued) before Execute answers ServerBusy; 0: no limit"
+    )
+    sync_per_user: int = setting(0, "executions of one user running in the web workers at once; 0: no limit")
+    storage_per_user: int = size_setting(
+        0, "bytes the finished jobs of one user may keep (as 10 GiB) before Execute answers ServerBusy; 0: no limit"
+    )
+
+
+@dataclass(frozen=True)
 class JobSettings:
     """What the job service, the dispatcher and the executors read, and nothing else."""
 
@@ -92,6 +109,7 @@ class JobSettings:
     scheduler: SchedulerSettings = dataclasses.field(default_factory=SchedulerSettings)
     docker: DockerSettings = dataclasses.field(default_factory=DockerSettings)
     inputs: FetchLimits = dataclasses.field(default_factory=FetchLimits)
+    quotas: QuotaSettings = dataclasses.field(default_factory=QuotaSettings)
     heartbeat_interval: float = 5.0  # seconds between two heartbeats of a dispatcher
     host_lost_after: float = 600.0  # a local job of a host silent this long, with no live dispatcher, ends
     access: ProcessAccess = dataclasses.field(default_factory=ProcessAccess)  # [processes]: roles per process

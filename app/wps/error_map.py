@@ -18,6 +18,7 @@ from scheduler.errors import (
     NoSuchProcess,
     OutputNotProduced,
     QueueFull,
+    QuotaExceeded,
     ResultNotReady,
 )
 
@@ -45,6 +46,8 @@ def to_ows(error: JobServiceError, version: str) -> OWSException:
             return OWSException(codes[1] if v2 else codes[0], text, error.input_id)
         case QueueFull():
             return OWSException("ServerBusy", text, "Execute")
+        case QuotaExceeded():  # the user's own limit, not the server's: 429, so it is not taken for an outage
+            return OWSException("ServerBusy", text, "Execute", status=429)
         case NoSuchJob():
             return OWSException("NoSuchJob", text, error.job_id)
         case ResultNotReady():

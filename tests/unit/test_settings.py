@@ -8,6 +8,7 @@ import pytest
 
 from app.settings import SettingsError, load_settings, reference
 from processes.setting_fields import parse_size
+from scheduler.settings import QuotaSettings
 from tests.xsd import ROOT
 
 
@@ -42,6 +43,11 @@ def test_file_then_environment(tmp_path: Path):
         ("[processing]\nprocesses = nocolon\n", "[processing] processes"),
         ("[processing]\nworker_nice = 20\n", "[processing] worker_nice"),
         ("[monitoring]\nhost_lost_after = 10\n", "[monitoring] host_lost_after"),
+        ("[quotas]\nqueued_per_user = many\n", "[quotas] queued_per_user"),
+        ("[quotas]\nrunning_per_user = -1\n", "[quotas] running_per_user"),
+        ("[quotas]\nsync_per_user = 1.5\n", "[quotas] sync_per_user"),
+        ("[quotas]\nstorage_per_user = 10 GB each\n", "[quotas] storage_per_user"),
+        ("[quotas]\njobs_per_user = 1\n", "unknown key [quotas] jobs_per_user"),
         ("not an ini file", "not a valid INI file"),
         ("[auth]\nmode = kerberos\n", "[auth] mode"),
         ("[auth]\nmode = oidc\njwks_file = /nonexistent\naudience = wps\n", "[auth] issuer: required"),
@@ -192,3 +198,14 @@ def test_auth_and_process_roles(tmp_path: Path):
     config.write_text(text.replace("say_hello.roles", "say_helo.roles"), encoding="utf-8")
     with pytest.raises(SettingsError, match=r"\[processes\] say_helo.roles: no process 'say_helo' is offered"):
         build_app(load_settings(config, environ={}))
+
+
+def test_the_issues_quota_keys_reach_the_job_system(tmp_path):
+    """The [quotas] keys under the names operators' files use, handed to the job system."""
+    config = tmp_path / "quotas.cfg"
+    config.write_text(
+        "[quotas]\nrunning_per_user = 4\nqueued_per_user = 100\nsync_per_user = 1\nstorage_per_user = 10 GiB\n",
+        encoding="utf-8",
+    )
+    assert load_settings(config, environ={}).jobs.quotas == QuotaSettings(4, 100, 1, 10 * 1024**3)
+    assert load_settings(environ={}).jobs.quotas == QuotaSettings(0, 0, 0, 0)  # off unless configured

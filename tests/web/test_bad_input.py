@@ -1732,3 +1732,25 @@ def test_hostile_user_headers_are_refused(header_client, user: str):
             continue
         accepted = address == "127.0.0.1" and user == "\u202eevil"  # printable: a name like any other
         assert response.status_code == (200 if accepted else 403), (user, address)
+
+
+def test_a_flood_of_executes_meets_the_quota_with_a_report(app, wps):
+    """One client sending asynchronous Executes in a loop, in both versions and both methods, fills
+    only its own queued_per_user: every refusal is a valid ServerBusy report (HTTP 429) naming the
+    quota, never a 500, and exactly the quota's jobs exist."""
+    service = app.extensions["hpc_wps"]
+    service.settings = service.settings.replace("quotas", queued_per_user=3)
+    sleep20 = execute20("sleep", literal20("delay", "0"), mode="async")
+    get10 = (
+        "/wps?service=WPS&version=1.0.0&request=Execute&identifier=sleep&storeExecuteResponse=true&DataInputs=delay=0"
+    )
+    answers = []
+    for n in range(12):
+        response = wps.post("/wps", data=sleep20, content_type="text/xml") if n % 2 else wps.get(get10)
+        answers.append(response.status_code)
+        if response.status_code != 200:
+            ows = OWS20 if n % 2 else OWS11
+            exception = response.xml.find(f"{{{ows}}}Exception")
+            assert (response.status_code, exception.get("exceptionCode")) == (429, "ServerBusy")
+            assert "queued_per_user" in exception.findtext(f"{{{ows}}}ExceptionText")
+    assert answers.count(200) == 3 and answers.count(429) == 9

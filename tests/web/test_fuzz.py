@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from app.settings import load_settings
 from app.wps.errors import OWSException, render_exception
 from app.wps.parse_kvp import parse_kvp
 from app.wps.parse_xml import parse_xml
@@ -33,6 +34,7 @@ from app.wps.requests import DescribeProcess, Execute, GetCapabilities, JobReque
 from processes.fetch import FetchLimits, InputError, _request_headers, fetch_http, redact_url
 from processes.literals import LiteralValueError, literal_type
 from processes.registry import build_registry
+from processes.setting_fields import SettingsError
 from processes.text import clean_message
 from scheduler.job import Job
 from scheduler.models import JobStatus
@@ -634,6 +636,40 @@ def _with_control(pair: tuple[str, str]) -> str:
 
 
 CONTROL = st.text(st.characters(categories=("Cc",), exclude_characters="\t\n\r"), min_size=1, max_size=3)
+
+
+@pytest.fixture
+def tight_client(app) -> ValidatingClient:  # type: ignore[no-untyped-def]
+    """Every quota at its tightest: one job waiting, one execution, one byte kept, one job running."""
+    service = app.extensions["hpc_wps"]
+    service.settings = service.settings.replace(
+        "quotas", queued_per_user=1, sync_per_user=1, storage_per_user=1, running_per_user=1
+    )
+    return ValidatingClient(app.test_client())
+
+
+@THROUGH
+@given(query=st.one_of(wps_query(), wps_query()), document=execute_document())
+def test_requests_under_tight_quotas_get_an_answer(tight_client, query: str, document: bytes):
+    """Quota refusals are answers like any other: 429 ServerBusy reports, never a 500."""
+    assert_answer(tight_client.get("/wps?" + query), query)
+    assert_answer(tight_client.post("/wps", data=document, content_type="text/xml"), document)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    key=st.sampled_from(("running_per_user", "queued_per_user", "sync_per_user", "storage_per_user")),
+    value=st.one_of(st.text(max_size=12), st.from_regex(r"\A\s*-?\d{1,4}(\.\d)?\s*[kKmMgGtT]?i?[bB]?\s*\Z")),
+)
+def test_quota_values_load_or_are_refused_by_name(key: str, value: str):
+    """Whatever an operator writes in [quotas]: a non-negative whole number, or a SettingsError naming the key."""
+    try:
+        loaded = load_settings(environ={f"HPC_WPS_QUOTAS_{key.upper()}": value})
+    except SettingsError as exc:
+        assert f"HPC_WPS_QUOTAS_{key.upper()}" in str(exc) and f"[quotas] {key}" in str(exc)
+        return
+    number = getattr(loaded.jobs.quotas, key)
+    assert isinstance(number, int) and number >= 0
 
 
 @settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
