@@ -7,8 +7,9 @@ limit, resources within limits, what a dismissed job still shows, where output f
 once, and a second protocol cannot answer them differently by accident.
 
 Asynchronous jobs only get a row here; the dispatcher runs them. Synchronous jobs, and asynchronous
-ones of ``inline_async`` processes, run in this process (the web worker) under the synchronous time
-limit, through the same code every executor uses.
+ones of ``inline_async`` processes, run in a child of this process (the web worker) under the
+synchronous time limit, through the same code every executor uses, at most ``[processing]
+sync_slots`` of them at once in the whole service.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Engine
 from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle, queries
+from scheduler.child_run import ClientGone, run_in_child
 from scheduler.errors import (
     InvalidInput,
     InvalidResource,
@@ -33,11 +35,12 @@ from scheduler.errors import (
     NoSuchProcess,
     QueueFull,
     ResultNotReady,
+    SyncSlotsBusy,
 )
 from scheduler.executor_names import WEB
 from scheduler.job import Job, OutputFile
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
-from scheduler.models import JobStatus, utcnow
+from scheduler.models import JobMode, JobStatus, utcnow
 from scheduler.pids import holder
 from scheduler.removal import dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
@@ -105,36 +108,58 @@ class JobService:
             raise QueueFull()
         if not process.inline_async:
             return Job.from_row(lifecycle.create_job(self.engine, process.identifier, version, "async", stored))
-        created = lifecycle.create_job(
-            self.engine, process.identifier, version, "async", stored, JobStatus.RUNNING, WEB, holder()
-        )
-        return self._run_here(process, created["id"], stored)[0]
+        return self._run_here(process, self._web_slot(process, version, JobMode.ASYNC, stored), stored)[0]
 
-    def run(self, process: Process, version: str, request: dict[str, Any]) -> Job:
-        """A synchronous job, run here to its end under ``[processing] sync_time_limit``; returns the
+    def run(
+        self, process: Process, version: str, request: dict[str, Any], client_gone: ClientGone | None = None
+    ) -> Job:
+        """A synchronous job, run to its end under ``[processing] sync_time_limit``; returns the
         finished job, succeeded or failed. A failure caused by an input raises :class:`InvalidInput`
-        naming it instead (the job is recorded as failed all the same)."""
+        naming it instead (the job is recorded as failed all the same). Raises :class:`SyncSlotsBusy`.
+
+        ``client_gone``: tells whether the client that waits for the answer is still there; once it is
+        not, the job is ended (failed, "interrupted") rather than run on for nobody."""
         stored = self._stored(request)
-        created = lifecycle.create_job(
-            self.engine, process.identifier, version, "sync", stored, JobStatus.RUNNING, WEB, holder()
-        )
-        job, outcome = self._run_here(process, created["id"], stored)
+        job_id = self._web_slot(process, version, JobMode.SYNC, stored)
+        job, outcome = self._run_here(process, job_id, stored, client_gone)
         if outcome.input_id is not None:
             raise InvalidInput(outcome.input_id, outcome.input_reason or "invalid", outcome.message)
         return job
 
-    def _run_here(self, process: Process, job_id: str, stored: dict[str, Any]) -> tuple[Job, Outcome]:
-        """Run a job in this process under the synchronous time limit; returns its final state and how
-        it ended (which input failed it, if one did)."""
+    def _web_slot(self, process: Process, version: str, mode: JobMode, stored: dict[str, Any]) -> str:
+        """The id of a new running job of the web tier, within ``[processing] sync_slots``.
+
+        Counted in the job table, so the limit holds for the whole service (every worker, thread and
+        host), as GeoServer's maxSynchronousProcesses does. The row is written first and counted
+        after: two requests racing for the last slot may both be refused, never both admitted. A
+        refused row is withdrawn before anyone saw its id.
+        """
+        slots = self.settings.processing.sync_slots
+        job_id = lifecycle.create_job(
+            self.engine, process.identifier, version, mode, stored, JobStatus.RUNNING, WEB, holder()
+        )["id"]
+        if queries.count_running(self.engine, WEB) > slots:
+            lifecycle.withdraw(self.engine, job_id)
+            raise SyncSlotsBusy(slots)
+        return job_id
+
+    def _run_here(
+        self, process: Process, job_id: str, stored: dict[str, Any], client_gone: ClientGone | None = None
+    ) -> tuple[Job, Outcome]:
+        """Run a job in a child of this process (``scheduler/child_run.py``: a thread of a web worker
+        cannot be given a time limit) under the synchronous time limit; returns its final state and
+        how it ended (which input failed it, if one did)."""
         settings = self.settings
-        outcome = run_to_outcome(
-            process,
-            stored,
-            settings.job_dir(job_id),
-            settings.inputs,
-            ProgressReporter(self.engine, job_id),
-            settings.processing.sync_time_limit,
-            settings.docker,
+        seconds = settings.processing.sync_time_limit
+        job_dir = settings.job_dir(job_id)
+        outcome = run_in_child(
+            # No progress is written: nobody can poll a job whose answer is still being waited for.
+            lambda: run_to_outcome(
+                process, stored, job_dir, settings.inputs, ProgressReporter(None, job_id), seconds, settings.docker
+            ),
+            job_dir,
+            seconds,
+            client_gone,
         )
         record_outcome(self.engine, job_id, outcome, settings.processing.retention)
         return self.get(job_id), outcome

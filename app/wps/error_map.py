@@ -18,6 +18,7 @@ from scheduler.errors import (
     NoSuchProcess,
     QueueFull,
     ResultNotReady,
+    SyncSlotsBusy,
 )
 
 # InvalidInput.reason -> (WPS 1.0.0 code, WPS 2.0 code)
@@ -42,7 +43,7 @@ def to_ows(error: JobServiceError, version: str) -> OWSException:
         case InvalidInput():
             codes = INPUT_CODES.get(error.reason, INPUT_CODES["invalid"])
             return OWSException(codes[1] if v2 else codes[0], text, error.input_id)
-        case QueueFull():
+        case QueueFull() | SyncSlotsBusy():
             return OWSException("ServerBusy", text, "Execute")
         case NoSuchJob():
             return OWSException("NoSuchJob", text, error.job_id)

@@ -16,6 +16,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import errors
+from app.client import disconnect_check
 from app.settings import Settings
 from app.wps.error_map import to_ows
 from app.wps.errors import CONTENT_TYPE, OWSException, render_exception
@@ -87,7 +88,7 @@ def _dispatch(parsed: WPSRequest) -> Reply:
         if isinstance(parsed, DescribeProcess):
             return wps.discovery.describe(parsed)
         if isinstance(parsed, Execute):
-            return execute(wps.context, parsed)
+            return execute(wps.context, parsed, disconnect_check(request.environ))
         return job_operation(wps.context, parsed)
     except JobServiceError as exc:
         raise to_ows(exc, parsed.version) from None

@@ -11,18 +11,20 @@ from app.wps.requests import Execute
 from app.wps.validate import execution_mode, job_request
 from app.wps.versions import check_version
 from processes.model import Process
+from scheduler.child_run import ClientGone
 from scheduler.job import Job
 from scheduler.models import JobStatus, utcnow
 
 
-def execute(ctx: Context, request: Execute) -> Reply:
+def execute(ctx: Context, request: Execute, client_gone: ClientGone | None = None) -> Reply:
+    """``client_gone``: whether the client has hung up (``app/client.py``); a synchronous job then ends."""
     check_version(request.version)
     process = ctx.jobs.process(request.identifier)
     mode = execution_mode(process, request)
     stored = job_request(process, request)
     if mode == "async":
         return _accepted(ctx, process, request, ctx.jobs.submit(process, request.version, stored))
-    return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored))
+    return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored, client_gone))
 
 
 def _accepted(ctx: Context, process: Process, request: Execute, job: Job) -> Reply:
