@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,8 @@ from sqlalchemy import update
 from migrations import upgrade
 from processes.fetch import FetchLimits
 from processes.registry import Registry, build_registry
-from scheduler import queries
+from scheduler import child_run, lifecycle, queries
+from scheduler.child_run import CLIENT_GONE, run_in_child
 from scheduler.db import make_engine
 from scheduler.errors import (
     InvalidInput,
@@ -25,10 +29,12 @@ from scheduler.errors import (
     NoSuchProcess,
     QueueFull,
     ResultNotReady,
+    SyncSlotsBusy,
 )
 from scheduler.executor_names import WEB
 from scheduler.job import Job
-from scheduler.models import JOBS, JobStatus, utcnow
+from scheduler.launcher import Outcome, time_limit
+from scheduler.models import JOBS, JobMode, JobStatus, utcnow
 from scheduler.service import JobFilter, JobService
 from scheduler.settings import JobSettings, ProcessingSettings
 
@@ -272,3 +278,46 @@ def test_list_jobs_filters(jobs):
     assert ids(limit=2) == [waiting.id, failed.id]
     assert ids(removable_only=True) == [failed.id, old.id]  # never a job still waiting
     assert dataclasses.asdict(jobs.list_jobs(JobFilter(limit=1))[0])["status"] == "accepted"
+
+
+def occupy_web_slot(jobs: JobService) -> str:
+    """A synchronous job running in another web worker, as its row shows it."""
+    row = lifecycle.create_job(jobs.engine, "sleep", "1.0.0", JobMode.SYNC, {}, JobStatus.RUNNING, WEB, "elsewhere")
+    return row["id"]
+
+
+def test_beyond_sync_slots_run_is_refused_and_leaves_no_job(jobs):
+    jobs.settings = jobs.settings.replace("processing", sync_slots=1)
+    other = occupy_web_slot(jobs)
+    with pytest.raises(SyncSlotsBusy, match=r"all 1 synchronous execution slots \(\[processing\] sync_slots\)"):
+        jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x")))
+    with pytest.raises(SyncSlotsBusy):  # an inline asynchronous job runs in the web tier too
+        jobs.submit(jobs.process("echo"), "2.0.0", request(literal("literalInput", "x")))
+    assert [job.id for job in jobs.list_jobs(JobFilter())] == [other]
+    lifecycle.mark_failed(jobs.engine, other, "done")
+    assert jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x"))).status is JobStatus.SUCCEEDED
+
+
+def test_run_ends_once_its_client_is_gone(jobs):
+    job = jobs.run(jobs.process("sleep"), "1.0.0", request(literal("delay", "30")), client_gone=lambda: True)
+    assert job.status is JobStatus.FAILED and job.message == CLIENT_GONE
+
+
+def test_a_child_that_dies_without_a_result_fails_with_how(tmp_path):
+    outcome = run_in_child(lambda: os.kill(os.getpid(), signal.SIGKILL), tmp_path / "job", 20.0)
+    assert (outcome.status, outcome.message) == ("failed", "the job's process killed by signal SIGKILL")
+
+
+def test_a_child_deaf_to_its_alarm_is_killed_past_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(child_run, "KILL_GRACE", 0.2)
+
+    def deaf() -> Outcome:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        with time_limit(0.2):
+            time.sleep(30)
+        return Outcome("succeeded", "never")
+
+    (tmp_path / "job" / "outputs").mkdir(parents=True)
+    outcome = run_in_child(deaf, tmp_path / "job", 0.2)
+    assert (outcome.status, outcome.message) == ("failed", "time limit of 0.2 s exceeded")
+    assert not (tmp_path / "job" / "outputs").exists()  # no output of a failed job is ever served

@@ -38,6 +38,8 @@ def test_file_then_environment(tmp_path: Path):
         ("[severs]\nport = 1\n", "unknown section [severs]"),
         ("[processing]\nmode = cloud\n", "[processing] mode"),
         ("[processing]\nslots = 0\n", "[processing] slots"),
+        ("[processing]\nsync_slots = 0\n", "[processing] sync_slots"),
+        ("[server]\nthreads = 0\n", "[server] threads"),
         ("[server]\nmax_request_size = lots\n", "[server] max_request_size"),
         ("[processing]\nprocesses = nocolon\n", "[processing] processes"),
         ("[processing]\nworker_nice = 20\n", "[processing] worker_nice"),
@@ -119,3 +121,20 @@ def test_the_job_system_gets_its_part_of_the_configuration(tmp_path):
     assert (jobs.heartbeat_interval, jobs.host_lost_after) == (3.0, 900.0)
     assert jobs.inputs.max_size == 5 * 1024**2
     assert jobs.processing is settings.processing and jobs.docker is settings.docker
+
+
+def test_serve_runs_threaded_workers_as_configured(tmp_path: Path):
+    """What the README's gunicorn line shows: gthread workers, with the configured workers and threads."""
+    from app.cli import _gunicorn_command
+
+    config = tmp_path / "site.cfg"
+    config.write_text("[server]\nworkers = 3\nthreads = 5\n", encoding="utf-8")
+    command = _gunicorn_command(load_settings(config, environ={}))
+
+    def option(name: str) -> str:
+        return command[command.index(name) + 1]
+
+    assert (option("--worker-class"), option("--workers"), option("--threads")) == ("gthread", "3", "5")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for flag in ("--worker-class gthread", "--threads", "--timeout 30", "--no-control-socket"):
+        assert flag in readme
