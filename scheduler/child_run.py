@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from scheduler.launcher import Outcome, read_result, write_result
+from scheduler.launcher import RESULT_FILE, Outcome, read_result, write_result
 from scheduler.models import JobStatus
 from scheduler.pids import describe_wait_status
 
@@ -80,6 +80,7 @@ def run_in_child(
             shutil.rmtree(job_dir / leftover, ignore_errors=True)
         return Outcome(JobStatus.FAILED.value, ended_by)
     outcome = read_result(job_dir)
+    (job_dir / RESULT_FILE).unlink(missing_ok=True)  # only the way here: the table keeps the outcome
     if outcome is None:  # it died before writing a result: a crash of the handler's own native code
         return Outcome(JobStatus.FAILED.value, f"the job's process {describe_wait_status(status)}")
     return outcome
@@ -111,6 +112,19 @@ def _kill(pid: int) -> None:
             kill(pid, signal.SIGKILL)
 
 
+class _WebWorker(logging.Filter):
+    """Adds ``web_worker`` (its pid) to the records of a job's child: in the JSON log, beside the
+    child's own ``pid``, it names the worker that served the request and ran the job."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self.pid = pid
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.web_worker = self.pid
+        return True
+
+
 def _child(run: Callable[[], Outcome], job_dir: Path, parent: int) -> NoReturn:
     code = 1
     try:
@@ -122,6 +136,8 @@ def _child(run: Callable[[], Outcome], job_dir: Path, parent: int) -> NoReturn:
         signal.set_wakeup_fd(-1)
         for signum in _WORKER_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
+        for handler in logging.getLogger().handlers:  # the job's records say which web worker ran it
+            handler.addFilter(_WebWorker(parent))
         write_result(job_dir, run())
         code = 0
     except BaseException:
