@@ -224,6 +224,8 @@ def _check(settings: Settings) -> None:
     for key in ("slots", "worker_max_jobs", "sync_slots"):
         if getattr(settings.processing, key) < 1:
             raise SettingsError(f"{settings.source}: [processing] {key}: must be at least 1")
+    if settings.processing.sync_slot_wait < 0:
+        raise SettingsError(f"{settings.source}: [processing] sync_slot_wait: must not be negative")
     for key in ("workers", "threads"):
         if getattr(settings.server, key) < 1:
             raise SettingsError(f"{settings.source}: [server] {key}: must be at least 1")

@@ -15,6 +15,7 @@ sync_slots`` of them at once in the whole service.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ from scheduler.removal import dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
 from scheduler.settings import JobSettings
 
+SLOT_POLL_INTERVAL = 0.05  # seconds between two looks for a free synchronous slot
 OUTPUTS = "outputs"  # the subdirectory of a job's directory that holds its output files
 
 
@@ -131,17 +133,24 @@ class JobService:
 
         Counted in the job table, so the limit holds for the whole service (every worker, thread and
         host), as GeoServer's maxSynchronousProcesses does. The row is written first and counted
-        after: two requests racing for the last slot may both be refused, never both admitted. A
-        refused row is withdrawn before anyone saw its id.
+        after: two requests racing for the last slot may both miss it, never both take it. A row
+        that missed is withdrawn before anyone saw its id. A request waits up to ``sync_slot_wait``
+        for a slot (a burst of short jobs queues for a moment rather than being refused), looking
+        with reads only, and then gets :class:`SyncSlotsBusy`.
         """
-        slots = self.settings.processing.sync_slots
-        job_id = lifecycle.create_job(
-            self.engine, process.identifier, version, mode, stored, JobStatus.RUNNING, WEB, holder()
-        )["id"]
-        if queries.count_running(self.engine, WEB) > slots:
-            lifecycle.withdraw(self.engine, job_id)
-            raise SyncSlotsBusy(slots)
-        return job_id
+        processing = self.settings.processing
+        deadline = time.monotonic() + processing.sync_slot_wait
+        while True:
+            if queries.count_running(self.engine, WEB) < processing.sync_slots:
+                job_id = lifecycle.create_job(
+                    self.engine, process.identifier, version, mode, stored, JobStatus.RUNNING, WEB, holder()
+                )["id"]
+                if queries.count_running(self.engine, WEB) <= processing.sync_slots:
+                    return job_id
+                lifecycle.withdraw(self.engine, job_id)
+            if time.monotonic() >= deadline:
+                raise SyncSlotsBusy(processing.sync_slots)
+            time.sleep(SLOT_POLL_INTERVAL)
 
     def _run_here(
         self, process: Process, job_id: str, stored: dict[str, Any], client_gone: ClientGone | None = None

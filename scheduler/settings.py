@@ -43,6 +43,9 @@ class ProcessingSettings:
         "synchronous executions (and inline asynchronous ones) the whole service runs at once, counted in the "
         "job table; beyond it Execute answers ServerBusy. Keep it below workers x threads",
     )
+    sync_slot_wait: float = setting(
+        5.0, "seconds a synchronous Execute waits for a free slot (sync_slots) before it answers ServerBusy"
+    )
     poll_interval: float = setting(0.05, "seconds between dispatcher cycles when it is idle")
     demo_processes: bool = setting(True, "serve the built-in demo processes")
     processes: tuple[str, ...] = setting((), "further processes: comma-separated module:attribute import paths")

@@ -173,7 +173,7 @@ def test_self_referencing_requests_leave_the_service_answering(server: LiveServe
 def test_beyond_sync_slots_execute_is_server_busy(server: LiveServer):
     with connections(server, [request_bytes(server, f"/wps?{SLEEP}")] * 4):  # the default sync_slots
         wait_for(lambda: running_sync_jobs(server) == 4, timeout=10)
-        busy = requests.get(f"{server.url}?{SLEEP}", timeout=10)
+        busy = requests.get(f"{server.url}?{SLEEP}", timeout=30)  # after sync_slot_wait (5 s)
         assert busy.status_code == 503
         exception = validate(busy.content).find(f"{{{OWS11}}}Exception")
         assert exception.get("exceptionCode") == "ServerBusy" and exception.get("locator") == "Execute"

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,7 @@ def occupy_web_slot(jobs: JobService) -> str:
 
 
 def test_beyond_sync_slots_run_is_refused_and_leaves_no_job(jobs):
-    jobs.settings = jobs.settings.replace("processing", sync_slots=1)
+    jobs.settings = jobs.settings.replace("processing", sync_slots=1, sync_slot_wait=0.2)
     other = occupy_web_slot(jobs)
     with pytest.raises(SyncSlotsBusy, match=r"all 1 synchronous execution slots \(\[processing\] sync_slots\)"):
         jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x")))
@@ -295,6 +296,14 @@ def test_beyond_sync_slots_run_is_refused_and_leaves_no_job(jobs):
         jobs.submit(jobs.process("echo"), "2.0.0", request(literal("literalInput", "x")))
     assert [job.id for job in jobs.list_jobs(JobFilter())] == [other]
     lifecycle.mark_failed(jobs.engine, other, "done")
+    assert jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x"))).status is JobStatus.SUCCEEDED
+
+
+def test_a_synchronous_job_waits_for_a_slot_that_frees(jobs):
+    """A burst queues for a moment instead of being refused: the slot frees while the request waits."""
+    jobs.settings = jobs.settings.replace("processing", sync_slots=1, sync_slot_wait=30.0)
+    other = occupy_web_slot(jobs)
+    threading.Timer(0.5, lifecycle.mark_failed, (jobs.engine, other, "done")).start()
     assert jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x"))).status is JobStatus.SUCCEEDED
 
 

@@ -40,6 +40,7 @@ def test_file_then_environment(tmp_path: Path):
         ("[processing]\nslots = 0\n", "[processing] slots"),
         ("[processing]\nsync_slots = 0\n", "[processing] sync_slots"),
         ("[server]\nthreads = 0\n", "[server] threads"),
+        ("[processing]\nsync_slot_wait = -1\n", "[processing] sync_slot_wait"),
         ("[server]\nmax_request_size = lots\n", "[server] max_request_size"),
         ("[processing]\nprocesses = nocolon\n", "[processing] processes"),
         ("[processing]\nworker_nice = 20\n", "[processing] worker_nice"),

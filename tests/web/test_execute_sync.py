@@ -201,7 +201,7 @@ def test_beyond_sync_slots_execute_is_server_busy(app, wps):
     """Every slot taken (a job running in another web worker): ServerBusy, HTTP 503, naming the limit,
     in both versions; an asynchronous Execute still goes to the queue."""
     extension = app.extensions["hpc_wps"]
-    extension.settings = extension.settings.replace("processing", sync_slots=1)
+    extension.settings = extension.settings.replace("processing", sync_slots=1, sync_slot_wait=0.2)
     lifecycle.create_job(extension.engine, "sleep", "1.0.0", JobMode.SYNC, {}, JobStatus.RUNNING, WEB, "elsewhere")
     refused = wps.get("/wps?service=WPS&version=1.0.0&request=Execute&identifier=say_hello&DataInputs=name=x")
     assert refused.status_code == 503
