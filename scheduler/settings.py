@@ -39,7 +39,7 @@ class ProcessingSettings:
     queue_length: int = setting(1000, "accepted jobs waiting for a slot before Execute answers ServerBusy")
     sync_time_limit: float = setting(600.0, "seconds a synchronous Execute may run")
     sync_slots: int = setting(
-        4,
+        8,
         "synchronous executions (and inline asynchronous ones) the whole service runs at once, counted in the "
         "job table; beyond it Execute answers ServerBusy. Keep it below workers x threads",
     )

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from scheduler.child_run import CLIENT_GONE
 from scheduler.db import make_engine
 from scheduler.models import JOBS, utcnow
+from scheduler.settings import ProcessingSettings
 from tests.conftest import LiveServer, wait_for
 from tests.production.harness import unfinished_jobs
 from tests.xsd import OWS11, validate
@@ -171,14 +172,15 @@ def test_self_referencing_requests_leave_the_service_answering(server: LiveServe
 
 
 def test_beyond_sync_slots_execute_is_server_busy(server: LiveServer):
-    with connections(server, [request_bytes(server, f"/wps?{SLEEP}")] * 4):  # the default sync_slots
-        wait_for(lambda: running_sync_jobs(server) == 4, timeout=10)
+    slots = ProcessingSettings().sync_slots  # the default
+    with connections(server, [request_bytes(server, f"/wps?{SLEEP}")] * slots):
+        wait_for(lambda: running_sync_jobs(server) == slots, timeout=10)
         busy = requests.get(f"{server.url}?{SLEEP}", timeout=30)  # after sync_slot_wait (5 s)
         assert busy.status_code == 503
         exception = validate(busy.content).find(f"{{{OWS11}}}Exception")
         assert exception.get("exceptionCode") == "ServerBusy" and exception.get("locator") == "Execute"
-        assert "all 4 synchronous execution slots ([processing] sync_slots) are busy" in busy.text
-        assert running_sync_jobs(server) == 4  # the refused request left no job behind
+        assert f"all {slots} synchronous execution slots ([processing] sync_slots) are busy" in busy.text
+        assert running_sync_jobs(server) == slots  # the refused request left no job behind
         assert_keeps_answering(server)
     wait_for(lambda: running_sync_jobs(server) == 0, timeout=10)
     ok = requests.get(f"{server.url}?service=WPS&version=1.0.0&request=Execute&identifier=say_hello&DataInputs=name=x")
