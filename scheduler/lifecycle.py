@@ -21,7 +21,7 @@ import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.sql.dml import Update
 
 from scheduler import job_metrics
@@ -152,13 +152,6 @@ def create_job(
     with transaction(bind) as conn:
         conn.execute(_INSERT, row)  # parameters, not .values(): the compiled statement is reused
     return row
-
-
-def withdraw(bind: Bind, job_id: str) -> None:
-    """Delete the row of a job refused right after it was written, before it ran and before any client
-    saw its id (a synchronous job beyond ``sync_slots``): it leaves no trace, as if never submitted."""
-    with transaction(bind) as conn:
-        conn.execute(delete(JOBS).where(JOBS.c.id == job_id))
 
 
 _CLAIM = (

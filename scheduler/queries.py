@@ -38,18 +38,6 @@ def count_waiting(bind: Bind) -> int:
         return conn.execute(_COUNT_WAITING).scalar_one()
 
 
-_COUNT_RUNNING = (
-    select(func.count())
-    .select_from(JOBS)
-    .where(JOBS.c.status == JobStatus.RUNNING.value, JOBS.c.executor == bindparam("executor"))
-)
-
-
-def count_running(bind: Bind, executor: str) -> int:
-    with transaction(bind, write=False) as conn:
-        return conn.execute(_COUNT_RUNNING, {"executor": executor}).scalar_one()
-
-
 _OLDEST_ACCEPTED = (
     select(JOBS.c.id, JOBS.c.process_id, JOBS.c.request)
     .where(JOBS.c.status == JobStatus.ACCEPTED.value)

@@ -9,14 +9,14 @@ once, and a second protocol cannot answer them differently by accident.
 Asynchronous jobs only get a row here; the dispatcher runs them. Synchronous jobs, and asynchronous
 ones of ``inline_async`` processes, run in a child of this process (the web worker) under the
 synchronous time limit, through the same code every executor uses, at most ``[processing]
-sync_slots`` of them at once in the whole service.
+sync_slots`` of them at once on each host.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,6 @@ from scheduler.errors import (
     NoSuchProcess,
     QueueFull,
     ResultNotReady,
-    SyncSlotsBusy,
 )
 from scheduler.executor_names import WEB
 from scheduler.job import Job, OutputFile
@@ -46,8 +45,8 @@ from scheduler.pids import holder
 from scheduler.removal import dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
 from scheduler.settings import JobSettings
+from scheduler.sync_slots import sync_slot
 
-SLOT_POLL_INTERVAL = 0.05  # seconds between two looks for a free synchronous slot
 OUTPUTS = "outputs"  # the subdirectory of a job's directory that holds its output files
 
 
@@ -110,7 +109,8 @@ class JobService:
             raise QueueFull()
         if not process.inline_async:
             return Job.from_row(lifecycle.create_job(self.engine, process.identifier, version, "async", stored))
-        return self._run_here(process, self._web_slot(process, version, JobMode.ASYNC, stored), stored)[0]
+        with self._sync_slot():
+            return self._run_here(process, self._web_job(process, version, JobMode.ASYNC, stored), stored)[0]
 
     def run(
         self, process: Process, version: str, request: dict[str, Any], client_gone: ClientGone | None = None
@@ -122,35 +122,25 @@ class JobService:
         ``client_gone``: tells whether the client that waits for the answer is still there; once it is
         not, the job is ended (failed, "interrupted") rather than run on for nobody."""
         stored = self._stored(request)
-        job_id = self._web_slot(process, version, JobMode.SYNC, stored)
-        job, outcome = self._run_here(process, job_id, stored, client_gone)
+        with self._sync_slot():
+            job_id = self._web_job(process, version, JobMode.SYNC, stored)
+            job, outcome = self._run_here(process, job_id, stored, client_gone)
         if outcome.input_id is not None:
             raise InvalidInput(outcome.input_id, outcome.input_reason or "invalid", outcome.message)
         return job
 
-    def _web_slot(self, process: Process, version: str, mode: JobMode, stored: dict[str, Any]) -> str:
-        """The id of a new running job of the web tier, within ``[processing] sync_slots``.
-
-        Counted in the job table, so the limit holds for the whole service (every worker, thread and
-        host), as GeoServer's maxSynchronousProcesses does. The row is written first and counted
-        after: two requests racing for the last slot may both miss it, never both take it. A row
-        that missed is withdrawn before anyone saw its id. A request waits up to ``sync_slot_wait``
-        for a slot (a burst of short jobs queues for a moment rather than being refused), looking
-        with reads only, and then gets :class:`SyncSlotsBusy`.
-        """
+    def _sync_slot(self) -> AbstractContextManager[None]:
+        """One of this host's ``[processing] sync_slots`` (``scheduler/sync_slots.py``), waited for up
+        to ``sync_slot_wait``; raises :class:`SyncSlotsBusy`."""
         processing = self.settings.processing
-        deadline = time.monotonic() + processing.sync_slot_wait
-        while True:
-            if queries.count_running(self.engine, WEB) < processing.sync_slots:
-                job_id = lifecycle.create_job(
-                    self.engine, process.identifier, version, mode, stored, JobStatus.RUNNING, WEB, holder()
-                )["id"]
-                if queries.count_running(self.engine, WEB) <= processing.sync_slots:
-                    return job_id
-                lifecycle.withdraw(self.engine, job_id)
-            if time.monotonic() >= deadline:
-                raise SyncSlotsBusy(processing.sync_slots)
-            time.sleep(SLOT_POLL_INTERVAL)
+        return sync_slot(self.settings.jobs_dir, processing.sync_slots, processing.sync_slot_wait)
+
+    def _web_job(self, process: Process, version: str, mode: JobMode, stored: dict[str, Any]) -> str:
+        """A new job, running from the start in this web worker (the row names it: ``pids.holder``)."""
+        created = lifecycle.create_job(
+            self.engine, process.identifier, version, mode, stored, JobStatus.RUNNING, WEB, holder()
+        )
+        return created["id"]
 
     def _run_here(
         self, process: Process, job_id: str, stored: dict[str, Any], client_gone: ClientGone | None = None

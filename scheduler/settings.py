@@ -40,8 +40,8 @@ class ProcessingSettings:
     sync_time_limit: float = setting(600.0, "seconds a synchronous Execute may run")
     sync_slots: int = setting(
         8,
-        "synchronous executions (and inline asynchronous ones) the whole service runs at once, counted in the "
-        "job table; beyond it Execute answers ServerBusy. Keep it below workers x threads",
+        "synchronous executions (and inline asynchronous ones) run at once on each host of the web tier; "
+        "beyond it Execute waits sync_slot_wait, then answers ServerBusy. Keep it below workers x threads",
     )
     sync_slot_wait: float = setting(
         5.0, "seconds a synchronous Execute waits for a free slot (sync_slots) before it answers ServerBusy"

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from migrations import upgrade
 from processes.fetch import FetchLimits
 from processes.registry import Registry, build_registry
-from scheduler import child_run, lifecycle, queries
+from scheduler import child_run, queries
 from scheduler.child_run import CLIENT_GONE, run_in_child
 from scheduler.db import make_engine
 from scheduler.errors import (
@@ -35,9 +35,10 @@ from scheduler.errors import (
 from scheduler.executor_names import WEB
 from scheduler.job import Job
 from scheduler.launcher import Outcome, time_limit
-from scheduler.models import JOBS, JobMode, JobStatus, utcnow
+from scheduler.models import JOBS, JobStatus, utcnow
 from scheduler.service import JobFilter, JobService
 from scheduler.settings import JobSettings, ProcessingSettings
+from scheduler.sync_slots import sync_slot
 
 
 @pytest.fixture
@@ -281,30 +282,43 @@ def test_list_jobs_filters(jobs):
     assert dataclasses.asdict(jobs.list_jobs(JobFilter(limit=1))[0])["status"] == "accepted"
 
 
-def occupy_web_slot(jobs: JobService) -> str:
-    """A synchronous job running in another web worker, as its row shows it."""
-    row = lifecycle.create_job(jobs.engine, "sleep", "1.0.0", JobMode.SYNC, {}, JobStatus.RUNNING, WEB, "elsewhere")
-    return row["id"]
-
-
 def test_beyond_sync_slots_run_is_refused_and_leaves_no_job(jobs):
+    """The one slot held (by a job of another worker of this host): refused after the wait, no row."""
     jobs.settings = jobs.settings.replace("processing", sync_slots=1, sync_slot_wait=0.2)
-    other = occupy_web_slot(jobs)
-    with pytest.raises(SyncSlotsBusy, match=r"all 1 synchronous execution slots \(\[processing\] sync_slots\)"):
-        jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x")))
-    with pytest.raises(SyncSlotsBusy):  # an inline asynchronous job runs in the web tier too
-        jobs.submit(jobs.process("echo"), "2.0.0", request(literal("literalInput", "x")))
-    assert [job.id for job in jobs.list_jobs(JobFilter())] == [other]
-    lifecycle.mark_failed(jobs.engine, other, "done")
+    with sync_slot(jobs.settings.jobs_dir, 1, 0):
+        with pytest.raises(SyncSlotsBusy, match=r"all 1 synchronous execution slots \(\[processing\] sync_slots\)"):
+            jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x")))
+        with pytest.raises(SyncSlotsBusy):  # an inline asynchronous job runs in the web tier too
+            jobs.submit(jobs.process("echo"), "2.0.0", request(literal("literalInput", "x")))
+        assert jobs.list_jobs(JobFilter()) == []
     assert jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x"))).status is JobStatus.SUCCEEDED
 
 
 def test_a_synchronous_job_waits_for_a_slot_that_frees(jobs):
     """A burst queues for a moment instead of being refused: the slot frees while the request waits."""
     jobs.settings = jobs.settings.replace("processing", sync_slots=1, sync_slot_wait=30.0)
-    other = occupy_web_slot(jobs)
-    threading.Timer(0.5, lifecycle.mark_failed, (jobs.engine, other, "done")).start()
+    held = sync_slot(jobs.settings.jobs_dir, 1, 0)
+    held.__enter__()
+    threading.Timer(0.5, held.__exit__, (None, None, None)).start()
     assert jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x"))).status is JobStatus.SUCCEEDED
+
+
+def test_a_slot_is_free_again_once_its_holder_is_killed(jobs, tmp_path):
+    """A lock, not a row: a worker killed with its job releases the slot, with no sweep to wait for."""
+    ready, release = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        with sync_slot(jobs.settings.jobs_dir, 1, 0):
+            os.write(release, b"x")
+            time.sleep(60)
+        os._exit(0)
+    os.read(ready, 1)
+    with pytest.raises(SyncSlotsBusy), sync_slot(jobs.settings.jobs_dir, 1, 0):
+        pass
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    with sync_slot(jobs.settings.jobs_dir, 1, 0):
+        pass
 
 
 def test_run_ends_once_its_client_is_gone(jobs):

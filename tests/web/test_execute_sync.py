@@ -7,9 +7,7 @@ import json
 
 from lxml import etree
 
-from scheduler import lifecycle
-from scheduler.executor_names import WEB
-from scheduler.models import JobMode, JobStatus
+from scheduler.sync_slots import sync_slot
 from tests.xsd import OWS11, OWS20, WPS10, WPS20
 
 NS = {"wps": WPS10, "ows": OWS11, "wps2": WPS20, "ows2": OWS20}
@@ -202,7 +200,11 @@ def test_beyond_sync_slots_execute_is_server_busy(app, wps):
     in both versions; an asynchronous Execute still goes to the queue."""
     extension = app.extensions["hpc_wps"]
     extension.settings = extension.settings.replace("processing", sync_slots=1, sync_slot_wait=0.2)
-    lifecycle.create_job(extension.engine, "sleep", "1.0.0", JobMode.SYNC, {}, JobStatus.RUNNING, WEB, "elsewhere")
+    with sync_slot(extension.settings.jobs_dir, 1, 0):
+        busy_in_both_versions(wps)
+
+
+def busy_in_both_versions(wps) -> None:  # type: ignore[no-untyped-def]
     refused = wps.get("/wps?service=WPS&version=1.0.0&request=Execute&identifier=say_hello&DataInputs=name=x")
     assert refused.status_code == 503
     exception = refused.xml.find(f"{{{OWS11}}}Exception")
