@@ -41,9 +41,10 @@ class ServerSettings:
     port: int = setting(5000, "port gunicorn binds")
     workers: int = setting(2, "gunicorn worker processes")
     threads: int = setting(
-        8,
+        16,
         "request threads per gunicorn worker (gthread): a slow client or a waiting synchronous Execute holds "
-        "one thread, not a whole worker",
+        "one thread, not a whole worker. Keep it above [processing] sync_slots: a worker whose threads are all "
+        "busy still accepts connections, which then wait",
     )
     workdir: Path = setting(Path("var"), "directory for the job database (SQLite), job directories and outputs")  # noqa: RUF009
     max_request_size: int = size_setting(10 * 1024**2, "largest accepted request body")

@@ -41,7 +41,7 @@ class ProcessingSettings:
     sync_slots: int = setting(
         8,
         "synchronous executions (and inline asynchronous ones) run at once on each host of the web tier; "
-        "beyond it Execute waits sync_slot_wait, then answers ServerBusy. Keep it below workers x threads",
+        "beyond it Execute waits sync_slot_wait, then answers ServerBusy. Keep it below [server] threads",
     )
     sync_slot_wait: float = setting(
         5.0, "seconds a synchronous Execute waits for a free slot (sync_slots) before it answers ServerBusy"
