@@ -7,9 +7,8 @@ limit, resources within limits, what a dismissed job still shows, where output f
 once, and a second protocol cannot answer them differently by accident.
 
 Asynchronous jobs only get a row here; the dispatcher runs them. Synchronous jobs, and asynchronous
-ones of ``inline_async`` processes, run in a child of this process (the web worker) under the
-synchronous time limit, through the same code every executor uses, at most ``[processing]
-sync_slots`` of them at once on each host.
+ones of ``inline_async`` processes, run in this process (the web worker) under the synchronous time
+limit, through the same code every executor uses.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,6 @@ from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle, queries, quotas
 from scheduler.access import ANONYMOUS_CALLER, Caller
-from scheduler.child_run import ClientGone, run_in_child
 from scheduler.errors import (
     InvalidInput,
     InvalidResource,
@@ -50,7 +47,6 @@ from scheduler.pids import holder
 from scheduler.removal import directory_size, dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
 from scheduler.settings import JobSettings
-from scheduler.sync_slots import sync_slot
 
 OUTPUTS = "outputs"  # the subdirectory of a job's directory that holds its output files
 
@@ -160,43 +156,25 @@ class JobService:
                 self.engine, process.identifier, version, JobMode.ASYNC, stored, owner=caller.name, within=within
             )
             return Job.from_row(row)
-        with self._sync_slot():
-            job_id = self._create_running(process, version, JobMode.ASYNC, stored, caller.name)
-            return self._run_here(process, job_id, stored, caller)[0]
+        job_id = self._create_running(process, version, JobMode.ASYNC, stored, caller.name)
+        return self._run_here(process, job_id, stored, caller)[0]
 
-    def run(
-        self,
-        process: Process,
-        version: str,
-        request: dict[str, Any],
-        caller: Caller = ANONYMOUS_CALLER,
-        client_gone: ClientGone | None = None,
-    ) -> Job:
-        """A synchronous job of ``caller``, run to its end under ``[processing] sync_time_limit``;
+    def run(self, process: Process, version: str, request: dict[str, Any], caller: Caller = ANONYMOUS_CALLER) -> Job:
+        """A synchronous job of ``caller``, run here to its end under ``[processing] sync_time_limit``;
         returns the finished job, succeeded or failed. A failure caused by an input raises
         :class:`InvalidInput` naming it instead, one without an output asked for :class:`OutputNotProduced`
-        (the job is recorded as failed all the same). Raises :class:`SyncSlotsBusy`, and
-        :class:`QuotaExceeded` beyond ``sync_per_user`` or ``storage_per_user``.
-
-        ``client_gone``: tells whether the client that waits for the answer is still there; once it is
-        not, the job is ended (failed, "interrupted") rather than run on for nobody."""
+        (the job is recorded as failed all the same). Raises :class:`QuotaExceeded` beyond
+        ``sync_per_user`` or ``storage_per_user``."""
         self._allowed(process, caller)
         stored = self._stored(request)
         self.check_storage(caller.name)
-        with self._sync_slot():
-            job_id = self._create_running(process, version, JobMode.SYNC, stored, caller.name)
-            job, outcome = self._run_here(process, job_id, stored, caller, client_gone)
+        job_id = self._create_running(process, version, JobMode.SYNC, stored, caller.name)
+        job, outcome = self._run_here(process, job_id, stored, caller)
         if outcome.input_id is not None:
             raise InvalidInput(outcome.input_id, outcome.input_reason or "invalid", outcome.message)
         if outcome.missing_outputs:
             raise OutputNotProduced(outcome.missing_outputs[0], outcome.message)
         return job
-
-    def _sync_slot(self) -> AbstractContextManager[None]:
-        """One of this host's ``[processing] sync_slots`` (``scheduler/sync_slots.py``), waited for up
-        to ``sync_slot_wait``; raises :class:`SyncSlotsBusy`."""
-        processing = self.settings.processing
-        return sync_slot(self.settings.jobs_dir, processing.sync_slots, processing.sync_slot_wait)
 
     def _create_running(self, process: Process, version: str, mode: JobMode, stored: dict[str, Any], owner: str) -> str:
         """A job that this web worker runs from the start, within ``sync_per_user``; returns its id."""
@@ -227,29 +205,18 @@ class JobService:
                 "may keep; dismiss finished jobs you no longer need, or wait for them to expire",
             )
 
-    def _run_here(
-        self,
-        process: Process,
-        job_id: str,
-        stored: dict[str, Any],
-        caller: Caller,
-        client_gone: ClientGone | None = None,
-    ) -> tuple[Job, Outcome]:
-        """Run a job in a child of this process (``scheduler/child_run.py``: a thread of a web worker
-        cannot be given a time limit) under the synchronous time limit, its fetches within the short
-        budget of a web worker; returns its final state and how it ended (which input failed it)."""
+    def _run_here(self, process: Process, job_id: str, stored: dict[str, Any], caller: Caller) -> tuple[Job, Outcome]:
+        """Run a job in this process under the synchronous time limit, its fetches within the short
+        budget of a web worker; returns its final state and how it ended (which input failed it, if one did)."""
         settings = self.settings
-        seconds = settings.processing.sync_time_limit
-        job_dir = settings.job_dir(job_id)
-        inputs = settings.inputs.in_web_worker()  # the deadline starts now, in this worker, not in the child
-        outcome = run_in_child(
-            # No progress is written: nobody can poll a job whose answer is still being waited for.
-            lambda: run_to_outcome(
-                process, stored, job_dir, inputs, ProgressReporter(None, job_id), seconds, settings.docker
-            ),
-            job_dir,
-            seconds,
-            client_gone,
+        outcome = run_to_outcome(
+            process,
+            stored,
+            settings.job_dir(job_id),
+            settings.inputs.in_web_worker(),
+            ProgressReporter(self.engine, job_id),
+            settings.processing.sync_time_limit,
+            settings.docker,
         )
         record_outcome(self.engine, job_id, outcome, settings.processing.retention)
         return self.get(job_id, caller), outcome

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
-import signal
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +14,8 @@ from sqlalchemy import update
 from migrations import upgrade
 from processes.fetch import FetchLimits
 from processes.registry import Registry, build_registry
-from scheduler import child_run, queries
+from scheduler import queries
 from scheduler.access import ANONYMOUS_CALLER, Caller, ProcessAccess
-from scheduler.child_run import CLIENT_GONE, run_in_child
 from scheduler.db import make_engine
 from scheduler.errors import (
     InvalidInput,
@@ -31,15 +26,12 @@ from scheduler.errors import (
     NoSuchProcess,
     QueueFull,
     ResultNotReady,
-    SyncSlotsBusy,
 )
 from scheduler.executor_names import WEB
 from scheduler.job import Job
-from scheduler.launcher import Outcome, time_limit
 from scheduler.models import JOBS, JobStatus, utcnow
 from scheduler.service import JobFilter, JobService
 from scheduler.settings import JobSettings, ProcessingSettings
-from scheduler.sync_slots import sync_slot
 
 
 @pytest.fixture
@@ -322,67 +314,3 @@ def test_process_roles_hide_a_process(jobs, job_settings):
         with pytest.raises(NoSuchProcess):
             start(process, "2.0.0", request(literal("name", "x")), other)
     assert jobs.run(process, "2.0.0", request(literal("name", "x")), greeter).owner == "g"
-
-
-def test_beyond_sync_slots_run_is_refused_and_leaves_no_job(jobs):
-    """The one slot held (by a job of another worker of this host): refused after the wait, no row."""
-    jobs.settings = jobs.settings.replace("processing", sync_slots=1, sync_slot_wait=0.2)
-    with sync_slot(jobs.settings.jobs_dir, 1, 0):
-        with pytest.raises(SyncSlotsBusy, match=r"all 1 synchronous execution slots \(\[processing\] sync_slots\)"):
-            jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x")))
-        with pytest.raises(SyncSlotsBusy):  # an inline asynchronous job runs in the web tier too
-            jobs.submit(jobs.process("echo"), "2.0.0", request(literal("literalInput", "x")))
-        assert jobs.list_jobs(JobFilter()) == []
-    assert jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x"))).status is JobStatus.SUCCEEDED
-
-
-def test_a_synchronous_job_waits_for_a_slot_that_frees(jobs):
-    """A burst queues for a moment instead of being refused: the slot frees while the request waits."""
-    jobs.settings = jobs.settings.replace("processing", sync_slots=1, sync_slot_wait=30.0)
-    held = sync_slot(jobs.settings.jobs_dir, 1, 0)
-    held.__enter__()
-    threading.Timer(0.5, held.__exit__, (None, None, None)).start()
-    assert jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x"))).status is JobStatus.SUCCEEDED
-
-
-def test_a_slot_is_free_again_once_its_holder_is_killed(jobs, tmp_path):
-    """A lock, not a row: a worker killed with its job releases the slot, with no sweep to wait for."""
-    ready, release = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        with sync_slot(jobs.settings.jobs_dir, 1, 0):
-            os.write(release, b"x")
-            time.sleep(60)
-        os._exit(0)
-    os.read(ready, 1)
-    with pytest.raises(SyncSlotsBusy), sync_slot(jobs.settings.jobs_dir, 1, 0):
-        pass
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    with sync_slot(jobs.settings.jobs_dir, 1, 0):
-        pass
-
-
-def test_run_ends_once_its_client_is_gone(jobs):
-    job = jobs.run(jobs.process("sleep"), "1.0.0", request(literal("delay", "30")), client_gone=lambda: True)
-    assert job.status is JobStatus.FAILED and job.message == CLIENT_GONE
-
-
-def test_a_child_that_dies_without_a_result_fails_with_how(tmp_path):
-    outcome = run_in_child(lambda: os.kill(os.getpid(), signal.SIGKILL), tmp_path / "job", 20.0)
-    assert (outcome.status, outcome.message) == ("failed", "the job's process killed by signal SIGKILL")
-
-
-def test_a_child_deaf_to_its_alarm_is_killed_past_the_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(child_run, "KILL_GRACE", 0.2)
-
-    def deaf() -> Outcome:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-        with time_limit(0.2):
-            time.sleep(30)
-        return Outcome("succeeded", "never")
-
-    (tmp_path / "job" / "outputs").mkdir(parents=True)
-    outcome = run_in_child(deaf, tmp_path / "job", 0.2)
-    assert (outcome.status, outcome.message) == ("failed", "time limit of 0.2 s exceeded")
-    assert not (tmp_path / "job" / "outputs").exists()  # no output of a failed job is ever served

@@ -88,8 +88,7 @@ def test_json_logs_of_the_production_shape(tmp_path: Path):
     assert set(working) == {sync_id, async_id}
     access = [r for r in records if r["logger"] == "hpc_wps.access"]
     sync_access = next(r for r in access if r["operation"] == "Execute")
-    # The worker that served the request ran it, in a child of its own (scheduler/child_run.py).
-    assert working[sync_id]["web_worker"] == sync_access["pid"] != working[sync_id]["pid"]
+    assert working[sync_id]["pid"] == sync_access["pid"]  # the worker that served the request ran it
     dispatcher_pids = {r["pid"] for r in records if r["message"].startswith("dispatcher started")}
     assert working[async_id]["pid"] not in dispatcher_pids | {sync_access["pid"]}
 

@@ -13,22 +13,20 @@ from app.wps.validate import execution_mode, job_request
 from app.wps.versions import check_version
 from processes.model import Process
 from scheduler.access import Caller
-from scheduler.child_run import ClientGone
 from scheduler.job import Job
 from scheduler.models import JobStatus, utcnow
 
 TEXT = "text/plain; charset=utf-8"  # a literal or bounding box asked for raw
 
 
-def execute(ctx: Context, request: Execute, caller: Caller, client_gone: ClientGone | None = None) -> Reply:
-    """``client_gone``: whether the client has hung up (``app/client.py``); a synchronous job then ends."""
+def execute(ctx: Context, request: Execute, caller: Caller) -> Reply:
     check_version(request.version)
     process = ctx.jobs.process(request.identifier, caller)
     mode = execution_mode(process, request)
     stored = job_request(process, request)
     if mode == "async":
         return _accepted(ctx, process, request, ctx.jobs.submit(process, request.version, stored, caller))
-    return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored, caller, client_gone))
+    return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored, caller))
 
 
 def _accepted(ctx: Context, process: Process, request: Execute, job: Job) -> Reply:
