@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, unquote, urljoin, urlparse, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, unquote_plus, urljoin, urlparse, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -131,18 +131,58 @@ class FetchLimits:
 # -- credentials: never shown, sealed in the job table --------------------------------------------------
 
 
+# Query parameters that carry credentials in the URLs clients send (OAuth bearer tokens, API keys, signed
+# cloud-storage URLs): shown as ``***`` wherever the URL is shown, and sealed with the rest.
+CREDENTIAL_QUERY_KEYS = frozenset(
+    {
+        "access_token",
+        "api_key",
+        "apikey",
+        "auth",
+        "client_secret",
+        "key",
+        "passwd",
+        "password",
+        "secret",
+        "sig",
+        "signature",
+        "token",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-amz-signature",
+        "x-goog-credential",
+        "x-goog-signature",
+    }
+)
+
+
+def _redact_query(query: str) -> str:
+    """The query with the values of credential parameters as ``***``; every other byte as it was."""
+    pairs = []
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value and unquote_plus(name).strip().lower() in CREDENTIAL_QUERY_KEYS:
+            pair = f"{name}={HIDDEN}"
+        pairs.append(pair)
+    return "&".join(pairs)
+
+
 def redact_url(href: str) -> str:
-    """``href`` with a password (or a user name alone, often a token) shown as ``***``."""
+    """``href`` with a password (or a user name alone, often a token) and the values of credential
+    query parameters (``access_token``, ``api_key``, signatures...) shown as ``***``."""
     try:
         parts = urlsplit(href)
     except ValueError:
         return href
-    if "@" not in parts.netloc:
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _password = userinfo.partition(":")
+        netloc = f"{user}:{HIDDEN}@{hostport}" if has_password else f"{HIDDEN}@{hostport}"
+    query = _redact_query(parts.query) if parts.query else parts.query
+    if netloc == parts.netloc and query == parts.query:
         return href
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, has_password, _password = userinfo.partition(":")
-    shown = f"{user}:{HIDDEN}" if has_password else HIDDEN
-    return urlunsplit(parts._replace(netloc=f"{shown}@{hostport}"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _credentials_of(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -108,3 +108,6 @@ def configure_logging(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+    # urllib3 logs every request line at DEBUG, query string included, so credentials clients put in
+    # input URLs (access_token=..., signed URLs) would reach the log; its INFO and above name none.
+    logging.getLogger("urllib3.connectionpool").setLevel(max(logging.INFO, root.level))

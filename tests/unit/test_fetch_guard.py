@@ -466,6 +466,14 @@ def test_redact_url():
     assert redact_url("https://alice:s3cret@example.org/x?y=1") == "https://alice:***@example.org/x?y=1"
     assert redact_url("https://t0ken@example.org/x") == "https://***@example.org/x"
     assert redact_url("https://example.org/a@b") == "https://example.org/a@b"
+    assert redact_url("https://example.org/x?access_token=abc&layer=t&Signature=s") == (
+        "https://example.org/x?access_token=***&layer=t&Signature=***"
+    )
+    assert (
+        redact_url("https://example.org/x?API%5FKEY=abc&key=&q=token")
+        == "https://example.org/x?API%5FKEY=***&key=&q=token"
+    )
+    assert redact_url("https://example.org/x?layer=t&time=2020") == "https://example.org/x?layer=t&time=2020"
 
 
 def test_sealed_inputs_hold_no_secret_and_open_again_where_the_key_is(tmp_path: Path):

@@ -465,6 +465,35 @@ def test_credentials_reach_the_remote_host_and_nowhere_else(settings: Settings, 
         application.extensions["hpc_wps"].engine.dispose()
 
 
+def test_a_token_in_the_query_reaches_the_remote_host_and_nowhere_else(settings: Settings, probe: ProbeServer, caplog):
+    """OAuth tokens, API keys and signatures travel in query strings too: shown as ``***`` in the stored
+    row, the lineage and the log, sealed for the fetch, which sends the real value."""
+    application = create_app(settings)
+    application.testing = True
+    client = ValidatingClient(application.test_client())
+    caplog.set_level(logging.DEBUG)
+    try:
+        href = f"http://127.0.0.1:{probe.server_port}/data?layer=a&access_token=t0psecret&X-Amz-Signature=s1gned"
+        ok = sync20(client, reference20(href))
+        assert ok.status_code == 200, ok.get_data(as_text=True)
+        lineage = execute10_reference(f"http://127.0.0.1:{probe.server_port}/nowhere?api_key=k3yvalue", "", "")
+        failed = client.post("/wps", data=lineage, content_type="text/xml")
+        text = report(failed, OWS11)[3]
+        assert f"http://127.0.0.1:{probe.server_port}/nowhere?api_key=*** answered HTTP 404" in text
+        engine = create_engine(settings.database_url)
+        with engine.connect() as conn:
+            rows = [json.dumps(dict(r)) for r in conn.execute(text_sql("SELECT request, message FROM jobs")).mappings()]
+        engine.dispose()
+        stored = "\n".join(rows)
+        assert "layer=a&access_token=***&X-Amz-Signature=***" in stored
+        for secret in ("t0psecret", "s1gned", "k3yvalue"):
+            assert secret not in stored and secret not in ok.get_data(as_text=True) + text
+            assert secret not in caplog.text
+        assert any(p == "/data?layer=a&access_token=t0psecret&X-Amz-Signature=s1gned" for _m, p, _h in probe.seen)
+    finally:
+        application.extensions["hpc_wps"].engine.dispose()
+
+
 def test_a_reference_to_the_service_itself_is_refused(service: LiveServer):
     """Its own address is refused although 127.0.0.1/32 is allowed in its configuration."""
     port = service.port
