@@ -422,6 +422,15 @@ def test_every_complex_input_shows_a_maximum_megabytes(wps):
     assert formats and {f.get("maximumMegabytes") for f in formats} == {"1024"}
 
 
+def stored_rows(database_url: str) -> list[str]:
+    """Every job's stored request and message, as JSON text to search for secrets."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = [json.dumps(dict(r)) for r in conn.execute(text_sql("SELECT request, message FROM jobs")).mappings()]
+    engine.dispose()
+    return rows
+
+
 def test_credentials_reach_the_remote_host_and_nowhere_else(settings: Settings, probe: ProbeServer, caplog):
     """Forwarded where the administrator allows it; never in the stored row, a response or the log."""
     opened = settings.replace("inputs", forward_credentials=True)
@@ -447,10 +456,7 @@ def test_credentials_reach_the_remote_host_and_nowhere_else(settings: Settings, 
         assert f"http://alice:***@127.0.0.1:{probe.server_port}/private answered HTTP 401" in text
         also_failed = report(kvp10(client, bad), OWS11)[3]
         responses = ok.get_data(as_text=True) + failed.get_data(as_text=True) + also_failed
-        engine = create_engine(opened.database_url)
-        with engine.connect() as conn:
-            rows = [json.dumps(dict(r)) for r in conn.execute(text_sql("SELECT request, message FROM jobs")).mappings()]
-        engine.dispose()
+        rows = stored_rows(opened.database_url)
         assert len(rows) == 3
         stored = "\n".join(rows)
         assert "alice:***@" in stored
@@ -465,33 +471,24 @@ def test_credentials_reach_the_remote_host_and_nowhere_else(settings: Settings, 
         application.extensions["hpc_wps"].engine.dispose()
 
 
-def test_a_token_in_the_query_reaches_the_remote_host_and_nowhere_else(settings: Settings, probe: ProbeServer, caplog):
+def test_a_token_in_the_query_reaches_the_remote_host_and_nowhere_else(
+    settings: Settings, wps: ValidatingClient, probe: ProbeServer, caplog
+):
     """OAuth tokens, API keys and signatures travel in query strings too: shown as ``***`` in the stored
     row, the lineage and the log, sealed for the fetch, which sends the real value."""
-    application = create_app(settings)
-    application.testing = True
-    client = ValidatingClient(application.test_client())
     caplog.set_level(logging.DEBUG)
-    try:
-        href = f"http://127.0.0.1:{probe.server_port}/data?layer=a&access_token=t0psecret&X-Amz-Signature=s1gned"
-        ok = sync20(client, reference20(href))
-        assert ok.status_code == 200, ok.get_data(as_text=True)
-        lineage = execute10_reference(f"http://127.0.0.1:{probe.server_port}/nowhere?api_key=k3yvalue", "", "")
-        failed = client.post("/wps", data=lineage, content_type="text/xml")
-        text = report(failed, OWS11)[3]
-        assert f"http://127.0.0.1:{probe.server_port}/nowhere?api_key=*** answered HTTP 404" in text
-        engine = create_engine(settings.database_url)
-        with engine.connect() as conn:
-            rows = [json.dumps(dict(r)) for r in conn.execute(text_sql("SELECT request, message FROM jobs")).mappings()]
-        engine.dispose()
-        stored = "\n".join(rows)
-        assert "layer=a&access_token=***&X-Amz-Signature=***" in stored
-        for secret in ("t0psecret", "s1gned", "k3yvalue"):
-            assert secret not in stored and secret not in ok.get_data(as_text=True) + text
-            assert secret not in caplog.text
-        assert any(p == "/data?layer=a&access_token=t0psecret&X-Amz-Signature=s1gned" for _m, p, _h in probe.seen)
-    finally:
-        application.extensions["hpc_wps"].engine.dispose()
+    href = f"http://127.0.0.1:{probe.server_port}/data?layer=a&access_token=t0psecret&X-Amz-Signature=s1gned"
+    ok = sync20(wps, reference20(href))
+    assert ok.status_code == 200, ok.get_data(as_text=True)
+    lineage = execute10_reference(f"http://127.0.0.1:{probe.server_port}/nowhere?api_key=k3yvalue", "", "")
+    text = report(wps.post("/wps", data=lineage, content_type="text/xml"), OWS11)[3]
+    assert f"http://127.0.0.1:{probe.server_port}/nowhere?api_key=*** answered HTTP 404" in text
+    stored = "\n".join(stored_rows(settings.database_url))
+    assert "layer=a&access_token=***&X-Amz-Signature=***" in stored
+    for secret in ("t0psecret", "s1gned", "k3yvalue"):
+        assert secret not in stored and secret not in ok.get_data(as_text=True) + text
+        assert secret not in caplog.text
+    assert any(p == "/data?layer=a&access_token=t0psecret&X-Amz-Signature=s1gned" for _m, p, _h in probe.seen)
 
 
 def test_a_reference_to_the_service_itself_is_refused(service: LiveServer):
