@@ -18,7 +18,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
@@ -129,9 +128,6 @@ class Dispatcher:
         self._unrecorded: list[Callable[[Connection], None]] = []
         self.heartbeat = Heartbeat(engine, self.executors, settings.heartbeat_interval)
 
-    def job_dir(self, job_id: str) -> Path:
-        return self.settings.jobs_dir / job_id
-
     def _expires(self) -> dt.datetime:
         return expiry(self.settings.processing.retention)
 
@@ -185,7 +181,7 @@ class Dispatcher:
             for row in queries.active_native_jobs(self.engine, executor.name):
                 if row["native_id"]:
                     continue
-                found = executor.find_native_id(self.job_dir(row["id"]))
+                found = executor.find_native_id(self.settings.job_dir(row["id"]))
                 if found is not None:  # handed over after all: record it, and polls follow it
                     lifecycle.mark_submitted_many(self.engine, [(row["id"], found, None)])
                 elif self._hand_over_abandoned(row, cutoff):
@@ -201,7 +197,7 @@ class Dispatcher:
 
     def _recover_hand_over(self, executor: Executor, row: RowMapping) -> None:
         process = self.registry.get(row["process_id"])
-        never_started = executor.starts_now and not self.job_dir(row["id"]).exists()
+        never_started = executor.starts_now and not self.settings.job_dir(row["id"]).exists()
         if never_started or (process is not None and process.rerunnable):
             if lifecycle.release(self.engine, row["id"], "queued again after a restart of the service"):
                 log.info("job %s: claimed but never handed over before a restart; queued again", row["id"])
@@ -216,7 +212,9 @@ class Dispatcher:
         for row, host in jobs_of_lost_hosts(self.engine, silent_for):
             reason = f"was lost with its host {host}, where no dispatcher has run for over {silent_for:.0f} s"
             with self.engine.begin() as conn:
-                self.settle(conn, row, NativeStatus(NativeState.ENDED, reason), read_result(self.job_dir(row["id"])))
+                self.settle(
+                    conn, row, NativeStatus(NativeState.ENDED, reason), read_result(self.settings.job_dir(row["id"]))
+                )
             log.warning("job %s: settled as its host %s is gone", row["id"], host)
 
     def cycle(self) -> bool:
@@ -364,7 +362,7 @@ class Dispatcher:
             job_id = row["id"]
             process = self.registry.get(row["process_id"])
             assert process is not None
-            job_dir = self.job_dir(job_id)
+            job_dir = self.settings.job_dir(job_id)
             resources = None
             try:
                 if executor.needs_payload:
@@ -423,13 +421,13 @@ class Dispatcher:
                     self.follow_running(row)
             if ended:
                 # Result files are read before the transaction: on SQLite it holds the one write lock.
-                outcomes = {row["id"]: read_result(self.job_dir(row["id"])) for row, _status in ended}
+                outcomes = {row["id"]: read_result(self.settings.job_dir(row["id"])) for row, _status in ended}
                 with self.engine.begin() as conn:
                     for row, status in ended:
                         self.settle(conn, row, status, outcomes[row["id"]])
                 for row, _status in ended:
                     if row["status"] == JobStatus.DISMISSED.value:
-                        shutil.rmtree(self.job_dir(row["id"]), ignore_errors=True)
+                        shutil.rmtree(self.settings.job_dir(row["id"]), ignore_errors=True)
                 did = True
         return did
 
@@ -439,7 +437,7 @@ class Dispatcher:
         with job_context(row["id"]):
             if row["status"] == JobStatus.QUEUED.value:
                 lifecycle.mark_running(self.engine, row["id"], "running")
-            progress = read_status(self.job_dir(row["id"]))
+            progress = read_status(self.settings.job_dir(row["id"]))
             if progress is not None:
                 message = progress.get("message") or "running"
                 lifecycle.update_progress(self.engine, row["id"], message, progress.get("percent"))
@@ -451,7 +449,7 @@ class Dispatcher:
         would otherwise come back for ever. The mark left in its directory remembers the first time.
         """
         process = self.registry.get(row["process_id"])
-        job_dir = self.job_dir(row["id"])
+        job_dir = self.settings.job_dir(row["id"])
         mark = job_dir / RUN_AGAIN_MARK
         if process is None or not process.rerunnable or mark.exists():
             return False
