@@ -24,12 +24,13 @@ from app.settings import ENV_CONFIG, Settings, SettingsError, load_settings, ref
 log = logging.getLogger("hpc_wps")
 
 DISPATCHER_RESTART_DELAY = 1.0
+WORKER_TIMEOUT = 30  # seconds, gunicorn's --timeout
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     if args.config:
         os.environ[ENV_CONFIG] = os.path.abspath(args.config)
-    for key in ("host", "port", "workers"):
+    for key in ("host", "port", "workers", "threads"):
         value = getattr(args, key, None)
         if value is not None:
             os.environ[f"HPC_WPS_SERVER_{key.upper()}"] = str(value)
@@ -136,9 +137,17 @@ def _gunicorn_command(settings: Settings) -> list[str]:
         f"{settings.server.host}:{settings.server.port}",
         "--workers",
         str(settings.server.workers),
-        # A synchronous Execute may legitimately take its whole time limit.
+        # Threads, so that a waiting synchronous Execute holds one thread, not a whole worker; gunicorn's
+        # gthread hands a connection that sends nothing for a while back to the worker's poller, where
+        # it holds no thread at all (a slow client).
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(settings.server.threads),
+        # How long a worker's main loop may stay silent before gunicorn replaces it. Requests run in
+        # the threads beside that loop, so a synchronous Execute running to its limit never trips it.
         "--timeout",
-        str(int(settings.processing.sync_time_limit) + 30),
+        str(WORKER_TIMEOUT),
         "--graceful-timeout",
         "30",
         # gunicorn 27 opens a control socket at one fixed path per user: two services would collide.
@@ -223,6 +232,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
+    serve.add_argument("--threads", type=int)
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("dispatcher", help="run only the dispatcher").set_defaults(func=cmd_dispatcher)
     run_job = commands.add_parser("run-job", help="run one batch job from its directory (on a compute node)")

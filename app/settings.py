@@ -43,6 +43,11 @@ class ServerSettings:
     host: str = setting("127.0.0.1", "address gunicorn binds")
     port: int = setting(5000, "port gunicorn binds")
     workers: int = setting(2, "gunicorn worker processes")
+    threads: int = setting(
+        16,
+        "request threads per gunicorn worker (gthread): a slow client or a waiting synchronous Execute holds "
+        "one thread, not a whole worker. Keep it above [processing] sync_slots",
+    )
     workdir: Path = setting(Path("var"), "directory for the job database (SQLite), job directories and outputs")  # noqa: RUF009
     max_request_size: int = size_setting(10 * 1024**2, "largest accepted request body")
     language: str = setting("en-US", "the language of every document")
@@ -248,9 +253,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
 def _check(settings: Settings) -> None:
     if not re.match(r"https?://[^/]", settings.server.url):
         raise SettingsError(f"{settings.source}: [server] url: must be an http(s) URL, not {settings.server.url!r}")
-    for key in ("slots", "worker_max_jobs"):
+    for key in ("slots", "worker_max_jobs", "sync_slots"):
         if getattr(settings.processing, key) < 1:
             raise SettingsError(f"{settings.source}: [processing] {key}: must be at least 1")
+    if settings.processing.sync_slot_wait < 0:
+        raise SettingsError(f"{settings.source}: [processing] sync_slot_wait: must not be negative")
+    for key in ("workers", "threads"):
+        if getattr(settings.server, key) < 1:
+            raise SettingsError(f"{settings.source}: [server] {key}: must be at least 1")
     if not 0 <= settings.processing.worker_nice <= 19:
         raise SettingsError(f"{settings.source}: [processing] worker_nice: must be from 0 to 19")
     for entry in settings.processing.processes:

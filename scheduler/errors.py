@@ -57,6 +57,18 @@ class QuotaExceeded(JobServiceError):
         self.quota = quota
 
 
+class SyncSlotsBusy(JobServiceError):
+    """As many jobs run in the web tier as ``[processing] sync_slots`` allows (GeoServer's
+    maxSynchronousProcesses): a passing condition, worth a retry, or an asynchronous Execute."""
+
+    def __init__(self, slots: int) -> None:
+        super().__init__(
+            f"all {slots} synchronous execution slots ([processing] sync_slots) are busy; "
+            "try again later or execute asynchronously"
+        )
+        self.slots = slots
+
+
 class InvalidInput(JobServiceError):
     """An input the job cannot use, found when it ran (a synchronous job) or before it was created.
 

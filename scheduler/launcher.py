@@ -13,12 +13,10 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from processes.model import Process
 from processes.runtime import OutputsNotProduced, run_process
 from scheduler import lifecycle, queries
 from scheduler.db import Bind, make_engine
+from scheduler.interrupts import ClientCheck, ClientGone, Interruptible, TimeLimitExceeded
 from scheduler.logs import job_context
 from scheduler.models import JobStatus, utcnow
 
@@ -40,31 +39,8 @@ log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 STATUS_FILE = "status.json"
+CLIENT_GONE = "the client hung up before its synchronous job ended, so the job was stopped"
 PROGRESS_INTERVAL = 0.2  # seconds between progress writes: enough for any poller, cheap for the table
-
-
-class TimeLimitExceeded(BaseException):
-    """BaseException, so a handler's ``except Exception`` cannot swallow the end of its time."""
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the block after ``seconds`` with SIGALRM (main thread only; elsewhere no limit)."""
-
-    def expire(_signum: int, _frame: Any) -> None:
-        raise TimeLimitExceeded(f"time limit of {seconds:g} s exceeded")
-
-    try:
-        previous = signal.signal(signal.SIGALRM, expire)
-    except ValueError:  # not the main thread
-        yield
-        return
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -177,8 +153,12 @@ def run_to_outcome(
     reporter: ProgressReporter,
     seconds: float | None = None,
     docker: DockerSettings | None = None,
+    client_gone: ClientCheck | None = None,
 ) -> Outcome:
     """Run the process and turn whatever happens into an Outcome; never raises for the job's faults.
+
+    ``seconds`` and ``client_gone``: a job run by a web worker ends at its time limit, or once the
+    client waiting for it has gone (:mod:`scheduler.interrupts`).
 
     A failed job keeps no outputs: none is ever served, and on a full disk their space is what the
     result file and the next jobs need.
@@ -186,7 +166,7 @@ def run_to_outcome(
     with job_context(reporter.job_id):  # every record logged while it runs names the job
         try:
             outcome = _outcome(
-                lambda: run_process(process, request, job_dir, limits, reporter, docker), seconds, job_dir
+                lambda: run_process(process, request, job_dir, limits, reporter, docker), job_dir, seconds, client_gone
             )
         finally:
             shutil.rmtree(job_dir / "work", ignore_errors=True)
@@ -195,13 +175,12 @@ def run_to_outcome(
     return outcome
 
 
-def _outcome(run: Callable[[], list[dict[str, Any]]], seconds: float | None, job_dir: Path) -> Outcome:
+def _outcome(
+    run: Callable[[], list[dict[str, Any]]], job_dir: Path, seconds: float | None, client_gone: ClientCheck | None
+) -> Outcome:
     try:
-        if seconds is None:
+        with Interruptible(seconds, client_gone):
             outputs = run()
-        else:
-            with time_limit(seconds):
-                outputs = run()
         return Outcome(JobStatus.SUCCEEDED.value, "succeeded", outputs)
     except InputError as exc:
         return Outcome(JobStatus.FAILED.value, f"input {exc.identifier}: {exc}", [], exc.identifier, exc.reason)
@@ -209,8 +188,10 @@ def _outcome(run: Callable[[], list[dict[str, Any]]], seconds: float | None, job
         return Outcome(JobStatus.FAILED.value, str(exc), missing_outputs=tuple(exc.identifiers))
     except ProcessError as exc:
         return Outcome(JobStatus.FAILED.value, str(exc) or "the process failed")
-    except TimeLimitExceeded as exc:
-        return Outcome(JobStatus.FAILED.value, str(exc))
+    except TimeLimitExceeded:
+        return Outcome(JobStatus.FAILED.value, f"time limit of {seconds:g} s exceeded")
+    except ClientGone:
+        return Outcome(JobStatus.FAILED.value, CLIENT_GONE)
     except Exception as exc:  # the process's own bug, or its environment: report it, keep the traceback in the log
         log.warning("job in %s failed: %s", job_dir, traceback.format_exc())
         reason = disk_full_reason(exc)

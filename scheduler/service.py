@@ -7,8 +7,12 @@ limit, resources within limits, what a dismissed job still shows, where output f
 once, and a second protocol cannot answer them differently by accident.
 
 Asynchronous jobs only get a row here; the dispatcher runs them. Synchronous jobs, and asynchronous
-ones of ``inline_async`` processes, run in this process (the web worker) under the synchronous time
-limit, through the same code every executor uses.
+ones of ``inline_async`` processes, run in this process, in the thread serving the request, through
+the same code every executor uses: at most ``[processing] sync_slots`` at once on a host
+(``scheduler/sync_slots.py``), each ended at the synchronous time limit or once its client has gone
+(``scheduler/interrupts.py``). Why there rather than in a child process: a fork per job doubled the
+time of a short synchronous Execute and, under load, held the slots long enough to refuse a quarter
+of them (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,7 @@ from scheduler.errors import (
     ResultNotReady,
 )
 from scheduler.executor_names import WEB
+from scheduler.interrupts import ClientCheck
 from scheduler.job import Job, OutputFile
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
 from scheduler.models import JobMode, JobStatus, utcnow
@@ -47,6 +53,7 @@ from scheduler.pids import holder
 from scheduler.removal import directory_size, dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
 from scheduler.settings import JobSettings
+from scheduler.sync_slots import sync_slot
 
 OUTPUTS = "outputs"  # the subdirectory of a job's directory that holds its output files
 
@@ -156,25 +163,39 @@ class JobService:
                 self.engine, process.identifier, version, JobMode.ASYNC, stored, owner=caller.name, within=within
             )
             return Job.from_row(row)
-        job_id = self._create_running(process, version, JobMode.ASYNC, stored, caller.name)
-        return self._run_here(process, job_id, stored, caller)[0]
+        with self._sync_slot():
+            job_id = self._create_running(process, version, JobMode.ASYNC, stored, caller.name)
+            return self._run_here(process, job_id, stored, caller)[0]
 
-    def run(self, process: Process, version: str, request: dict[str, Any], caller: Caller = ANONYMOUS_CALLER) -> Job:
-        """A synchronous job of ``caller``, run here to its end under ``[processing] sync_time_limit``;
-        returns the finished job, succeeded or failed. A failure caused by an input raises
-        :class:`InvalidInput` naming it instead, one without an output asked for :class:`OutputNotProduced`
-        (the job is recorded as failed all the same). Raises :class:`QuotaExceeded` beyond
-        ``sync_per_user`` or ``storage_per_user``."""
+    def run(
+        self,
+        process: Process,
+        version: str,
+        request: dict[str, Any],
+        caller: Caller = ANONYMOUS_CALLER,
+        client_gone: ClientCheck | None = None,
+    ) -> Job:
+        """A synchronous job of ``caller``, run here to its end under ``[processing] sync_time_limit``,
+        or until ``client_gone()`` says nobody waits for it any more; returns the finished job, succeeded
+        or failed. A failure caused by an input raises :class:`InvalidInput` naming it instead, one
+        without an output asked for :class:`OutputNotProduced` (the job is recorded as failed all the
+        same). Raises :class:`SyncSlotsBusy` when no slot frees in time (no job is created then), and
+        :class:`QuotaExceeded` beyond ``sync_per_user`` or ``storage_per_user``."""
         self._allowed(process, caller)
         stored = self._stored(request)
         self.check_storage(caller.name)
-        job_id = self._create_running(process, version, JobMode.SYNC, stored, caller.name)
-        job, outcome = self._run_here(process, job_id, stored, caller)
+        with self._sync_slot():
+            job_id = self._create_running(process, version, JobMode.SYNC, stored, caller.name)
+            job, outcome = self._run_here(process, job_id, stored, caller, client_gone)
         if outcome.input_id is not None:
             raise InvalidInput(outcome.input_id, outcome.input_reason or "invalid", outcome.message)
         if outcome.missing_outputs:
             raise OutputNotProduced(outcome.missing_outputs[0], outcome.message)
         return job
+
+    def _sync_slot(self) -> AbstractContextManager[None]:
+        processing = self.settings.processing
+        return sync_slot(self.settings.jobs_dir, processing.sync_slots, processing.sync_slot_wait)
 
     def _create_running(self, process: Process, version: str, mode: JobMode, stored: dict[str, Any], owner: str) -> str:
         """A job that this web worker runs from the start, within ``sync_per_user``; returns its id."""
@@ -205,8 +226,15 @@ class JobService:
                 "may keep; dismiss finished jobs you no longer need, or wait for them to expire",
             )
 
-    def _run_here(self, process: Process, job_id: str, stored: dict[str, Any], caller: Caller) -> tuple[Job, Outcome]:
-        """Run a job in this process under the synchronous time limit, its fetches within the short
+    def _run_here(
+        self,
+        process: Process,
+        job_id: str,
+        stored: dict[str, Any],
+        caller: Caller,
+        client_gone: ClientCheck | None = None,
+    ) -> tuple[Job, Outcome]:
+        """Run a job in this thread under the synchronous time limit, its fetches within the short
         budget of a web worker; returns its final state and how it ended (which input failed it, if one did)."""
         settings = self.settings
         outcome = run_to_outcome(
@@ -217,6 +245,7 @@ class JobService:
             ProgressReporter(self.engine, job_id),
             settings.processing.sync_time_limit,
             settings.docker,
+            client_gone,
         )
         record_outcome(self.engine, job_id, outcome, settings.processing.retention)
         return self.get(job_id, caller), outcome

@@ -39,6 +39,14 @@ class ProcessingSettings:
     worker_nice: int = setting(10, "niceness (0-19) of local pool workers, so that jobs yield the CPU to requests")
     queue_length: int = setting(1000, "accepted jobs waiting for a slot before Execute answers ServerBusy")
     sync_time_limit: float = setting(600.0, "seconds a synchronous Execute may run")
+    sync_slots: int = setting(
+        8,
+        "synchronous executions (and inline asynchronous ones) run at once on each host of the web tier; "
+        "beyond it Execute waits sync_slot_wait, then answers ServerBusy. Keep it below [server] threads",
+    )
+    sync_slot_wait: float = setting(
+        5.0, "seconds a synchronous Execute waits for a free slot (sync_slots) before it answers ServerBusy"
+    )
     poll_interval: float = setting(0.05, "seconds between dispatcher cycles when it is idle")
     demo_processes: bool = setting(True, "serve the built-in demo processes")
     processes: tuple[str, ...] = setting((), "further processes: comma-separated module:attribute import paths")

@@ -20,6 +20,7 @@ from scheduler.errors import (
     QueueFull,
     QuotaExceeded,
     ResultNotReady,
+    SyncSlotsBusy,
 )
 
 # InvalidInput.reason -> (WPS 1.0.0 code, WPS 2.0 code)
@@ -44,7 +45,7 @@ def to_ows(error: JobServiceError, version: str) -> OWSException:
         case InvalidInput():
             codes = INPUT_CODES.get(error.reason, INPUT_CODES["invalid"])
             return OWSException(codes[1] if v2 else codes[0], text, error.input_id)
-        case QueueFull():
+        case QueueFull() | SyncSlotsBusy():
             return OWSException("ServerBusy", text, "Execute")
         case QuotaExceeded():  # the user's own limit, not the server's: 429, so it is not taken for an outage
             return OWSException("ServerBusy", text, "Execute", status=429)

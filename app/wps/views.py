@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import errors
 from app.auth import Authenticator, Refusal
+from app.client import disconnect_check
 from app.settings import Settings
 from app.wps.error_map import to_ows
 from app.wps.errors import CONTENT_TYPE, OWSException, render_exception
@@ -116,7 +117,7 @@ def _dispatch(parsed: WPSRequest) -> Reply:
         if isinstance(parsed, DescribeProcess):
             return wps.discovery.describe(parsed, caller)
         if isinstance(parsed, Execute):
-            return execute(wps.context, parsed, caller)
+            return execute(wps.context, parsed, caller, disconnect_check(request.environ))
         return job_operation(wps.context, parsed, caller)
     except JobServiceError as exc:
         raise to_ows(exc, parsed.version) from None

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +30,15 @@ from scheduler.errors import (
     NoSuchProcess,
     QueueFull,
     ResultNotReady,
+    SyncSlotsBusy,
 )
 from scheduler.executor_names import WEB
 from scheduler.job import Job
+from scheduler.launcher import CLIENT_GONE
 from scheduler.models import JOBS, JobStatus, utcnow
 from scheduler.service import JobFilter, JobService
 from scheduler.settings import JobSettings, ProcessingSettings
+from scheduler.sync_slots import sync_slot
 
 
 @pytest.fixture
@@ -169,8 +176,35 @@ def test_run_returns_a_failed_job_rather_than_raising(jobs):
 def test_run_stops_at_the_time_limit(jobs):
     jobs.settings = jobs.settings.replace("processing", sync_time_limit=0.3)
     job = jobs.run(jobs.process("sleep"), "2.0.0", request(literal("delay", "5")))
-    assert job.status is JobStatus.FAILED
-    assert "time limit" in (job.message or "")
+    assert (job.status, job.message) == (JobStatus.FAILED, "time limit of 0.3 s exceeded")
+
+
+def in_a_request_thread(call):  # type: ignore[no-untyped-def]
+    """What ``call`` returns when run as gunicorn's gthread workers run a request: not in the main thread."""
+    returned = []
+    thread = threading.Thread(target=lambda: returned.append(call()))
+    thread.start()
+    thread.join(timeout=30)
+    return returned[0]
+
+
+def test_run_stops_at_the_time_limit_in_a_request_thread(jobs):
+    """Where SIGALRM cannot reach: the time limit holds all the same."""
+    jobs.settings = jobs.settings.replace("processing", sync_time_limit=0.3)
+    started = time.monotonic()
+    job = in_a_request_thread(lambda: jobs.run(jobs.process("sleep"), "2.0.0", request(literal("delay", "10"))))
+    assert (job.status, job.message) == (JobStatus.FAILED, "time limit of 0.3 s exceeded")
+    assert time.monotonic() - started < 5  # ended after its first 2 s step, not its 10 s
+
+
+def test_run_ends_once_its_client_is_gone(jobs):
+    gone = threading.Event()
+    threading.Timer(0.3, gone.set).start()
+    job = in_a_request_thread(
+        lambda: jobs.run(jobs.process("sleep"), "1.0.0", request(literal("delay", "10")), client_gone=gone.is_set)
+    )
+    assert (job.status, job.message) == (JobStatus.FAILED, CLIENT_GONE)
+    assert stored_status(jobs, job.id) == "failed"
 
 
 @pytest.mark.parametrize(
@@ -314,3 +348,42 @@ def test_process_roles_hide_a_process(jobs, job_settings):
         with pytest.raises(NoSuchProcess):
             start(process, "2.0.0", request(literal("name", "x")), other)
     assert jobs.run(process, "2.0.0", request(literal("name", "x")), greeter).owner == "g"
+
+
+def test_beyond_sync_slots_run_is_refused_and_leaves_no_job(jobs):
+    """The one slot held (by a job of another worker of this host): refused after the wait, no row."""
+    jobs.settings = jobs.settings.replace("processing", sync_slots=1, sync_slot_wait=0.2)
+    with sync_slot(jobs.settings.jobs_dir, 1, 0):
+        with pytest.raises(SyncSlotsBusy, match=r"all 1 synchronous execution slots \(\[processing\] sync_slots\)"):
+            jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x")))
+        with pytest.raises(SyncSlotsBusy):  # an inline asynchronous job runs in the web tier too
+            jobs.submit(jobs.process("echo"), "2.0.0", request(literal("literalInput", "x")))
+        assert jobs.list_jobs(JobFilter()) == []
+    assert jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x"))).status is JobStatus.SUCCEEDED
+
+
+def test_a_synchronous_job_waits_for_a_slot_that_frees(jobs):
+    """A burst queues for a moment instead of being refused: the slot frees while the request waits."""
+    jobs.settings = jobs.settings.replace("processing", sync_slots=1, sync_slot_wait=30.0)
+    held = sync_slot(jobs.settings.jobs_dir, 1, 0)
+    held.__enter__()
+    threading.Timer(0.5, held.__exit__, (None, None, None)).start()
+    assert jobs.run(jobs.process("say_hello"), "1.0.0", request(literal("name", "x"))).status is JobStatus.SUCCEEDED
+
+
+def test_a_slot_is_free_again_once_its_holder_is_killed(jobs):
+    """A lock, not a row: a worker killed with its job releases the slot, with no sweep to wait for."""
+    ready, release = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        with sync_slot(jobs.settings.jobs_dir, 1, 0):
+            os.write(release, b"x")
+            time.sleep(60)
+        os._exit(0)
+    os.read(ready, 1)
+    with pytest.raises(SyncSlotsBusy), sync_slot(jobs.settings.jobs_dir, 1, 0):
+        pass
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    with sync_slot(jobs.settings.jobs_dir, 1, 0):
+        pass

@@ -39,6 +39,9 @@ def test_file_then_environment(tmp_path: Path):
         ("[severs]\nport = 1\n", "unknown section [severs]"),
         ("[processing]\nmode = cloud\n", "[processing] mode"),
         ("[processing]\nslots = 0\n", "[processing] slots"),
+        ("[processing]\nsync_slots = 0\n", "[processing] sync_slots"),
+        ("[server]\nthreads = 0\n", "[server] threads"),
+        ("[processing]\nsync_slot_wait = -1\n", "[processing] sync_slot_wait"),
         ("[server]\nmax_request_size = lots\n", "[server] max_request_size"),
         ("[processing]\nprocesses = nocolon\n", "[processing] processes"),
         ("[processing]\nworker_nice = 20\n", "[processing] worker_nice"),
@@ -209,3 +212,20 @@ def test_the_issues_quota_keys_reach_the_job_system(tmp_path):
     )
     assert load_settings(config, environ={}).jobs.quotas == QuotaSettings(4, 100, 1, 10 * 1024**3)
     assert load_settings(environ={}).jobs.quotas == QuotaSettings(0, 0, 0, 0)  # off unless configured
+
+
+def test_serve_runs_threaded_workers_as_configured(tmp_path: Path):
+    """What the README's gunicorn line shows: gthread workers, with the configured workers and threads."""
+    from app.cli import _gunicorn_command
+
+    config = tmp_path / "site.cfg"
+    config.write_text("[server]\nworkers = 3\nthreads = 5\n", encoding="utf-8")
+    command = _gunicorn_command(load_settings(config, environ={}))
+
+    def option(name: str) -> str:
+        return command[command.index(name) + 1]
+
+    assert (option("--worker-class"), option("--workers"), option("--threads")) == ("gthread", "3", "5")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for flag in ("--worker-class gthread", "--threads", "--timeout 30", "--no-control-socket"):
+        assert flag in readme

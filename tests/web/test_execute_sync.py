@@ -7,6 +7,7 @@ import json
 
 from lxml import etree
 
+from scheduler.sync_slots import sync_slot
 from tests.xsd import OWS11, OWS20, WPS10, WPS20
 
 NS = {"wps": WPS10, "ows": OWS11, "wps2": WPS20, "ows2": OWS20}
@@ -192,3 +193,22 @@ def test_sync_time_limit(app, wps):
     response = wps.get("/wps?service=WPS&version=1.0.0&request=Execute&identifier=sleep&DataInputs=delay=5")
     failed = response.xml.find(f"{{{WPS10}}}Status/{{{WPS10}}}ProcessFailed")
     assert "time limit" in etree.tostring(failed, encoding="unicode")
+
+
+def test_beyond_sync_slots_execute_is_server_busy(app, wps):
+    """Every slot taken (a job running in another web worker): ServerBusy, HTTP 503, naming the limit,
+    in both versions; an asynchronous Execute still goes to the queue."""
+    extension = app.extensions["hpc_wps"]
+    extension.settings = extension.settings.replace("processing", sync_slots=1, sync_slot_wait=0.2)
+    with sync_slot(extension.settings.jobs_dir, 1, 0):
+        refused = wps.get("/wps?service=WPS&version=1.0.0&request=Execute&identifier=say_hello&DataInputs=name=x")
+        assert refused.status_code == 503
+        exception = refused.xml.find(f"{{{OWS11}}}Exception")
+        assert (exception.get("exceptionCode"), exception.get("locator")) == ("ServerBusy", "Execute")
+        assert "[processing] sync_slots" in exception.findtext(f"{{{OWS11}}}ExceptionText")
+        body = '<ows:Identifier>say_hello</ows:Identifier><wps:Input id="name"><wps:Data>y</wps:Data></wps:Input>'
+        refused = wps.post("/wps", data=execute20(body), content_type="text/xml")
+        assert refused.status_code == 503
+        assert refused.xml.find(f"{{{OWS20}}}Exception").get("exceptionCode") == "ServerBusy"
+        accepted = wps.post("/wps", data=execute20(body, mode="async"), content_type="text/xml")
+        assert accepted.status_code == 200 and accepted.xml.tag == f"{{{WPS20}}}StatusInfo"

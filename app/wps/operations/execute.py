@@ -13,20 +13,22 @@ from app.wps.validate import execution_mode, job_request
 from app.wps.versions import check_version
 from processes.model import Process
 from scheduler.access import Caller
+from scheduler.interrupts import ClientCheck
 from scheduler.job import Job
 from scheduler.models import JobStatus, utcnow
 
 TEXT = "text/plain; charset=utf-8"  # a literal or bounding box asked for raw
 
 
-def execute(ctx: Context, request: Execute, caller: Caller) -> Reply:
+def execute(ctx: Context, request: Execute, caller: Caller, client_gone: ClientCheck | None = None) -> Reply:
+    """``client_gone``: whether the client has hung up (``app/client.py``); a synchronous job then ends."""
     check_version(request.version)
     process = ctx.jobs.process(request.identifier, caller)
     mode = execution_mode(process, request)
     stored = job_request(process, request)
     if mode == "async":
         return _accepted(ctx, process, request, ctx.jobs.submit(process, request.version, stored, caller))
-    return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored, caller))
+    return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored, caller, client_gone))
 
 
 def _accepted(ctx: Context, process: Process, request: Execute, job: Job) -> Reply:
