@@ -20,6 +20,7 @@ from tests.xsd import OWS11, WPS10
 
 BASE = {"service": "WPS", "version": "1.0.0", "request": "Execute"}
 K10 = "/wps?service=WPS&version=1.0.0&request=Execute"
+XLINK = "http://www.w3.org/1999/xlink"
 PAYLOAD = json.dumps({"a": [1, 2], "b": "x y"})
 
 
@@ -103,14 +104,21 @@ def words_url(tmp_path: Path):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("form", ["literal", "whole"])
 def test_an_input_by_reference_with_its_mime_type(wps, words_url: str, form: str):
     if form == "literal":
-        query = (
-            f"{K10}&identifier=wordcounter&DataInputs=text=@xlink:href={quote(words_url, safe='')}@mimeType=text/plain"
-        )
+        href = quote(words_url, safe="")
+        query = f"{K10}&identifier=wordcounter&lineage=true&DataInputs=text=@xlink:href={href}@mimeType=text/plain"
     else:
         query = requests_query(
-            {"identifier": "wordcounter", "DataInputs": f"text=@xlink:href={words_url}@mimeType=text/plain"}
+            {
+                "identifier": "wordcounter",
+                "lineage": "true",
+                "DataInputs": f"text=@xlink:href={words_url}@mimeType=text/plain",
+            }
         )
-    assert json.loads(outputs(wps.get(query))["output"]) == {"two": 2, "one": 1}
+    response = wps.get(query)
+    assert json.loads(outputs(response)["output"]) == {"two": 2, "one": 1}
+    (reference,) = response.xml.iterfind(f".//{{{WPS10}}}DataInputs/{{{WPS10}}}Input/{{{WPS10}}}Reference")
+    assert reference.get(f"{{{XLINK}}}href") == words_url  # the lineage: the whole URL, its query too
+    assert reference.get("mimeType") == "text/plain"
 
 
 @pytest.mark.parametrize("form", ["literal", "whole"])
