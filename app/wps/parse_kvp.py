@@ -1,16 +1,39 @@
 """KVP (HTTP GET) requests: parameter names case-insensitive, values percent-decoded per component.
 
-``DataInputs``, ``ResponseDocument`` and ``RawDataOutput`` are split on ``;``, ``@`` and ``=`` before
-percent-decoding, as WPS 1.0.0 requires, so an encoded separator inside a value stays part of it.
+``DataInputs``, ``ResponseDocument`` and ``RawDataOutput`` hold entries ``id=value@attr=v;id2=...``.
+They reach the service in one of two forms, told apart from the still-encoded value (``_entry_text``):
+
+- Separators literal, as WPS 1.0.0 writes them (``DataInputs=name=a%3Bb``): the value is split on ``;``,
+  ``@`` and ``=`` first and each part decoded after, so an encoded separator inside a value stays part
+  of it (``a;b``). This is the form of the standard, of curl and of hand-written URLs.
+- Encoded as a whole (``DataInputs=name%3DWorld``): what a client sends that hands the string
+  ``name=World`` to its URL builder, as Python's ``requests``, ``urllib.parse.urlencode``, JavaScript's
+  ``URLSearchParams`` and HTML forms do. PyWPS (werkzeug's ``request.args``) and GeoServer (the servlet's
+  parameters) decode every parameter once before they split it, so for them this is simply
+  ``name=World``; hpc-wps reads it the same way.
+
+The rule: a value with a literal ``;``, ``@`` or ``=`` has literal separators; so has one with no
+separator, literal or encoded. A value with none literal whose decoding has one was encoded as a whole:
+read literally it would be one entry whose identifier holds the separator (``name=World``, an input
+without a value; the refusal clients met before). It is decoded once and the result read as the first
+form, each part decoded once more, as PyWPS's ``get_data_from_kvp`` does.
+That second step is how a client of such a URL builder puts a separator inside a value: it encodes the
+value itself first (``quote("a;b")``), as it must for PyWPS. GeoServer skips that step; the two differ
+only for a value that still holds a ``%xx`` after the first decoding, read here as its client meant it.
+
+In both forms ``+`` is a space, as in every other parameter and as PyWPS and GeoServer read it
+(``%2B`` is a plus).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import unquote, unquote_plus
 
 from app.wps.errors import OWSException, invalid, missing
 from app.wps.requests import DescribeProcess, Execute, GetCapabilities, JobRequest, OutputDefinition, WPSRequest
 
+SEPARATORS = ";@="
 ATTRIBUTE_NAMES = {
     "mimetype": "mime_type",
     "encoding": "encoding",
@@ -48,25 +71,37 @@ def _required(params: dict[str, str], name: str) -> str:
     return value
 
 
+def _entry_text(raw: str) -> tuple[str, Callable[[str], str]]:
+    """The text whose ``;``, ``@`` and ``=`` separate entries, and how each part of it is decoded (the
+    rule of the module's docstring): the raw value itself when it has a literal separator or none hides
+    under its encoding, else its one decoding."""
+    if not any(separator in raw for separator in SEPARATORS):
+        decoded = unquote_plus(raw, encoding="utf-8")
+        if any(separator in decoded for separator in SEPARATORS):
+            return decoded, unquote
+    return raw, unquote_plus
+
+
 def _split_entries(raw: str, locator: str) -> list[tuple[str, str | None, dict[str, str]]]:
     """``id=value@attr=v;id2`` into (id, value, attributes), each part decoded on its own."""
+    text, decode = _entry_text(raw)
     entries = []
-    for entry in raw.split(";"):
+    for entry in text.split(";"):
         if not entry.strip():
             continue
         head, *attr_parts = entry.split("@")
         ident, has_value, value = head.partition("=")
-        ident = unquote(ident).strip()
+        ident = decode(ident).strip()
         if not ident:
             raise invalid(locator, f"an entry of {locator} has no identifier")
         attributes = {}
         for part in attr_parts:
             name, _, attr_value = part.partition("=")
-            key = ATTRIBUTE_NAMES.get(unquote(name).strip().lower())
+            key = ATTRIBUTE_NAMES.get(decode(name).strip().lower())
             if key is None:
-                raise invalid(locator, f"unknown attribute {unquote(name)!r} of {ident} in {locator}")
-            attributes[key] = unquote(attr_value)
-        entries.append((ident, unquote(value) if has_value else None, attributes))
+                raise invalid(locator, f"unknown attribute {decode(name)!r} of {ident} in {locator}")
+            attributes[key] = decode(attr_value)
+        entries.append((ident, decode(value) if has_value else None, attributes))
     return entries
 
 

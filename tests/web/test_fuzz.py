@@ -18,7 +18,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
@@ -524,6 +524,16 @@ def test_kvp_encoded_value_is_kept_whole(value: str):
     parsed = parse_kvp(
         f"service=WPS&version=1.0.0&request=Execute&identifier=echo&DataInputs=literalInput={quote(value, safe='')}".encode()
     )
+    assert isinstance(parsed, Execute)
+    assert parsed.inputs == [{"id": "literalInput", "data_kind": None, "value": value}]
+
+
+@FAST
+@given(value=st.text(st.characters(exclude_categories=("Cs",)), max_size=40))
+def test_kvp_value_encoded_then_encoded_as_a_whole_is_kept_whole(value: str):
+    """A value its client encoded, inside a DataInputs that ``requests`` then encodes as a whole."""
+    data_inputs = quote_plus(f"literalInput={quote(value, safe='')}", safe="")
+    parsed = parse_kvp(f"service=WPS&version=1.0.0&request=Execute&identifier=echo&DataInputs={data_inputs}".encode())
     assert isinstance(parsed, Execute)
     assert parsed.inputs == [{"id": "literalInput", "data_kind": None, "value": value}]
 
