@@ -11,10 +11,12 @@ directory and its stdout and stderr there.
 DRMAA has no bulk status call (``jobStatus`` is one request to the system per job), so a poll asks the
 system's own listing command once for all jobs whatever their number: ``qstat -xml`` on Grid Engine
 (``gridengine.py``), ``squeue`` under slurm-drmaa (``slurm.py``), ``qstat -x`` under TORQUE
-(``pbs.py``). Only a job that has left the listing needs more, once: this session's own jobs are
-reaped with a non-blocking ``wait``, which the session answers from the job ends the system has sent it
-(no request, no process; it also frees what the session keeps of the job) and which tells how the job
-ended: exit status, signal, deletion, usage. Jobs of an earlier session (after a restart) end with the
+(``pbs.py``). Only a job the listing no longer shows waiting or running needs more, once: this
+session's own jobs are reaped with a non-blocking ``wait``, which Grid Engine's session answers from the
+job ends the qmaster has sent it (no request, no process; slurm-drmaa asks slurmctld about that one
+job), which frees what the session keeps of the job and tells how it ended: exit status, signal,
+deletion, usage. Where the listing still shows the job ended with Slurm's reason, that reason is kept
+(``drmaa_endings.py`` says why). Jobs of an earlier session (after a restart) end with the
 result file their launcher wrote, which decides their outcome anyway; only those without one (killed,
 deleted, over their limit) are looked up in Grid Engine's accounting, ``qacct -j``, at most
 ACCOUNTING_PER_POLL of them per poll. Where the listing command is missing or prints what this code
@@ -48,14 +50,12 @@ from scheduler.executors.batch.base import (
     Listed,
     SchedulerUnavailable,
     UnknownListing,
-    signal_name,
     tail,
 )
+from scheduler.executors.batch.drmaa_endings import deleted_reason, ending_reason, is_no_rusage
 from scheduler.executors.batch.gridengine import (
     GRID_ENGINE,
-    H_RT,
     NO_RECORD,
-    QDEL,
     accounting_command,
     parse_qacct,
     parse_qstat_xml,
@@ -132,47 +132,6 @@ def parse_listing(family: str, text: str) -> dict[str, Listed]:
     if family == PBS:
         return parse_qstat_x(text)
     return parse_qstat_xml(text)
-
-
-# -- how a job ended, on any system -----------------------------------------------------------------
-
-
-def walltime_reason(system: str = GRID_ENGINE) -> str:
-    return H_RT if system == GRID_ENGINE else f"exceeded its wall-clock limit on {system}"
-
-
-def deleted_reason(system: str = GRID_ENGINE, started: bool = True) -> str:
-    deleted = QDEL if system == GRID_ENGINE else f"was deleted on {system}"
-    return deleted + ("" if started else " before it started")
-
-
-def reason_from_job_info(info: Any, walltime: float | None, system: str = GRID_ENGINE) -> str:
-    """Why a job ended, from DRMAA's JobInfo (exit, signal or abort) and its resource usage.
-
-    Grid Engine kills a job over its h_rt with SIGKILL and reports no more than the signal: a SIGKILL
-    after at least the requested wall-clock time is taken for the limit.
-    """
-    usage = info.resourceUsage or {}
-    if info.hasExited:
-        return f"exited with code {info.exitStatus} on {system}"
-    if info.hasSignal:
-        name = signal_name(info.terminatedSignal)
-        if name == "SIGKILL" and walltime and _wallclock(usage) >= max(1.0, walltime - 1.0):
-            return walltime_reason(system)
-        return f"was killed by {name} on {system}"
-    if info.wasAborted:
-        return deleted_reason(system, started="start_time" in usage or "exit_status" in usage)
-    return f"ended on {system} without an exit status"
-
-
-def _wallclock(usage: Mapping[str, str]) -> float:
-    def number(key: str) -> float:
-        try:
-            return float(usage.get(key, 0.0))
-        except ValueError:
-            return 0.0
-
-    return max(number("ru_wallclock"), number("end_time") - number("start_time"))
 
 
 # -- what goes to the system ------------------------------------------------------------------------
@@ -270,12 +229,6 @@ def _library_path(name: str) -> str:
 def drmaa_message(exc: BaseException) -> str:
     """A DRMAA error without the library's "code 17: " prefix."""
     return re.sub(r"^code \d+:\s*", "", str(exc)).strip() or type(exc).__name__
-
-
-def is_no_rusage(exc: BaseException) -> bool:
-    """drmaa_wait's DRMAA_ERRNO_NO_RUSAGE (24), which the drmaa package raises as a bare Exception: the
-    job ended without usage data, as one deleted before it started does."""
-    return str(exc).startswith("code 24:")
 
 
 # -- the executor --------------------------------------------------------------------------------
@@ -562,16 +515,19 @@ class DrmaaExecutor(BatchExecutor):
         "unknown" for any job of an earlier session, running or not) only a record ends it, never time."""
         missing_for = self.missing_for(native_id, now) if listed_gone else 0.0
         if native_id not in self._foreign:
-            status = self._reap(session, native_id)
+            status = self._reap(session, native_id, listed)
             if status is not None:
                 return status
             if native_id not in self._foreign and missing_for < self.vanish_grace():
                 return None  # its end has not reached the session yet
         return self._end_unheard(native_id, listed, missing_for)
 
-    def _reap(self, session: Any, native_id: str) -> NativeStatus | None:
+    def _reap(self, session: Any, native_id: str, listed: Listed | None) -> NativeStatus | None:
         """How the job ended, if the session has heard of its end: a non-blocking wait, answered from the
-        job ends the system sent the session (it reaps the job: the session forgets it, we keep the status)."""
+        job ends the system sent the session (it reaps the job: the session forgets it, we keep the status).
+        Grid Engine's session answers from memory; slurm-drmaa's asks slurmctld for that one job, once in
+        its life. Where the listing still shows the job ended with a reason (Slurm's squeue), that reason
+        is the job's: slurm-drmaa reports a cancel and a timeout alike (``drmaa_endings``)."""
         errors = self._drmaa.errors
         try:
             self.count("wait")
@@ -586,7 +542,7 @@ class DrmaaExecutor(BatchExecutor):
                 return self._end(native_id, self._not_started_reason(native_id))
             log.warning("DRMAA: cannot reap job %s: %s", native_id, drmaa_message(exc))
             return None
-        reason = reason_from_job_info(info, self._walltime.get(native_id), self.system)
+        reason = ending_reason(info, self._walltime.get(native_id), self.system, listed)
         if info.wasAborted and reason == deleted_reason(self.system, started=False):
             reason = self._not_started_reason(native_id)
         elif info.hasExited and info.exitStatus != 0:
