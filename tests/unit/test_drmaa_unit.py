@@ -652,6 +652,7 @@ def executor(tmp_path, monkeypatch):
         JobControlAction=types.SimpleNamespace(TERMINATE="terminate"),
     )
     executor._drmaa, executor._session, executor.drms = fake, session, "SGE 8.1.9"
+    executor.system = drm_family(executor.drms)  # as opening the session does
     commands: list[list[str]] = []
     answers: dict[str, tuple[int, str, str]] = {}
 
@@ -1015,3 +1016,40 @@ def test_slurm_drmaa_endings_without_squeue_claim_no_more_than_it_knows(executor
     executor.fake_session.infos = {"12": info}
     assert executor.poll_many(["12"]) == {"12": NativeStatus(NativeState.ENDED, SLURM_ABORTED)}
     assert reason_from_job_info(info, 60, GRID_ENGINE) != SLURM_ABORTED  # Grid Engine's reading is its own
+
+
+class SlurmDrmaaSession(FakeSession):
+    """A session slurm-drmaa opens: it names the system "SLURM <version>" and has no contact string."""
+
+    TIMEOUT_NO_WAIT = 0
+    drmsInfo = "SLURM 22.05.8"
+    contact = ""
+    drmaaImplementation = "PSNC DRMAA for SLURM 1.0.6"
+
+    def initialize(self) -> None:
+        self.calls.append(("initialize", ""))
+
+
+def test_jobs_taken_up_after_a_restart_are_named_after_the_library_s_system(executor, caplog):
+    """After a restart the dispatcher takes up the jobs still running before any poll: the session is
+    opened then, once, so the log names the system behind the library, not a default one."""
+    caplog.set_level("INFO", logger="scheduler.executors.batch.drmaa")
+    restarted = DrmaaExecutor(executor.settings, executor.jobs_dir)
+    restarted._drmaa = types.SimpleNamespace(errors=FakeErrors, Session=SlurmDrmaaSession)
+    for native_id in ("7", "8"):
+        restarted.attach(native_id)
+    assert "following Slurm job 7 submitted before the restart" in caplog.text
+    assert "Grid Engine" not in caplog.text
+    assert restarted._session.calls == [("initialize", "")]
+    restarted.close()
+
+
+def test_jobs_taken_up_without_a_library_are_not_given_a_system(executor, caplog):
+    caplog.set_level("INFO", logger="scheduler.executors.batch.drmaa")
+    restarted = DrmaaExecutor(executor.settings, executor.jobs_dir)
+    restarted._load_error = "no DRMAA library found: set [scheduler] drmaa_library"
+    for native_id in ("7", "8"):
+        restarted.attach(native_id)
+    assert "following DRMAA job 8 submitted before the restart" in caplog.text
+    assert caplog.text.count("no DRMAA library found") == 1  # said once, not per job
+    assert "Grid Engine" not in caplog.text

@@ -22,7 +22,8 @@ deleted, over their limit) are looked up in Grid Engine's accounting, ``qacct -j
 ACCOUNTING_PER_POLL of them per poll. Where the listing command is missing or prints what this code
 cannot read (PBS Professional), polls fall back to one ``jobStatus`` per job, with a warning in the log.
 
-The library is loaded, and the session opened, at the first submit or poll; a library that cannot be
+The library is loaded, and the session opened, at the first submit or poll, or as jobs of an earlier
+dispatcher are taken up (the session says which system runs them); a library that cannot be
 loaded fails submissions with the reason and the fix (Grid Engine's libdrmaa needs libjemalloc preloaded
 when the process starts: ``[scheduler] drmaa_preload``).
 """
@@ -246,7 +247,7 @@ class DrmaaExecutor(BatchExecutor):
         # What the last poll asked: every call by kind (``wait`` is a local reap, the rest are requests to
         # the system or processes run). The benchmark reads it, and ``queries``.
         self.last_poll: collections.Counter[str] = collections.Counter()
-        self.system = GRID_ENGINE  # from the library's drmsInfo once the session is open
+        self.system = ""  # Grid Engine, Slurm or PBS: the library's drmsInfo says once the session is open
         self.drms = ""
         self._drmaa: Any = None  # the drmaa module, once loaded
         self._load_error = ""
@@ -258,10 +259,12 @@ class DrmaaExecutor(BatchExecutor):
         self._foreign: set[str] = set()  # jobs this session does not know (an earlier session's)
         self._ended: dict[str, tuple[NativeStatus, float]] = {}  # ended jobs: status, when last asked for
         self._accounting_left = 0  # qacct lookups the current poll may still make
+        self._session_refused = False  # the session could not be opened while taking up earlier jobs
 
     @property
     def display_name(self) -> str:
-        return self.system
+        """The system behind the library; "DRMAA" until its session has said which."""
+        return self.system or "DRMAA"
 
     @property
     def queries(self) -> int:
@@ -636,7 +639,7 @@ class DrmaaExecutor(BatchExecutor):
         try:
             session = self.session()
         except SubmitError as exc:
-            log.warning("cannot cancel %s job %s: %s", self.system, native_id, exc)
+            log.warning("cannot cancel %s job %s: %s", self.display_name, native_id, exc)
             return False
         errors = self._drmaa.errors
         if native_id not in self._foreign:
@@ -659,6 +662,14 @@ class DrmaaExecutor(BatchExecutor):
 
     def attach(self, native_id: str) -> None:
         """A job submitted before a restart: this session cannot reap it, so the listing follows it and
-        its end comes from its result file or the system's records."""
+        its end comes from its result file or the system's records. The session is opened now, as the
+        first poll would, so that the log names the system the library drives; if it cannot be, once
+        for all the jobs taken up, the log says so and the polls try again."""
         self._foreign.add(native_id)
-        log.info("following %s job %s submitted before the restart", self.system, native_id)
+        if self._session is None and not self._session_refused:
+            try:
+                self.session()
+            except SubmitError as exc:
+                self._session_refused = True
+                log.warning("DRMAA: %s; the jobs submitted before the restart are followed once it opens", exc)
+        log.info("following %s job %s submitted before the restart", self.display_name, native_id)
