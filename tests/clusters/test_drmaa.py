@@ -381,6 +381,8 @@ def test_restart_reattaches_running_and_queued_jobs(held):
     assert record["jobnumber"] == running_native and record["failed"] == "0"
 
     assert held.status10(waiting).text == f"queued on Grid Engine as job {waiting_native}"
+    # The new dispatcher names the system its library drives as it takes the jobs up, before any poll.
+    assert f"following Grid Engine job {waiting_native} submitted before the restart" in held.live.log.read_text()
     assert held.dismiss(waiting) == "Dismissed"
     wait_for(lambda: not held.row(waiting)["native_active"], timeout=30)
     assert gone_from_grid_engine(waiting_native)

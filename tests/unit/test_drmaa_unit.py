@@ -31,8 +31,8 @@ from scheduler.executors.batch.drmaa import (
     load_error_message,
     native_specification,
     parse_listing,
-    reason_from_job_info,
 )
+from scheduler.executors.batch.drmaa_endings import SLURM_ABORTED, reason_from_job_info
 from scheduler.executors.batch.gridengine import (
     GRID_ENGINE,
     parse_qacct,
@@ -43,6 +43,7 @@ from scheduler.executors.batch.gridengine import (
 )
 from scheduler.executors.batch.pbs import PBS, job_key
 from scheduler.executors.batch.slurm import SLURM
+from scheduler.failure_reasons import failure_reason
 from scheduler.resources import Resources
 
 GiB = 1024**3
@@ -651,6 +652,7 @@ def executor(tmp_path, monkeypatch):
         JobControlAction=types.SimpleNamespace(TERMINATE="terminate"),
     )
     executor._drmaa, executor._session, executor.drms = fake, session, "SGE 8.1.9"
+    executor.system = drm_family(executor.drms)  # as opening the session does
     commands: list[list[str]] = []
     answers: dict[str, tuple[int, str, str]] = {}
 
@@ -927,3 +929,127 @@ def test_a_failed_reap_is_no_news_not_a_crash(executor):
     executor.fake_session.infos = {"9": Exception("code 1: an internal error")}
     listing(executor, {})
     assert executor.poll_many(["9"]) == {}
+
+
+# -- slurm-drmaa: what its wait returns, and the reason that wins ---------------------------------------
+
+# What drmaa.Session.wait returns under slurm-drmaa, worked out from its source as drmaa_endings' docstring
+# tells: the job's wait status goes through slurm-drmaa's macros (exited: WIFEXITED; signalled: second
+# byte >= 128; aborted: lowest bit set), and drmaa-utils reports no start or end time, as slurm-drmaa
+# never sets them (``hosts`` is a NULL printed with %s).
+SLURM_DRMAA_USAGE = {
+    "submission_time": "1795548994",
+    "cpu": "0",
+    "mem": "0",
+    "vmem": "0",
+    "walltime": "0",
+    "hosts": "(null)",
+}
+# Status -1: a CANCELLED job under slurm-drmaa 1.1.x. Aborted, and "signalled" (255 >= 128) with signal
+# 127, which drmaa-utils names "unknown signal?!"; WEXITSTATUS 255; the core bit (0200) is set.
+ABORTED_MINUS_1 = JobInfo("12", False, True, "unknown signal?!", True, True, 255, SLURM_DRMAA_USAGE)
+# Status 15, Slurm's raw exit code of a batch script ended by SIGTERM: at its time limit, and by scancel
+# before slurm-drmaa 1.1.0 (CANCELLED fell through to the raw code). Aborted (lowest bit), nothing else.
+ABORTED_15 = JobInfo("12", False, False, "", False, True, 0, SLURM_DRMAA_USAGE)
+# Status 768 (3 << 8): FAILED with exit code 3. Exited, not aborted.
+EXITED_3 = JobInfo("12", True, False, "", False, False, 3, SLURM_DRMAA_USAGE)
+
+
+def slurm_drmaa(executor) -> None:
+    """The executor as opening a slurm-drmaa session leaves it."""
+    executor.drms = "SLURM 22.05.8"
+    executor.system = drm_family(executor.drms)
+
+
+def squeue(executor, line: str) -> None:
+    """What the stand-in ``squeue -h -t all -u USER -O ...`` answers from now on: one job's line."""
+    executor.answers[" ".join(listing_command(SLURM, getpass.getuser()))] = (0, line + "\n", "")
+
+
+@pytest.mark.parametrize(
+    ("line", "info", "reason", "counted_as"),
+    [
+        (
+            "12|CANCELLED|None|15|1:00|1G|{dir}|",
+            ABORTED_MINUS_1,
+            "was cancelled on Slurm (scancel)",
+            "cancelled outside",
+        ),
+        ("12|CANCELLED|None|15|1:00|1G|{dir}|", ABORTED_15, "was cancelled on Slurm (scancel)", "cancelled outside"),
+        (
+            "12|TIMEOUT|TimeLimit|15|1:00|1G|{dir}|",
+            ABORTED_15,
+            "exceeded its time limit of 0:01:00 on Slurm",
+            "time limit",
+        ),
+        (
+            "12|FAILED|NonZeroExitCode|768|1:00|1G|{dir}|",
+            EXITED_3,
+            "failed on Slurm with exit code 3: KeyError: 'x'",
+            "crash",
+        ),
+    ],
+)
+def test_slurm_drmaa_endings_take_squeues_reason(executor, tmp_path, line, info, reason, counted_as):
+    """A job of this session cancelled with scancel while running, or killed at its time limit: slurm-drmaa
+    reports both as aborted without a start time; squeue, which the poll runs anyway, still shows the job
+    with Slurm's state, whose reason the job ends with and the failures metric counts. A failed job's own
+    error output still ends its reason."""
+    slurm_drmaa(executor)
+    (tmp_path / "job-12").mkdir()
+    (tmp_path / "job-12" / "stderr").write_text("Traceback (most recent call last):\nKeyError: 'x'\n")
+    squeue(executor, line.format(dir=tmp_path / "job-12"))
+    executor.fake_session.states = {"12": "failed"}
+    executor.fake_session.infos = {"12": info}
+    assert executor.poll_many(["12"]) == {"12": NativeStatus(NativeState.ENDED, reason)}
+    assert executor.last_poll == {"squeue": 1, "wait": 1}  # reaped all the same: the session forgets it
+    assert failure_reason(f"the job's process {reason}") == counted_as
+
+
+@pytest.mark.parametrize("info", [ABORTED_MINUS_1, ABORTED_15])
+def test_slurm_drmaa_endings_without_squeue_claim_no_more_than_it_knows(executor, info):
+    """A job squeue no longer shows (past MinJobAge): slurm-drmaa's "aborted" is all there is, and it
+    cannot tell a cancel from a timeout, nor whether the job had started; its -1 is no signal."""
+    slurm_drmaa(executor)
+    squeue(executor, "")
+    executor.fake_session.states = {"12": "failed"}
+    executor.fake_session.infos = {"12": info}
+    assert executor.poll_many(["12"]) == {"12": NativeStatus(NativeState.ENDED, SLURM_ABORTED)}
+    assert reason_from_job_info(info, 60, GRID_ENGINE) != SLURM_ABORTED  # Grid Engine's reading is its own
+
+
+class SlurmDrmaaSession(FakeSession):
+    """A session slurm-drmaa opens: it names the system "SLURM <version>" and has no contact string."""
+
+    TIMEOUT_NO_WAIT = 0
+    drmsInfo = "SLURM 22.05.8"
+    contact = ""
+    drmaaImplementation = "PSNC DRMAA for SLURM 1.0.6"
+
+    def initialize(self) -> None:
+        self.calls.append(("initialize", ""))
+
+
+def test_jobs_taken_up_after_a_restart_are_named_after_the_library_s_system(executor, caplog):
+    """After a restart the dispatcher takes up the jobs still running before any poll: the session is
+    opened then, once, so the log names the system behind the library, not a default one."""
+    caplog.set_level("INFO", logger="scheduler.executors.batch.drmaa")
+    restarted = DrmaaExecutor(executor.settings, executor.jobs_dir)
+    restarted._drmaa = types.SimpleNamespace(errors=FakeErrors, Session=SlurmDrmaaSession)
+    for native_id in ("7", "8"):
+        restarted.attach(native_id)
+    assert "following Slurm job 7 submitted before the restart" in caplog.text
+    assert "Grid Engine" not in caplog.text
+    assert restarted._session.calls == [("initialize", "")]
+    restarted.close()
+
+
+def test_jobs_taken_up_without_a_library_are_not_given_a_system(executor, caplog):
+    caplog.set_level("INFO", logger="scheduler.executors.batch.drmaa")
+    restarted = DrmaaExecutor(executor.settings, executor.jobs_dir)
+    restarted._load_error = "no DRMAA library found: set [scheduler] drmaa_library"
+    for native_id in ("7", "8"):
+        restarted.attach(native_id)
+    assert "following DRMAA job 8 submitted before the restart" in caplog.text
+    assert caplog.text.count("no DRMAA library found") == 1  # said once, not per job
+    assert "Grid Engine" not in caplog.text

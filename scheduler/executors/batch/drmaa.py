@@ -11,16 +11,19 @@ directory and its stdout and stderr there.
 DRMAA has no bulk status call (``jobStatus`` is one request to the system per job), so a poll asks the
 system's own listing command once for all jobs whatever their number: ``qstat -xml`` on Grid Engine
 (``gridengine.py``), ``squeue`` under slurm-drmaa (``slurm.py``), ``qstat -x`` under TORQUE
-(``pbs.py``). Only a job that has left the listing needs more, once: this session's own jobs are
-reaped with a non-blocking ``wait``, which the session answers from the job ends the system has sent it
-(no request, no process; it also frees what the session keeps of the job) and which tells how the job
-ended: exit status, signal, deletion, usage. Jobs of an earlier session (after a restart) end with the
+(``pbs.py``). Only a job the listing no longer shows waiting or running needs more, once: this
+session's own jobs are reaped with a non-blocking ``wait``, which Grid Engine's session answers from the
+job ends the qmaster has sent it (no request, no process; slurm-drmaa asks slurmctld about that one
+job), which frees what the session keeps of the job and tells how it ended: exit status, signal,
+deletion, usage. Where the listing still shows the job ended with Slurm's reason, that reason is kept
+(``drmaa_endings.py`` says why). Jobs of an earlier session (after a restart) end with the
 result file their launcher wrote, which decides their outcome anyway; only those without one (killed,
 deleted, over their limit) are looked up in Grid Engine's accounting, ``qacct -j``, at most
 ACCOUNTING_PER_POLL of them per poll. Where the listing command is missing or prints what this code
 cannot read (PBS Professional), polls fall back to one ``jobStatus`` per job, with a warning in the log.
 
-The library is loaded, and the session opened, at the first submit or poll; a library that cannot be
+The library is loaded, and the session opened, at the first submit or poll, or as jobs of an earlier
+dispatcher are taken up (the session says which system runs them); a library that cannot be
 loaded fails submissions with the reason and the fix (Grid Engine's libdrmaa needs libjemalloc preloaded
 when the process starts: ``[scheduler] drmaa_preload``).
 """
@@ -48,14 +51,12 @@ from scheduler.executors.batch.base import (
     Listed,
     SchedulerUnavailable,
     UnknownListing,
-    signal_name,
     tail,
 )
+from scheduler.executors.batch.drmaa_endings import deleted_reason, ending_reason, is_no_rusage
 from scheduler.executors.batch.gridengine import (
     GRID_ENGINE,
-    H_RT,
     NO_RECORD,
-    QDEL,
     accounting_command,
     parse_qacct,
     parse_qstat_xml,
@@ -132,47 +133,6 @@ def parse_listing(family: str, text: str) -> dict[str, Listed]:
     if family == PBS:
         return parse_qstat_x(text)
     return parse_qstat_xml(text)
-
-
-# -- how a job ended, on any system -----------------------------------------------------------------
-
-
-def walltime_reason(system: str = GRID_ENGINE) -> str:
-    return H_RT if system == GRID_ENGINE else f"exceeded its wall-clock limit on {system}"
-
-
-def deleted_reason(system: str = GRID_ENGINE, started: bool = True) -> str:
-    deleted = QDEL if system == GRID_ENGINE else f"was deleted on {system}"
-    return deleted + ("" if started else " before it started")
-
-
-def reason_from_job_info(info: Any, walltime: float | None, system: str = GRID_ENGINE) -> str:
-    """Why a job ended, from DRMAA's JobInfo (exit, signal or abort) and its resource usage.
-
-    Grid Engine kills a job over its h_rt with SIGKILL and reports no more than the signal: a SIGKILL
-    after at least the requested wall-clock time is taken for the limit.
-    """
-    usage = info.resourceUsage or {}
-    if info.hasExited:
-        return f"exited with code {info.exitStatus} on {system}"
-    if info.hasSignal:
-        name = signal_name(info.terminatedSignal)
-        if name == "SIGKILL" and walltime and _wallclock(usage) >= max(1.0, walltime - 1.0):
-            return walltime_reason(system)
-        return f"was killed by {name} on {system}"
-    if info.wasAborted:
-        return deleted_reason(system, started="start_time" in usage or "exit_status" in usage)
-    return f"ended on {system} without an exit status"
-
-
-def _wallclock(usage: Mapping[str, str]) -> float:
-    def number(key: str) -> float:
-        try:
-            return float(usage.get(key, 0.0))
-        except ValueError:
-            return 0.0
-
-    return max(number("ru_wallclock"), number("end_time") - number("start_time"))
 
 
 # -- what goes to the system ------------------------------------------------------------------------
@@ -272,12 +232,6 @@ def drmaa_message(exc: BaseException) -> str:
     return re.sub(r"^code \d+:\s*", "", str(exc)).strip() or type(exc).__name__
 
 
-def is_no_rusage(exc: BaseException) -> bool:
-    """drmaa_wait's DRMAA_ERRNO_NO_RUSAGE (24), which the drmaa package raises as a bare Exception: the
-    job ended without usage data, as one deleted before it started does."""
-    return str(exc).startswith("code 24:")
-
-
 # -- the executor --------------------------------------------------------------------------------
 
 
@@ -293,7 +247,7 @@ class DrmaaExecutor(BatchExecutor):
         # What the last poll asked: every call by kind (``wait`` is a local reap, the rest are requests to
         # the system or processes run). The benchmark reads it, and ``queries``.
         self.last_poll: collections.Counter[str] = collections.Counter()
-        self.system = GRID_ENGINE  # from the library's drmsInfo once the session is open
+        self.system = ""  # Grid Engine, Slurm or PBS: the library's drmsInfo says once the session is open
         self.drms = ""
         self._drmaa: Any = None  # the drmaa module, once loaded
         self._load_error = ""
@@ -305,10 +259,12 @@ class DrmaaExecutor(BatchExecutor):
         self._foreign: set[str] = set()  # jobs this session does not know (an earlier session's)
         self._ended: dict[str, tuple[NativeStatus, float]] = {}  # ended jobs: status, when last asked for
         self._accounting_left = 0  # qacct lookups the current poll may still make
+        self._session_refused = False  # the session could not be opened while taking up earlier jobs
 
     @property
     def display_name(self) -> str:
-        return self.system
+        """The system behind the library; "DRMAA" until its session has said which."""
+        return self.system or "DRMAA"
 
     @property
     def queries(self) -> int:
@@ -562,16 +518,19 @@ class DrmaaExecutor(BatchExecutor):
         "unknown" for any job of an earlier session, running or not) only a record ends it, never time."""
         missing_for = self.missing_for(native_id, now) if listed_gone else 0.0
         if native_id not in self._foreign:
-            status = self._reap(session, native_id)
+            status = self._reap(session, native_id, listed)
             if status is not None:
                 return status
             if native_id not in self._foreign and missing_for < self.vanish_grace():
                 return None  # its end has not reached the session yet
         return self._end_unheard(native_id, listed, missing_for)
 
-    def _reap(self, session: Any, native_id: str) -> NativeStatus | None:
+    def _reap(self, session: Any, native_id: str, listed: Listed | None) -> NativeStatus | None:
         """How the job ended, if the session has heard of its end: a non-blocking wait, answered from the
-        job ends the system sent the session (it reaps the job: the session forgets it, we keep the status)."""
+        job ends the system sent the session (it reaps the job: the session forgets it, we keep the status).
+        Grid Engine's session answers from memory; slurm-drmaa's asks slurmctld for that one job, once in
+        its life. Where the listing still shows the job ended with a reason (Slurm's squeue), that reason
+        is the job's: slurm-drmaa reports a cancel and a timeout alike (``drmaa_endings``)."""
         errors = self._drmaa.errors
         try:
             self.count("wait")
@@ -586,7 +545,7 @@ class DrmaaExecutor(BatchExecutor):
                 return self._end(native_id, self._not_started_reason(native_id))
             log.warning("DRMAA: cannot reap job %s: %s", native_id, drmaa_message(exc))
             return None
-        reason = reason_from_job_info(info, self._walltime.get(native_id), self.system)
+        reason = ending_reason(info, self._walltime.get(native_id), self.system, listed)
         if info.wasAborted and reason == deleted_reason(self.system, started=False):
             reason = self._not_started_reason(native_id)
         elif info.hasExited and info.exitStatus != 0:
@@ -680,7 +639,7 @@ class DrmaaExecutor(BatchExecutor):
         try:
             session = self.session()
         except SubmitError as exc:
-            log.warning("cannot cancel %s job %s: %s", self.system, native_id, exc)
+            log.warning("cannot cancel %s job %s: %s", self.display_name, native_id, exc)
             return False
         errors = self._drmaa.errors
         if native_id not in self._foreign:
@@ -703,6 +662,14 @@ class DrmaaExecutor(BatchExecutor):
 
     def attach(self, native_id: str) -> None:
         """A job submitted before a restart: this session cannot reap it, so the listing follows it and
-        its end comes from its result file or the system's records."""
+        its end comes from its result file or the system's records. The session is opened now, as the
+        first poll would, so that the log names the system the library drives; if it cannot be, once
+        for all the jobs taken up, the log says so and the polls try again."""
         self._foreign.add(native_id)
-        log.info("following %s job %s submitted before the restart", self.system, native_id)
+        if self._session is None and not self._session_refused:
+            try:
+                self.session()
+            except SubmitError as exc:
+                self._session_refused = True
+                log.warning("DRMAA: %s; the jobs submitted before the restart are followed once it opens", exc)
+        log.info("following %s job %s submitted before the restart", self.display_name, native_id)
