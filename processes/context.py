@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from processes.container.settings import DockerSettings
 from processes.model import ComplexOutput, Process
 from processes.values import BoundingBox, InputValue, LiteralValue
+
+if TYPE_CHECKING:  # processes.container imports this module: importing it here first would be a cycle
+    from processes.container.settings import DockerSettings
 
 Reporter = Callable[[str, int | None], None]
 
@@ -30,14 +32,21 @@ class JobContext:
         output_dir: Path,
         report: Reporter,
         docker: DockerSettings | None = None,
+        requested_outputs: list[dict[str, Any]] | None = None,
     ) -> None:
         self.process = process
         # The site's container engine, for processes that run an image: handed in by whoever runs the
         # job, since a process never reads the configuration itself.
-        self.docker = docker or DockerSettings()
+        if docker is None:
+            from processes.container.settings import DockerSettings
+
+            docker = DockerSettings()
+        self.docker = docker
         self.inputs = inputs
         self.workdir = workdir
         self.output_dir = output_dir
+        # The outputs the client asked for, with the format, unit and transmission it chose for each.
+        self.requested_outputs = list(requested_outputs or ())
         self._report = report
         self.outputs: dict[str, Any] = {}
 

@@ -50,6 +50,11 @@ def _metadata(ows: Maker, items: Sequence[Metadata]) -> list[etree._Element]:
 
 
 def _allowed(ows: Maker, spec: LiteralInput) -> etree._Element:
+    if spec.values_reference is not None:
+        # WPS 1.0.0 has an unqualified element of its own; 2.0 takes OWS 2.0's.
+        if ows is OWS1:
+            return E.ValuesReference({f"{{{ows.namespace}}}reference": spec.values_reference})
+        return ows.ValuesReference({f"{{{ows.namespace}}}reference": spec.values_reference})
     if spec.allowed_values is None:
         return ows.AnyValue()
     fmt = spec.type.format
