@@ -49,6 +49,7 @@ class JobContext:
         self.requested_outputs = list(requested_outputs or ())
         self._report = report
         self.outputs: dict[str, Any] = {}
+        self.published: list[str] = []
 
     def value(self, identifier: str, default: Any = None) -> Any:
         """The first value of an input: the Python value of a literal, the object for others."""
@@ -75,6 +76,14 @@ class JobContext:
         path = self.output_dir / f"{identifier}{spec.formats[0].extension}"
         self.outputs[identifier] = path
         return path
+
+    def publish(self, path: Path) -> None:
+        """Serve a file the handler wrote in the output directory beside the outputs (the members of a
+        Metalink output); its URL is the one of an output file named by its path in that directory."""
+        name = path.relative_to(self.output_dir).as_posix()
+        if path.is_symlink() or not path.is_file():
+            raise ValueError(f"{name} is not a file of the output directory")
+        self.published.append(name)
 
     def set_output(self, identifier: str, value: Any) -> None:
         """Set an output: a literal value, a BoundingBox, or for a complex output str, bytes, JSON-able

@@ -195,4 +195,6 @@ def run_process(
         raise OutputsNotProduced(missing)
     if not records:
         raise ProcessError("the process produced no output")
+    if context.published:  # kept with the first record: the files are served while the outputs are
+        records[0]["published"] = sorted(context.published)
     return records

@@ -13,6 +13,8 @@ limit, through the same code every executor uses.
 
 from __future__ import annotations
 
+import mimetypes
+
 import datetime as dt
 import functools
 from collections.abc import Mapping
@@ -283,4 +285,8 @@ class JobService:
                 path = self.outputs_dir(job_id) / filename
                 if path.is_file():
                     return OutputFile(path, record.get("mime_type"))
+            if filename in record.get("published", ()):
+                path = self.outputs_dir(job_id) / filename
+                if path.is_file() and not path.is_symlink():
+                    return OutputFile(path, mimetypes.guess_type(filename)[0])
         raise NoSuchOutput(job_id, filename)

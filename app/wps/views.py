@@ -46,7 +46,9 @@ bp = Blueprint("wps", __name__)
 EXTENSION = "hpc_wps.wps"
 PREFIX = "/wps"  # every path this blueprint serves starts with it
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+# An output file, or a file a process published beside its outputs in a folder of its own (PyWPS's
+# storage writes Metalink members to <outputs>/<uuid>/<name>): no name part may start with a dot.
+OUTPUT_PATH = re.compile(r"^(?!\.)[A-Za-z0-9_.-]{1,255}(/(?!\.)[A-Za-z0-9_.-]{1,255})?$")
 VERSION_2_HINT = re.compile(rb"(?i)(version=2\.|acceptversions=2\.|opengis\.net/wps/2\.0)")
 FORM = "application/x-www-form-urlencoded"
 ACCEPT_POST = f"text/xml, application/xml, application/*+xml, {FORM}"  # told with a 415 (RFC 9110, 15.5.16)
@@ -190,10 +192,10 @@ def status_document(job_id: str) -> Response:
     return exception_response(ows, "1.0.0")
 
 
-@bp.route(f"{PREFIX}/jobs/<job_id>/outputs/<filename>", methods=["GET"])
+@bp.route(f"{PREFIX}/jobs/<job_id>/outputs/<path:filename>", methods=["GET"])
 def output(job_id: str, filename: str) -> Response:
     try:
-        if not JOB_ID.match(job_id) or not FILE_NAME.match(filename) or filename.startswith("."):
+        if not JOB_ID.match(job_id) or not OUTPUT_PATH.match(filename):
             raise OWSException("NoSuchJob", "no such output", "jobId", status=404)
         caller = authorized("GetResult")
         return to_response(downloads.output_file(binding().context, job_id, filename, caller))

@@ -16,7 +16,7 @@ from processes.context import JobContext, ProcessError
 from processes.pywps_adapter.config import configure
 from processes.pywps_adapter.load import PywpsSettings, Source, prototype
 from processes.pywps_adapter.request import build_request
-from processes.pywps_adapter.response import JobResponse, choose_formats, record_outputs
+from processes.pywps_adapter.response import JobResponse, choose_formats, publish_stored_files, record_outputs
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +48,4 @@ class PywpsHandler:
             log.exception("process %s failed", process.identifier)
             raise ProcessError(FAILED) from exc
         record_outputs(response, job)
+        publish_stored_files(job)

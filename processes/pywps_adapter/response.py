@@ -50,6 +50,14 @@ def _uom(output: Any) -> str | None:
     return getattr(uom, "uom", uom) or None
 
 
+def publish_stored_files(job: JobContext) -> None:
+    """Files PyWPS's storage (or the process, through ``outputpath``) wrote into the output directory,
+    such as the members of a Metalink, are served under the URLs PyWPS gave them (``outputurl``)."""
+    for path in sorted(job.output_dir.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            job.publish(path)
+
+
 def record_outputs(response: JobResponse, job: JobContext) -> None:
     """Every output the handler set becomes the job's output of that identifier."""
     for identifier, output in response.outputs.items():
