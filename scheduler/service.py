@@ -13,10 +13,9 @@ limit, through the same code every executor uses.
 
 from __future__ import annotations
 
-import mimetypes
-
 import datetime as dt
 import functools
+import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 
 from pywps import (
     FORMATS,
@@ -31,10 +32,11 @@ from pywps import (
     LiteralInput,
     LiteralOutput,
     Process,
+    configuration,
 )
 from pywps.app.Common import Metadata, MetadataUrl
 from pywps.app.exceptions import ProcessError
-from pywps.configuration import CONFIG, get_config_value
+from pywps.configuration import get_config_value
 from pywps.inout.literaltypes import AllowedValue, AnyValue, ValuesReference
 from pywps.inout.outputs import MetaFile, MetaLink4
 from pywps.validator.mode import MODE
@@ -49,7 +51,7 @@ TYPES = {
     "date": "2024-02-29",
     "time": "12:30:00",
     "dateTime": "2024-02-29T12:30:00",
-    "anyURI": "https://example.org/data?x=1",
+    "anyURI": "https://example.org/data",  # no "=": PyWPS 4.8 splits KVP DataInputs on every "="
     "angle": "370",
     "nonNegativeInteger": "0",
     "positiveInteger": "3",
@@ -145,9 +147,7 @@ class Complexes(Process):
             title="Complex and bounding box data",
             inputs=[
                 ComplexInput("text", "Text or JSON", supported_formats=[FORMATS.TEXT, FORMATS.JSON]),
-                ComplexInput(
-                    "blob", "Binary", supported_formats=[Format("application/octet-stream")], min_occurs=0
-                ),
+                ComplexInput("blob", "Binary", supported_formats=[Format("application/octet-stream")], min_occurs=0),
                 BoundingBoxInput("area", "An area", crss=["EPSG:4326", "EPSG:3035"], dimensions=2, min_occurs=0),
             ],
             outputs=[
@@ -186,7 +186,8 @@ class Complexes(Process):
         else:
             response.outputs["box"].data = [0, 0, 1, 1]
         response.outputs["summary"].data = json.dumps(summary, sort_keys=True)
-        response.outputs["copy"].data = text.data
+        copy = response.outputs["copy"]
+        copy.data = json.dumps({"text": text.data}) if copy.data_format.mime_type == "application/json" else text.data
         return response
 
 
@@ -204,7 +205,10 @@ class Progress(Process):
                 MetadataUrl("Anonymous link", "https://example.org/anon", anonymous=True),
             ],
             profile="urn:example:profile",
-            inputs=[LiteralInput("steps", "Steps", data_type="integer", default=3, min_occurs=0)],
+            inputs=[
+                LiteralInput("steps", "Steps", data_type="integer", default=3, min_occurs=0),
+                LiteralInput("pause", "Seconds to wait after each step", data_type="float", default=0, min_occurs=0),
+            ],
             outputs=[LiteralOutput("report", "What it saw", data_type="string")],
             store_supported=True,
             status_supported=True,
@@ -214,6 +218,7 @@ class Progress(Process):
         steps = request.inputs["steps"][0].data
         for step in range(steps):
             response.update_status(f"step {step + 1} of {steps}", int(100 * (step + 1) / (steps + 1)))
+            time.sleep(request.inputs["pause"][0].data)
         LOGGER.info("progress handler ran in %s", self.workdir)
         with open(os.path.join(self.workdir, "scratch.txt"), "w", encoding="utf-8") as handle:
             handle.write("scratch")
@@ -221,7 +226,7 @@ class Progress(Process):
             {
                 "url": get_config_value("server", "url"),
                 "outputurl": get_config_value("server", "outputurl"),
-                "outputpath": CONFIG.get("server", "outputpath"),
+                "outputpath": configuration.CONFIG.get("server", "outputpath"),
                 "workdir_is_self": get_config_value("server", "workdir") == self.workdir,
                 "workdir_exists": os.path.isdir(self.workdir),
                 "uuid_set": bool(self.uuid),

@@ -25,7 +25,7 @@ from app.wps.namespaces import (
     XML_LANG,
     Maker,
 )
-from app.wps.render.common import serialize
+from app.wps.render.common import process_version_20, serialize
 from processes.model import (
     UNBOUNDED,
     BoundingBoxInput,
@@ -226,7 +226,7 @@ def process_offering_20(process: Process, default_megabytes: int) -> etree._Elem
         WPS2.Process(_header20(process), inputs, outputs),
         jobControlOptions=" ".join(process.job_control_options),
         outputTransmission="value reference",
-        processVersion=process.version,
+        processVersion=process_version_20(process.version),
     )
 
 
