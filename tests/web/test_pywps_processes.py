@@ -32,7 +32,11 @@ V10 = "service=WPS&version=1.0.0&request="
 V20 = "service=WPS&version=2.0.0&request="
 IDENTIFIERS = ["literals", "complexes", "progress", "failing", "sync_only", "metalink"]
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: what is tested here is the adapter, the same on either job table."""
+    return f"sqlite:///{tmp_path / 'jobs.sqlite'}"
 
 
 @pytest.fixture
@@ -194,6 +198,18 @@ def test_failures_say_what_pywps_says(oracle, hpc, how, caplog):
     if how == "bug":  # the traceback is in the service's log, tagged with the job
         logged = [r for r in caplog.records if r.name == "processes.pywps_adapter.handler"]
         assert "secret-internal-detail" in (logged[0].exc_text or "") and logged[0].job_id
+
+
+def test_a_job_carries_the_import_path_not_the_pywps_process():
+    """What a batch job's payload holds of a PyWPS process: its import path; the node imports it."""
+    import dill
+
+    from processes.registry import import_processes
+
+    blob = dill.dumps(import_processes(PROCESSES)[0])
+    assert PROCESSES.encode() in blob
+    assert b"pywps.app.Process" not in blob and b"pywps_procs\nLiterals" not in blob
+    assert dill.loads(blob).handler.source.path == PROCESSES
 
 
 def test_pywps_processes_are_served_beside_the_demos(settings):
