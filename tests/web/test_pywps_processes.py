@@ -186,6 +186,17 @@ def test_refusals_have_pywps_exception_codes(oracle, hpc, query):
     assert pywps_oracle.failure(got)[0] == pywps_oracle.failure(expected)[0]
 
 
+def test_documented_differences_from_pywps(oracle, hpc):
+    """Where hpc-wps answers otherwise, on purpose (README, "Serving PyWPS processes")."""
+    query = "request=Execute&identifier=literals&DataInputs=many=1;many=2;many=3;many=4"
+    (status, expected), (got_status, got) = both(oracle, hpc, query)
+    assert status == 200 and json.loads(pywps_oracle.outputs(expected)["echo"][0])["many"][0]["data"] == "2"
+    assert got_status == 400 and pywps_oracle.failure(got)[0] == "InvalidParameterValue"  # not dropped silently
+    (status, expected), (got_status, got) = both(oracle, hpc, "request=Execute&identifier=complexes&DataInputs=text=x&ResponseDocument=copy")
+    assert set(pywps_oracle.outputs(expected)) == {"summary", "copy", "box"}
+    assert set(pywps_oracle.outputs(got)) == {"copy"}  # the outputs the request named
+
+
 @pytest.mark.parametrize("how", ["process_error", "subclass", "bug"])
 def test_failures_say_what_pywps_says(oracle, hpc, how, caplog):
     with caplog.at_level(logging.INFO):
