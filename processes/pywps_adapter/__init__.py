@@ -6,6 +6,8 @@ process came from.
 ``describe`` maps their inputs and outputs into the model; ``request`` builds the ``request`` a handler
 reads, ``response`` the ``response`` it writes and what it wrote back into outputs; ``config`` answers
 ``pywps.configuration`` from this service's settings; ``handler`` ties them together for one job.
+PyWPS is an optional extra: only ``load`` is imported without it, and it imports the others once it
+has found a PyWPS process.
 """
 
 from processes.pywps_adapter.load import PywpsSettings, adapt

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pywps import configuration
+
 from processes.pywps_adapter.load import PywpsSettings
 
 OUTPUTS_DIR = "outputs"  # a job's output directory inside its job directory (the runtime's choice)
@@ -22,8 +24,6 @@ def outputs_url(settings: PywpsSettings, job_id: str) -> str:
 
 def configure(settings: PywpsSettings, job_dir: Path, workdir: Path) -> None:
     """Point PyWPS's configuration at this job (one job at a time runs in a Python process)."""
-    from pywps import configuration
-
     if configuration.CONFIG is None:
         configuration.load_configuration()
     config = configuration.CONFIG

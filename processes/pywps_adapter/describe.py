@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pywps import BoundingBoxInput, BoundingBoxOutput, ComplexInput, ComplexOutput
+
 from processes import model
 from processes.literals import LiteralValueError, literal_type
 from processes.pywps_adapter.load import Source, prototype
@@ -98,8 +100,6 @@ def _literal_input(put: Any, source: Source) -> model.LiteralInput:
 
 
 def _input(put: Any, source: Source) -> model.Input:
-    from pywps import BoundingBoxInput, ComplexInput
-
     if isinstance(put, ComplexInput):
         return model.ComplexInput(**_header(put), **_occurs(put), formats=_formats(put))
     if isinstance(put, BoundingBoxInput):
@@ -110,8 +110,6 @@ def _input(put: Any, source: Source) -> model.Input:
 
 
 def _output(put: Any) -> model.Output:
-    from pywps import BoundingBoxOutput, ComplexOutput
-
     if isinstance(put, ComplexOutput):
         return model.ComplexOutput(**_header(put), formats=_formats(put))
     if isinstance(put, BoundingBoxOutput):

@@ -12,6 +12,8 @@ import copy
 import logging
 from dataclasses import dataclass
 
+from pywps.app.exceptions import ProcessError as PywpsProcessError
+
 from processes.context import JobContext, ProcessError
 from processes.pywps_adapter.config import configure
 from processes.pywps_adapter.load import PywpsSettings, Source, prototype
@@ -30,8 +32,6 @@ class PywpsHandler:
     settings: PywpsSettings
 
     def __call__(self, job: JobContext) -> None:
-        from pywps.app.exceptions import ProcessError as PywpsProcessError
-
         job_dir = job.output_dir.parent
         process = copy.deepcopy(prototype(self.source))
         process._set_uuid(job_dir.name)

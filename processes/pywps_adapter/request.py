@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from pywps.app.WPSRequest import WPSRequest
+from pywps.inout.basic import UrlHandler
+
 from processes.context import JobContext
 from processes.values import BoundingBox, ComplexValue, InputValue, LiteralValue
 
@@ -28,8 +31,6 @@ def _format(declared: Any, value: ComplexValue) -> Any:
 
 
 def _complex(declared: Any, value: ComplexValue) -> Any:
-    from pywps.inout.basic import UrlHandler
-
     occurrence = declared.clone()
     occurrence.data_format = _format(declared, value)
     if value.href:
@@ -58,8 +59,6 @@ def _occurrence(declared: Any, value: InputValue) -> Any:
 
 def build_request(process: Any, job: JobContext, requested: list[dict[str, Any]]) -> Any:
     """A ``WPSRequest`` for ``process`` (a per-job copy) as PyWPS builds one for an Execute."""
-    from pywps.app.WPSRequest import WPSRequest
-
     request = WPSRequest()
     request.operation = "execute"
     request.version = "1.0.0"

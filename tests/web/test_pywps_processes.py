@@ -192,7 +192,9 @@ def test_documented_differences_from_pywps(oracle, hpc):
     (status, expected), (got_status, got) = both(oracle, hpc, query)
     assert status == 200 and json.loads(pywps_oracle.outputs(expected)["echo"][0])["many"][0]["data"] == "2"
     assert got_status == 400 and pywps_oracle.failure(got)[0] == "InvalidParameterValue"  # not dropped silently
-    (status, expected), (got_status, got) = both(oracle, hpc, "request=Execute&identifier=complexes&DataInputs=text=x&ResponseDocument=copy")
+    (status, expected), (got_status, got) = both(
+        oracle, hpc, "request=Execute&identifier=complexes&DataInputs=text=x&ResponseDocument=copy"
+    )
     assert set(pywps_oracle.outputs(expected)) == {"summary", "copy", "box"}
     assert set(pywps_oracle.outputs(got)) == {"copy"}  # the outputs the request named
 
