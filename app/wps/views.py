@@ -46,9 +46,7 @@ bp = Blueprint("wps", __name__)
 EXTENSION = "hpc_wps.wps"
 PREFIX = "/wps"  # every path this blueprint serves starts with it
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-# An output file, or a file a process published beside its outputs in a folder of its own (PyWPS's
-# storage writes Metalink members to <outputs>/<uuid>/<name>): no name part may start with a dot.
-OUTPUT_PATH = re.compile(r"^(?!\.)[A-Za-z0-9_.-]{1,255}(/(?!\.)[A-Za-z0-9_.-]{1,255})?$")
+FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 VERSION_2_HINT = re.compile(rb"(?i)(version=2\.|acceptversions=2\.|opengis\.net/wps/2\.0)")
 FORM = "application/x-www-form-urlencoded"
 ACCEPT_POST = f"text/xml, application/xml, application/*+xml, {FORM}"  # told with a 415 (RFC 9110, 15.5.16)
@@ -192,11 +190,16 @@ def status_document(job_id: str) -> Response:
     return exception_response(ows, "1.0.0")
 
 
-@bp.route(f"{PREFIX}/jobs/<job_id>/outputs/<path:filename>", methods=["GET"])
-def output(job_id: str, filename: str) -> Response:
+# A file a process published beside its outputs, in a folder of its own (PyWPS's storage writes the
+# members of a Metalink to <outputs>/<uuid>/<name>): one level, each part checked as a file name.
+@bp.route(f"{PREFIX}/jobs/<job_id>/outputs/<folder>/<filename>", methods=["GET"], merge_slashes=False)
+@bp.route(f"{PREFIX}/jobs/<job_id>/outputs/<filename>", methods=["GET"])
+def output(job_id: str, filename: str, folder: str | None = None) -> Response:
     try:
-        if not JOB_ID.match(job_id) or not OUTPUT_PATH.match(filename):
+        parts = [filename] if folder is None else [folder, filename]
+        if not JOB_ID.match(job_id) or not all(FILE_NAME.match(p) and not p.startswith(".") for p in parts):
             raise OWSException("NoSuchJob", "no such output", "jobId", status=404)
+        filename = "/".join(parts)
         caller = authorized("GetResult")
         return to_response(downloads.output_file(binding().context, job_id, filename, caller))
     except JobServiceError as exc:

@@ -247,12 +247,24 @@ def test_workdir_configuration_and_log_are_the_jobs(hpc, caplog):
     assert ran and ran[0].job_id == job_id and f"/jobs/{job_id}/" in ran[0].getMessage()
 
 
-def test_metalink_members_are_fetchable(hpc):
+def test_metalink_members_are_fetchable(hpc, pywps_settings):
     document = hpc.get(f"/wps?{V10}Execute&identifier=metalink&DataInputs=files=3&RawDataOutput=output").get_data()
-    urls = re.findall(rb"<metaurl[^>]*>([^<]+)<", document)
-    assert len(urls) == 3
-    contents = {hpc.client.get(u.decode().removeprefix("http://testserver")).get_data() for u in urls}
-    assert contents == {b"content 0\n", b"content 1\n", b"content 2\n"}
+    paths = [u.decode().removeprefix("http://testserver") for u in re.findall(rb"<metaurl[^>]*>([^<]+)<", document)]
+    assert len(paths) == 3
+    assert {hpc.client.get(p).get_data() for p in paths} == {b"content 0\n", b"content 1\n", b"content 2\n"}
+    # Only the files the job published: not another file put beside them, nor a way out of the folder.
+    folder = paths[0].rsplit("/", 1)[0]
+    job_id = folder.split("/jobs/")[1].split("/")[0]
+    on_disk = pywps_settings.jobs_dir / job_id / "outputs" / folder.rsplit("/", 1)[1]
+    (on_disk / "unlisted.txt").write_text("SECRET", encoding="utf-8")
+    for attempt in (
+        f"{folder}/unlisted.txt",
+        f"{folder}/..%2Funlisted.txt",
+        f"{folder}/.hidden",
+        f"{folder}%2F..%2F..",
+    ):
+        response = hpc.get(attempt)
+        assert response.status_code == 404 and b"SECRET" not in response.get_data(), attempt
 
 
 # -- Asynchronously, on the local pool ------------------------------------------------------------------------------
