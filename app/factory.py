@@ -11,6 +11,7 @@ from app import errors, ops
 from app.settings import Settings, check_process_names, load_settings
 from app.wps import views as wps
 from processes.container.config import configured
+from processes.pywps_adapter import PywpsSettings
 from processes.registry import Registry, build_registry
 from scheduler.db import make_engine
 from scheduler.logs import configure_logging
@@ -32,7 +33,8 @@ def service_registry(settings: Settings) -> Registry:
     if len(paths) != len(settings.processing.processes):
         log.warning("[processing] processes: %s is no longer needed and is ignored", LEGACY_CONTAINER_ENTRY)
     containers = configured(settings.docker)
-    registry = build_registry(settings.processing.demo_processes, paths, containers.processes)
+    pywps = PywpsSettings(server_url=settings.server.url)
+    registry = build_registry(settings.processing.demo_processes, paths, containers.processes, pywps)
     return Registry(containers.apply(list(registry)))
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from processes.container.settings import DockerSettings
 from processes.model import ComplexOutput, Process
 from processes.values import BoundingBox, InputValue, LiteralValue
+
+if TYPE_CHECKING:  # processes.container imports this module: importing it here first would be a cycle
+    from processes.container.settings import DockerSettings
 
 Reporter = Callable[[str, int | None], None]
 
@@ -30,16 +32,24 @@ class JobContext:
         output_dir: Path,
         report: Reporter,
         docker: DockerSettings | None = None,
+        requested_outputs: list[dict[str, Any]] | None = None,
     ) -> None:
         self.process = process
         # The site's container engine, for processes that run an image: handed in by whoever runs the
         # job, since a process never reads the configuration itself.
-        self.docker = docker or DockerSettings()
+        if docker is None:
+            from processes.container.settings import DockerSettings
+
+            docker = DockerSettings()
+        self.docker = docker
         self.inputs = inputs
         self.workdir = workdir
         self.output_dir = output_dir
+        # The outputs the client asked for, with the format, unit and transmission it chose for each.
+        self.requested_outputs = list(requested_outputs or ())
         self._report = report
         self.outputs: dict[str, Any] = {}
+        self.published: list[str] = []
 
     def value(self, identifier: str, default: Any = None) -> Any:
         """The first value of an input: the Python value of a literal, the object for others."""
@@ -66,6 +76,14 @@ class JobContext:
         path = self.output_dir / f"{identifier}{spec.formats[0].extension}"
         self.outputs[identifier] = path
         return path
+
+    def publish(self, path: Path) -> None:
+        """Serve a file the handler wrote in the output directory beside the outputs (the members of a
+        Metalink output); its URL is the one of an output file named by its path in that directory."""
+        name = path.relative_to(self.output_dir).as_posix()
+        if path.is_symlink() or not path.is_file():
+            raise ValueError(f"{name} is not a file of the output directory")
+        self.published.append(name)
 
     def set_output(self, identifier: str, value: Any) -> None:
         """Set an output: a literal value, a BoundingBox, or for a complex output str, bytes, JSON-able

@@ -36,6 +36,29 @@ def _parse_datetime(text: str) -> _dt.datetime:
     return _dt.datetime.fromisoformat(cleaned)
 
 
+def _parse_date(text: str) -> _dt.date:
+    return _dt.date.fromisoformat(text.strip(XML_SPACE))
+
+
+def _parse_time(text: str) -> _dt.time:
+    cleaned = text.strip(XML_SPACE)
+    return _dt.time.fromisoformat(cleaned[:-1] + "+00:00" if cleaned.endswith("Z") else cleaned)
+
+
+def _parse_non_negative(text: str) -> int:
+    value = parse_integer(text)
+    if value < 0:
+        raise LiteralValueError(f"{text!r} is negative")
+    return value
+
+
+def _parse_positive(text: str) -> int:
+    value = parse_integer(text)
+    if value < 1:
+        raise LiteralValueError(f"{text!r} is not positive")
+    return value
+
+
 def _parse_anyuri(text: str) -> str:
     if any(c.isspace() for c in text.strip()) or not text.strip():
         raise LiteralValueError(f"{text!r} is not a URI")
@@ -51,7 +74,7 @@ def _format_number(value: Any) -> str:
 
 
 def _format_datetime(value: Any) -> str:
-    return value.isoformat() if isinstance(value, _dt.datetime) else str(value)
+    return value.isoformat() if isinstance(value, _dt.date | _dt.time) else str(value)
 
 
 @dataclass(frozen=True)
@@ -87,6 +110,13 @@ TYPES: dict[str, LiteralType] = {
         LiteralType("boolean", _parse_boolean, _format_boolean, False),
         LiteralType("dateTime", _parse_datetime, _format_datetime, True),
         LiteralType("anyURI", _parse_anyuri, str, False),
+        # The further types PyWPS processes declare (angle and scale are OGC's names, read as doubles).
+        LiteralType("date", _parse_date, _format_datetime, True),
+        LiteralType("time", _parse_time, _format_datetime, True),
+        LiteralType("nonNegativeInteger", _parse_non_negative, str, True),
+        LiteralType("positiveInteger", _parse_positive, str, True),
+        LiteralType("angle", parse_double, _format_number, True),
+        LiteralType("scale", parse_double, _format_number, True),
     )
 }
 

@@ -87,6 +87,8 @@ class LiteralInput(_InputOccurs, _Parameter):
     allowed_values: tuple[Any | Range, ...] | None = None  # None: any value
     default: str | None = None
     uoms: tuple[str, ...] = ()
+    # The URL of a list of the allowed values kept elsewhere (OWS ValuesReference): shown, not checked.
+    values_reference: str | None = None
 
     kind = "literal"
 

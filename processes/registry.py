@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Iterable, Iterator
 
 from processes.model import Process
+from processes.pywps_adapter import PywpsSettings, adapt
 
 
 class RegistryError(ValueError):
@@ -35,28 +36,39 @@ class Registry:
         return self._by_id.get(identifier) or self._aliases.get(identifier)
 
 
-def import_processes(path: str) -> list[Process]:
-    """``module:attribute`` naming a Process or a sequence of them."""
+def _items(target: object) -> list[object]:
+    return list(target) if isinstance(target, Iterable) and not isinstance(target, str | bytes) else [target]
+
+
+def import_processes(path: str, pywps: PywpsSettings | None = None) -> list[Process]:
+    """``module:attribute`` naming a Process, a PyWPS process (an instance or a class), or a
+    sequence of them; PyWPS processes are mapped into the model here, once."""
     module_name, _, attribute = path.partition(":")
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise RegistryError(f"cannot import process {path!r}: {exc}") from None
-    found = [target] if isinstance(target, Process) else list(target)
-    if not all(isinstance(p, Process) for p in found):
-        raise RegistryError(f"{path!r} is neither a Process nor a sequence of them")
-    return found
+    items = _items(target)
+    found = [p for p in items if isinstance(p, Process)]
+    others = [p for p in items if not isinstance(p, Process)]
+    adapted = adapt(others, path, pywps or PywpsSettings()) if others else []
+    if adapted is None:
+        raise RegistryError(f"{path!r} is neither a Process, a PyWPS process nor a sequence of them")
+    return found + adapted
 
 
-def build_registry(demo: bool, paths: Iterable[str], extra: Iterable[Process] = ()) -> Registry:
+def build_registry(
+    demo: bool, paths: Iterable[str], extra: Iterable[Process] = (), pywps: PywpsSettings | None = None
+) -> Registry:
     """The demos, the processes named by import paths, then ``extra`` (the container processes of the
-    ``[docker] processes`` file) unless an import path already brought the very same objects."""
+    ``[docker] processes`` file) unless an import path already brought the very same objects.
+    ``pywps``: what PyWPS processes among them read of the configuration."""
     processes: list[Process] = []
     if demo:
         from processes.builtin import BUILTIN_PROCESSES
 
         processes.extend(BUILTIN_PROCESSES)
     for path in paths:
-        processes.extend(import_processes(path))
+        processes.extend(import_processes(path, pywps))
     processes.extend(p for p in extra if not any(p is q for q in processes))
     return Registry(processes)

@@ -82,6 +82,7 @@ def materialize_inputs(
                 spec.get("mime_type") or fmt.mime_type,
                 None if (encoding or "").lower() == "base64" else encoding,
                 spec.get("schema") or fmt.schema,
+                spec.get("href"),
             )
         elif isinstance(declared, BoundingBoxInput):
             value = BoundingBox(tuple(spec["lower"]), tuple(spec["upper"]), spec.get("crs"))
@@ -139,9 +140,12 @@ def collect_outputs(
         request = wanted.get(spec.identifier, {})
         record: dict[str, Any] = {"id": spec.identifier, "kind": spec.kind}
         if isinstance(spec, LiteralOutput):
+            chosen_uom = None
+            if isinstance(value, LiteralValue):  # a value with the unit the handler chose
+                value, chosen_uom = value.value, value.uom
             record["value"] = spec.type.format(value)
             record["data_type"] = spec.data_type
-            record["uom"] = request.get("uom") or (spec.uoms[0] if spec.uoms else None)
+            record["uom"] = chosen_uom or request.get("uom") or (spec.uoms[0] if spec.uoms else None)
             if request.get("transmission") == "reference":
                 name = f"{spec.identifier}.txt"
                 (output_dir / name).write_text(record["value"], encoding="utf-8")
@@ -182,7 +186,7 @@ def run_process(
     output_dir.mkdir(parents=True, exist_ok=True)
     # Credentials were sealed for the job table; the key is in the jobs directory, beside job_dir.
     inputs = materialize_inputs(process, unseal_inputs(request.get("inputs", []), job_dir.parent), work, limits)
-    context = JobContext(process, inputs, work, output_dir, report, docker)
+    context = JobContext(process, inputs, work, output_dir, report, docker, request.get("outputs", []))
     process.handler(context)
     records = collect_outputs(process, context.outputs, request.get("outputs", []), output_dir)
     produced = {r["id"] for r in records}
@@ -191,4 +195,6 @@ def run_process(
         raise OutputsNotProduced(missing)
     if not records:
         raise ProcessError("the process produced no output")
+    if context.published:  # kept with the first record: the files are served while the outputs are
+        records[0]["published"] = sorted(context.published)
     return records

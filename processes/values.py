@@ -24,6 +24,7 @@ class ComplexValue:
     mime_type: str
     encoding: str | None = None
     schema: str | None = None
+    href: str | None = None  # the reference it was fetched from; None for data sent inline
 
     @property
     def data(self) -> bytes:

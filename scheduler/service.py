@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import mimetypes
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -312,4 +313,8 @@ class JobService:
                 path = self.outputs_dir(job_id) / filename
                 if path.is_file():
                     return OutputFile(path, record.get("mime_type"))
+            if filename in record.get("published", ()):
+                path = self.outputs_dir(job_id) / filename
+                if path.is_file() and not path.is_symlink():
+                    return OutputFile(path, mimetypes.guess_type(filename)[0])
         raise NoSuchOutput(job_id, filename)

@@ -191,11 +191,16 @@ def status_document(job_id: str) -> Response:
     return exception_response(ows, "1.0.0")
 
 
+# A file a process published beside its outputs, in a folder of its own (PyWPS's storage writes the
+# members of a Metalink to <outputs>/<uuid>/<name>): one level, each part checked as a file name.
+@bp.route(f"{PREFIX}/jobs/<job_id>/outputs/<folder>/<filename>", methods=["GET"], merge_slashes=False)
 @bp.route(f"{PREFIX}/jobs/<job_id>/outputs/<filename>", methods=["GET"])
-def output(job_id: str, filename: str) -> Response:
+def output(job_id: str, filename: str, folder: str | None = None) -> Response:
     try:
-        if not JOB_ID.match(job_id) or not FILE_NAME.match(filename) or filename.startswith("."):
+        parts = [filename] if folder is None else [folder, filename]
+        if not JOB_ID.match(job_id) or not all(FILE_NAME.match(p) and not p.startswith(".") for p in parts):
             raise OWSException("NoSuchJob", "no such output", "jobId", status=404)
+        filename = "/".join(parts)
         caller = authorized("GetResult")
         return to_response(downloads.output_file(binding().context, job_id, filename, caller))
     except JobServiceError as exc:

@@ -18,4 +18,6 @@ def output_file(ctx: Context, job_id: str, filename: str, caller: Caller) -> Rep
     """Served with the headers that keep a browser from running it (``app/wps/served.py``)."""
     found = ctx.jobs.output_file(job_id, filename, caller)
     content_type = found.mime_type or BINARY
-    return Reply(file=found.path, content_type=content_type, headers=output_headers(content_type, filename))
+    return Reply(
+        file=found.path, content_type=content_type, headers=output_headers(content_type, filename.rsplit("/", 1)[-1])
+    )

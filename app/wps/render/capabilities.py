@@ -8,6 +8,7 @@ from app.wps.render.common import (
     OPERATIONS_10,
     OPERATIONS_20,
     operations_metadata,
+    process_version_20,
     serialize,
     service_identification,
     service_provider,
@@ -55,7 +56,7 @@ def capabilities_20(settings: Settings, registry: Registry) -> bytes:
                     OWS2.Identifier(p.identifier),
                     jobControlOptions=" ".join(p.job_control_options),
                     outputTransmission="value reference",
-                    processVersion=p.version,
+                    processVersion=process_version_20(p.version),
                 )
                 for p in registry
             ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from lxml import etree
 
@@ -59,3 +60,13 @@ def operations_metadata(
         return ows.Operation(ows.DCP(ows.HTTP(get, ows.Post({XLINK_HREF: url}))), name=name)
 
     return ows.OperationsMetadata([operation(name) for name in operations])
+
+
+# ows:VersionType of OWS 2.0: WPS 2.0 documents may only carry a processVersion of this form.
+_VERSION_20 = re.compile(r"\d+\.\d?\d\.\d?\d")
+
+
+def process_version_20(version: str) -> str | None:
+    """The processVersion a WPS 2.0 document shows, or None (the attribute is optional) for one such as
+    PyWPS's "2.1" or "None" that WPS 1.0.0, whose attribute is free text, shows as it is."""
+    return version if _VERSION_20.fullmatch(version) else None

@@ -25,7 +25,7 @@ from app.wps.namespaces import (
     XML_LANG,
     Maker,
 )
-from app.wps.render.common import serialize
+from app.wps.render.common import process_version_20, serialize
 from processes.model import (
     UNBOUNDED,
     BoundingBoxInput,
@@ -50,6 +50,11 @@ def _metadata(ows: Maker, items: Sequence[Metadata]) -> list[etree._Element]:
 
 
 def _allowed(ows: Maker, spec: LiteralInput) -> etree._Element:
+    if spec.values_reference is not None:
+        # WPS 1.0.0 has an unqualified element of its own; 2.0 takes OWS 2.0's.
+        if ows is OWS1:
+            return E.ValuesReference({f"{{{ows.namespace}}}reference": spec.values_reference})
+        return ows.ValuesReference({f"{{{ows.namespace}}}reference": spec.values_reference})
     if spec.allowed_values is None:
         return ows.AnyValue()
     fmt = spec.type.format
@@ -221,7 +226,7 @@ def process_offering_20(process: Process, default_megabytes: int) -> etree._Elem
         WPS2.Process(_header20(process), inputs, outputs),
         jobControlOptions=" ".join(process.job_control_options),
         outputTransmission="value reference",
-        processVersion=process.version,
+        processVersion=process_version_20(process.version),
     )
 
 
