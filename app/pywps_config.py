@@ -17,7 +17,7 @@ import textwrap
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -55,6 +55,7 @@ _LEVELS = {
 }
 _TEMPORARY_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))  # named to warn about them
 PROCESSES_EXAMPLE = "mybird.processes:processes"
+T = TypeVar("T")
 
 
 class PywpsInterpolation(configparser.BasicInterpolation):
@@ -184,12 +185,19 @@ def _no_equivalent(why: str, unless: Callable[[str], bool] = lambda _value: Fals
     return rule
 
 
+def _parsed(parse: Callable[[str], T], what: str, value: str, section: str, key: str, out: _Target) -> T | None:
+    """``value`` read by ``parse``; None, and a note that it is not ``what``, when it cannot be read."""
+    try:
+        return parse(value)
+    except (ValueError, ArgumentError):
+        out.note(section, key, f"{value!r} is not {what}; not carried over")
+        return None
+
+
 def _size(target_section: str, target_key: str, default: int, zero_means: str) -> Rule:
     def rule(value: str, section: str, key: str, out: _Target) -> None:
-        try:
-            size = pywps_size(value)
-        except ValueError as exc:
-            out.note(section, key, f"{exc}; not carried over")
+        size = _parsed(pywps_size, "a PyWPS size such as 200mb", value, section, key, out)
+        if size is None:
             return
         if size == 0:
             out.note(
@@ -208,10 +216,8 @@ def _count(target_section: str, target_key: str, default: int, zero: str) -> Rul
     """A positive number; PyWPS's -1 (no limit) and 0 (``zero`` says what it did) keep hpc-wps's default."""
 
     def rule(value: str, section: str, key: str, out: _Target) -> None:
-        try:
-            number = int(value)
-        except ValueError:
-            out.note(section, key, f"{value!r} is not a whole number; not carried over")
+        number = _parsed(int, "a whole number", value, section, key, out)
+        if number is None:
             return
         if number < 1:
             meaning = "means no limit to PyWPS; hpc-wps needs one" if number == -1 else zero
@@ -332,10 +338,8 @@ def _level(value: str, section: str, key: str, out: _Target) -> None:
 
 def _database(value: str, section: str, key: str, out: _Target) -> None:
     """PyWPS's request log is its job store: a PostgreSQL one becomes hpc-wps's job table's home."""
-    try:
-        url = make_url(value)
-    except ArgumentError:
-        out.note(section, key, f"{value!r} is not a database URL; not carried over")
+    url = _parsed(make_url, "a database URL", value, section, key, out)
+    if url is None:
         return
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):

@@ -279,28 +279,21 @@ def test_bad_input_is_a_clear_error_and_a_failing_exit(
     assert expected in captured.err
 
 
+def _hpc_wps(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The command, run from this tree as ``hpc-wps`` is."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+
 def test_the_command(tmp_path: Path):
     """``hpc-wps config from-pywps default.cfg pywps.cfg > hpc-wps.cfg``, then ``config check`` on it."""
     bird, site = _write(tmp_path / "default.cfg", BIRD_DEFAULTS), _write(tmp_path / "pywps.cfg", SITE)
     env = {"PATH": "/usr/bin:/bin", "WPS_HOST": "finch.example.org"}
-    run = subprocess.run(
-        [sys.executable, "-m", "app.cli", "config", "from-pywps", str(bird), str(site)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = _hpc_wps("config", "from-pywps", str(bird), str(site), env=env)
     assert run.returncode == 0, run.stderr
     assert "12 notes" in run.stderr
     converted = _write(tmp_path / "hpc-wps.cfg", run.stdout)
-    check = subprocess.run(
-        [sys.executable, "-m", "app.cli", "--config", str(converted), "config", "check"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    check = _hpc_wps("--config", str(converted), "config", "check", env=env)
     assert check.returncode == 0, check.stderr
     assert "WPS endpoint https://finch.example.org/wps" in check.stdout
