@@ -55,6 +55,22 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_from_pywps(args: argparse.Namespace) -> int:
+    """The converted configuration on standard output, its notes as comments at its top (they stay with
+    the file they explain); standard error only says how many there are, so a redirected run is not silent."""
+    from app.pywps_config import convert, document, read_pywps_config
+
+    text, notes = convert(read_pywps_config(args.files, os.environ))
+    sys.stdout.write(document(text, notes, args.files))
+    if notes:
+        print(
+            f"hpc-wps: {len(notes)} notes on PyWPS settings that did not carry over as they were: "
+            "see the comments at the top of the output",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _preload_for_drmaa(settings: Settings) -> None:
     """Re-execute this process with the libraries libdrmaa needs preloaded.
 
@@ -241,9 +257,18 @@ def parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="job table maintenance")
     db.add_argument("action", choices=["upgrade"])
     db.set_defaults(func=cmd_db)
-    config = commands.add_parser("config", help="check the configuration, or print the reference")
-    config.add_argument("action", choices=["check", "reference"], nargs="?", default="check")
+    config = commands.add_parser("config", help="check the configuration, print the reference, convert PyWPS's")
     config.set_defaults(func=cmd_config)
+    config_actions = config.add_subparsers(dest="action")
+    config_actions.add_parser("check", help="validate the configuration (the default)")
+    config_actions.add_parser("reference", help="print every key with its default and meaning")
+    from_pywps = config_actions.add_parser(
+        "from-pywps", help="print a PyWPS configuration as hpc-wps's, with notes on what did not carry over"
+    )
+    from_pywps.add_argument(
+        "files", nargs="+", metavar="PYWPS_CFG", help="PyWPS files, each overriding the ones before"
+    )
+    from_pywps.set_defaults(func=cmd_config_from_pywps)
     add_jobs_parser(commands, _settings)
     return top
 
