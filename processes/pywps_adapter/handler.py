@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pywps.app.exceptions import ProcessError as PywpsProcessError
 
 from processes.context import JobContext, ProcessError
-from processes.pywps_adapter.config import configure
+from processes.pywps_adapter.config import configured
 from processes.pywps_adapter.load import PywpsSettings, Source, prototype
 from processes.pywps_adapter.request import build_request
 from processes.pywps_adapter.response import JobResponse, choose_formats, publish_stored_files, record_outputs
@@ -36,16 +36,16 @@ class PywpsHandler:
         process = copy.deepcopy(prototype(self.source))
         process._set_uuid(job_dir.name)
         process.set_workdir(str(job.workdir))
-        configure(self.settings, job_dir, job.workdir)
-        choose_formats(process, job.requested_outputs)
-        request = build_request(process, job, job.requested_outputs)
-        response = JobResponse(request, process, job)
-        try:
-            process.handler(request, response)
-        except PywpsProcessError as exc:  # its message is meant for the client, as under PyWPS
-            raise ProcessError(f"Process error: {exc.message}") from exc
-        except Exception as exc:  # a bug's message may hold anything: the client gets PyWPS's generic words
-            log.exception("process %s failed", process.identifier)
-            raise ProcessError(FAILED) from exc
-        record_outputs(response, job)
-        publish_stored_files(job)
+        with configured(self.settings, job_dir, job.workdir):
+            choose_formats(process, job.requested_outputs)
+            request = build_request(process, job, job.requested_outputs)
+            response = JobResponse(request, process, job)
+            try:
+                process.handler(request, response)
+            except PywpsProcessError as exc:  # its message is meant for the client, as under PyWPS
+                raise ProcessError(f"Process error: {exc.message}") from exc
+            except Exception as exc:  # a bug's message may hold anything: the client gets PyWPS's generic words
+                log.exception("process %s failed", process.identifier)
+                raise ProcessError(FAILED) from exc
+            record_outputs(response, job)
+            publish_stored_files(job)

@@ -15,6 +15,8 @@ import logging
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -245,6 +247,29 @@ def test_workdir_configuration_and_log_are_the_jobs(hpc, caplog):
     assert report["workdir_is_self"] and report["workdir_exists"] and report["uuid_set"]
     ran = [r for r in caplog.records if r.name == "PYWPS" and "progress handler ran" in r.getMessage()]
     assert ran and ran[0].job_id == job_id and f"/jobs/{job_id}/" in ran[0].getMessage()
+
+
+def test_jobs_side_by_side_in_threads_each_read_their_own_configuration(hpc):
+    """gthread workers run synchronous jobs in threads of one process, which has one PyWPS CONFIG: each
+    job must still read its own workdir and output URL, also while another job has started since."""
+    reports: dict[int, dict] = {}
+
+    def run(index: int) -> None:
+        url = f"/wps?{V10}Execute&identifier=progress&DataInputs=steps=2;pause=0.4"
+        reports[index] = json.loads(pywps_oracle.outputs(hpc.get(url).get_data())["report"][0])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.2)  # the second starts while the first sleeps
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(reports) == [0, 1]
+    assert all(r["workdir_is_self"] for r in reports.values()), reports
+    job_ids = {re.search(r"/jobs/([0-9a-f-]+)/outputs", r["outputurl"]).group(1) for r in reports.values()}
+    assert len(job_ids) == 2 and all(
+        r["outputpath"].split("/jobs/")[1].split("/")[0] in job_ids for r in reports.values()
+    )
 
 
 def test_metalink_members_are_fetchable(hpc, pywps_settings):
