@@ -551,6 +551,7 @@ def test_job_environment_is_minimal():
         "LD_PRELOAD": "/lib/libjemalloc.so.2",
         "HPC_WPS_DATABASE_URL": "postgresql://secret@db/wps",
         "HOME": "/root",
+        "PYWPS_CFG": "/etc/mybird/pywps.cfg",  # where a PyWPS process finds its own sections
     }
     env = job_environment(environ, "/srv/hpc-wps")
     assert env == {
@@ -558,6 +559,7 @@ def test_job_environment_is_minimal():
         "PYTHONPATH": "/srv/hpc-wps:/opt/lib",
         "SGE_ROOT": "/var/lib/gridengine",
         "SGE_CELL": "default",
+        "PYWPS_CFG": "/etc/mybird/pywps.cfg",
     }
     assert job_environment({"PATH": "/bin"}, None) == {"PATH": "/bin"}
 

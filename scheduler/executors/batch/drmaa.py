@@ -83,7 +83,7 @@ ENDED_KEPT = 600.0  # seconds an ended job's status is kept once the dispatcher 
 LOCAL_CALLS = frozenset({"wait"})
 STDERR_CHARS = 300  # of the last line of a failed job's stderr, added to its reason
 # Environment variables a job gets from the dispatcher: what the launcher and the batch system need.
-JOB_ENVIRONMENT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ")
+JOB_ENVIRONMENT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ", "PYWPS_CFG")  # PyWPS processes read their own sections
 JOB_ENVIRONMENT_PREFIXES = ("SGE_",)
 # Values that go into a native specification as one word: no spaces, quotes or option-like start.
 _WORD = re.compile(r"[A-Za-z0-9_.@*,:/-]+")
