@@ -312,9 +312,9 @@ def write_ours_config(wdir, port, processing=""):
     return path, f"sqlite:///{db}"
 
 
-def make_ours(tmpdir, name="ours", workers=2, processing=""):
+def make_ours(tmpdir, name="ours", workers=2, processing="", pythonpath=None):
     """hpc-wps as `.venv/bin/hpc-wps serve` from the repository root; `processing`: more lines for its
-    [processing] section."""
+    [processing] section; `pythonpath`: where further processes it names are imported from."""
     exe = os.path.join(REPO_VENV, "bin", "hpc-wps")
     if not os.path.exists(exe):
         raise RuntimeError(f"{exe} is missing: install the project into .venv first (e.g. .venv/bin/pip install -e .)")
@@ -324,6 +324,8 @@ def make_ours(tmpdir, name="ours", workers=2, processing=""):
     cfg, db_url = write_ours_config(wdir, port, processing)
     env = base_env(wdir)
     env["HPC_WPS_CONFIG"] = cfg
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     cmd = [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     server = Server(name, cmd, REPO_DIR, env, f"http://127.0.0.1:{port}/wps", wdir)
     server.db_url = db_url

@@ -84,5 +84,8 @@ class BigOutput(Process):
         return response
 
 
+PROCESSES = [SayHello, Sleep, BigOutput]  # what hpc-wps's [processing] processes names (run.py, "ours_pywps")
+
+
 def all_processes():
-    return [SayHello(), Sleep(), BigOutput()]
+    return [process() for process in PROCESSES]
