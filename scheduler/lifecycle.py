@@ -319,11 +319,11 @@ _CLAIM_NOTIFICATION = (
     .where(
         JOBS.c.id == bindparam("job_id"),
         JOBS.c.notify_due.is_(True),
-        JOBS.c.status == bindparam("status"),
+        JOBS.c.status == bindparam("state"),
         JOBS.c.notified.is_not_distinct_from(bindparam("old_notified")),
         JOBS.c.notified_at.is_not_distinct_from(bindparam("old_notified_at")),
     )
-    .values(notified=bindparam("status"), notified_at=bindparam("updated_at"), notify_due=bindparam("still_due"))
+    .values(notified=bindparam("state"), notified_at=bindparam("read_at"), notify_due=bindparam("still_due"))
 )
 
 
@@ -334,10 +334,10 @@ def claim_notification(bind: Bind, row: Mapping[str, Any], still_due: bool) -> b
     so the job's own changes are still told from the notifier's."""
     params = {
         "job_id": row["id"],
-        "status": row["status"],
+        "state": row["status"],
         "old_notified": row["notified"],
         "old_notified_at": row["notified_at"],
-        "updated_at": row["updated_at"],
+        "read_at": row["updated_at"],
         "still_due": still_due,
     }
     with transaction(bind) as conn:

@@ -45,7 +45,9 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-NOTIFY_DUE = text("notify_due")  # the condition of the partial index on it, as both databases write it
+# The condition of the partial index on notify_due, written as SQLAlchemy writes ``WHERE jobs.notify_due``
+# for each database: SQLite uses a partial index only for a query whose WHERE repeats its condition.
+NOTIFY_DUE = {"postgresql_where": text("notify_due"), "sqlite_where": text("notify_due = 1")}
 
 
 class Base(DeclarativeBase):
@@ -98,7 +100,7 @@ class Job(Base):
         # Covers the dispatcher's ranking of waiting jobs within their owner's queue (queries.next_to_start).
         Index("ix_jobs_status_owner_created", "status", "owner", "created_at", "id"),
         # Partial: the few jobs that may still owe a notification, not the many that never will.
-        Index("ix_jobs_notify_due", "notify_due", postgresql_where=NOTIFY_DUE, sqlite_where=NOTIFY_DUE),
+        Index("ix_jobs_notify_due", "notify_due", **NOTIFY_DUE),
     )
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.exc import SQLAlchemyError
 
 from processes.fetch import FetchLimits, InputError, post_http
 from scheduler import lifecycle, queries
@@ -120,8 +121,14 @@ class Notifier:
             return
         self._next_scan = now + SCAN_INTERVAL
         for row in queries.notifications_due(self.engine):
-            if row["id"] not in self._in_flight:
+            if row["id"] in self._in_flight:
+                continue
+            try:
                 self._consider(row, now)
+            except SQLAlchemyError:
+                raise  # the table out of reach: the dispatcher's loop waits for it
+            except Exception:  # a row this code cannot read (edited by hand?) must not stop the dispatcher
+                log.exception("job %s: notifications not considered", row["id"])
 
     def _consider(self, row: RowMapping, now: float) -> None:
         job_id = row["id"]

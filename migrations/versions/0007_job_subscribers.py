@@ -22,8 +22,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("notify_due", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("notified", sa.String(16), nullable=True))
         batch.add_column(sa.Column("notified_at", sa.DateTime(), nullable=True))
-    due = sa.text("notify_due")
-    op.create_index("ix_jobs_notify_due", "jobs", ["notify_due"], postgresql_where=due, sqlite_where=due)
+    # Partial: only the few jobs that may still owe a notification (scheduler.models.NOTIFY_DUE).
+    where = {"postgresql_where": sa.text("notify_due"), "sqlite_where": sa.text("notify_due = 1")}
+    op.create_index("ix_jobs_notify_due", "jobs", ["notify_due"], **where)
 
 
 def downgrade() -> None:
