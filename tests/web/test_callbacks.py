@@ -37,7 +37,8 @@ class Received:
 @dataclass
 class Receiver:
     """What the receiver got, and how it answers: ``/ok/...`` 200, ``/flaky/...`` 500 the first time
-    for each path and 200 after, ``/hang/...`` nothing until the test ends."""
+    for each path and 200 after, ``/hang/...`` nothing until the test ends, ``/redirect/...`` 307 to
+    127.0.0.2, which the test settings do not allow."""
 
     url: str = ""
     received: list[Received] = field(default_factory=list)
@@ -58,6 +59,12 @@ def receiver() -> Iterator[Receiver]:
             count = state.attempts[self.path] = state.attempts.get(self.path, 0) + 1
             if self.path.startswith("/hang/"):
                 state.release.wait(60)
+                return
+            if self.path.startswith("/redirect/"):  # elsewhere on the loopback network, outside 127.0.0.1/32
+                self.send_response(307)
+                self.send_header("Location", f"http://127.0.0.2:{self.server.server_port}/ok/redirected")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             state.received.append(Received(self.path, self.headers["Content-Type"], json.loads(body), time.monotonic()))
             status = 500 if self.path.startswith("/flaky/") and count == 1 else 200
@@ -191,6 +198,13 @@ def test_a_private_destination_is_refused_and_logged_and_the_job_ends(app, setti
     assert "not an allowed destination" in log
     assert "1 tries" in log  # a refusal is not tried again
     assert hooks.attempts == {}
+
+
+def test_a_redirect_to_a_destination_not_allowed_is_not_followed(app, dispatcher, hooks: Receiver, tmp_path):
+    submit(app, "say_hello", literal("name", "Ada"), subscribers=Subscribers(success_uri=f"{hooks.url}/redirect/x"))
+    log = dispatcher_log(tmp_path, "dispatcher.log", "not delivered")
+    assert "not an allowed destination" in log
+    assert hooks.attempts == {"/redirect/x": 1}
 
 
 def test_an_unreachable_receiver_is_tried_again_then_given_up(app, dispatcher, tmp_path):
