@@ -29,7 +29,7 @@ from processes.fetch import FetchLimits
 from processes.setting_fields import SettingsError, setting, size_setting
 from scheduler.access import ROLES_SUFFIX, ProcessAccess, parse_process_roles
 from scheduler.logs import LoggingSettings
-from scheduler.settings import JobSettings, ProcessingSettings, QuotaSettings, SchedulerSettings
+from scheduler.settings import CallbackSettings, JobSettings, ProcessingSettings, QuotaSettings, SchedulerSettings
 
 ENV_CONFIG = "HPC_WPS_CONFIG"
 ENV_PREFIX = "HPC_WPS_"
@@ -107,6 +107,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     processes: ProcessAccess = field(default_factory=ProcessAccess)  # keys named by process: read on their own
     quotas: QuotaSettings = field(default_factory=QuotaSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     source: str = "embedded defaults"
 
     @functools.cached_property  # resolved once: every request and every job asks for it
@@ -140,6 +141,7 @@ class Settings:
             docker=self.docker,
             inputs=self.fetch_limits,
             quotas=self.quotas,
+            callbacks=self.callbacks,
             heartbeat_interval=self.monitoring.heartbeat_interval,
             host_lost_after=self.monitoring.host_lost_after,
             access=self.processes,
@@ -261,6 +263,10 @@ def _check(settings: Settings) -> None:
     for key in ("workers", "threads"):
         if getattr(settings.server, key) < 1:
             raise SettingsError(f"{settings.source}: [server] {key}: must be at least 1")
+    if settings.callbacks.threads < 1:
+        raise SettingsError(f"{settings.source}: [callbacks] threads: must be at least 1")
+    if settings.callbacks.timeout <= 0:
+        raise SettingsError(f"{settings.source}: [callbacks] timeout: must be more than 0")
     if not 0 <= settings.processing.worker_nice <= 19:
         raise SettingsError(f"{settings.source}: [processing] worker_nice: must be from 0 to 19")
     for entry in settings.processing.processes:

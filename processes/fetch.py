@@ -60,12 +60,14 @@ REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class InputError(Exception):
-    """An input that cannot be used. ``reason`` is one of invalid, not_accessible, too_large."""
+    """An input (or a notification's destination) that cannot be used. ``reason`` is one of invalid,
+    not_accessible, too_large."""
 
-    def __init__(self, identifier: str, message: str, reason: str = "invalid") -> None:
+    def __init__(self, identifier: str, message: str, reason: str = "invalid", transient: bool = False) -> None:
         super().__init__(message)
         self.identifier = identifier
         self.reason = reason
+        self.transient = transient  # a timeout or a network error: the same request may succeed later
 
 
 @dataclass(frozen=True)
@@ -442,6 +444,51 @@ def _follow(
     raise InputError(identifier, message, "not_accessible")
 
 
+@contextlib.contextmanager
+def _exchange(
+    identifier: str,
+    href: str,
+    limits: FetchLimits,
+    method: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+) -> Iterator[tuple[requests.Response, Callable[[], None]]]:
+    """The final response of one request through the guarded path, within the connect, read and total
+    timeouts of ``limits``; what goes wrong, also while the caller reads the body, raised as
+    :class:`InputError` (``transient`` for timeouts and network errors, worth trying again). Yields the
+    response and a check the caller runs between reads: it raises once the total timeout has passed."""
+    shown = redact_url(href)
+    sent = _request_headers(identifier, headers, limits)
+    method = _method(identifier, method)
+    ends = time.monotonic() + limits.total_timeout
+    if limits.deadline is not None:
+        ends = min(ends, limits.deadline)
+    took_too_long = f"{shown} took longer than the total timeout of {limits.total_timeout:g} s"
+
+    def in_time() -> None:
+        if time.monotonic() > ends:
+            raise InputError(identifier, took_too_long, "not_accessible", transient=True)
+
+    def timeouts() -> tuple[float, float]:
+        left = ends - time.monotonic()
+        if left <= 0:
+            raise InputError(identifier, took_too_long, "not_accessible", transient=True)
+        return min(limits.connect_timeout, left), min(limits.read_timeout, left)
+
+    try:
+        with _follow(identifier, href, limits, method, body, sent, timeouts) as response:
+            yield response, in_time
+    except requests.ConnectTimeout:
+        message = f"{shown} did not accept a connection within the connect timeout of {limits.connect_timeout:g} s"
+        raise InputError(identifier, message, "not_accessible", transient=True) from None
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+        message = f"{shown} sent nothing for the read timeout of {limits.read_timeout:g} s"
+        raise InputError(identifier, message, "not_accessible", transient=True) from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        message = f"cannot fetch {shown}: {type(exc).__name__}"
+        raise InputError(identifier, message, "not_accessible", transient=True) from None
+
+
 def fetch_http(
     identifier: str,
     href: str,
@@ -455,50 +502,34 @@ def fetch_http(
     shown = redact_url(href)
     if not limits.allow_http:
         raise InputError(identifier, "inputs by http(s) reference are not accepted here", "not_accessible")
-    sent = _request_headers(identifier, headers or {}, limits)
-    method = _method(identifier, method)
-    ends = time.monotonic() + limits.total_timeout
-    if limits.deadline is not None:
-        ends = min(ends, limits.deadline)
-    took_too_long = f"{shown} took longer than the total timeout of {limits.total_timeout:g} s"
-
-    def timeouts() -> tuple[float, float]:
-        left = ends - time.monotonic()
-        if left <= 0:
-            raise InputError(identifier, took_too_long, "not_accessible")
-        return min(limits.connect_timeout, left), min(limits.read_timeout, left)
-
     too_large = f"{shown} is larger than the size limit of {limits.max_size} bytes"
-    try:
-        with _follow(
-            identifier, href, limits, method, body.encode("utf-8") if body is not None else None, sent, timeouts
-        ) as response:
-            if response.status_code >= 400:
-                raise InputError(identifier, f"{shown} answered HTTP {response.status_code}", "not_accessible")
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isascii() and declared.isdigit() and int(declared) > limits.max_size:
-                raise InputError(identifier, too_large, "too_large")
-            size = 0
-            with dest.open("wb") as out:
-                # read1 returns whatever has arrived (at most CHUNK bytes, decoded: urllib3 inflates no
-                # more than it is asked for) instead of waiting for a full chunk, so a sender that
-                # trickles a byte now and then still meets the overall deadline, and a compression bomb
-                # stops at the size limit without ever being held whole.
-                while chunk := response.raw.read1(CHUNK, decode_content=True):
-                    size += len(chunk)
-                    if size > limits.max_size:
-                        raise InputError(identifier, too_large, "too_large")
-                    if time.monotonic() > ends:
-                        raise InputError(identifier, took_too_long, "not_accessible")
-                    out.write(chunk)
-    except requests.ConnectTimeout:
-        message = f"{shown} did not accept a connection within the connect timeout of {limits.connect_timeout:g} s"
-        raise InputError(identifier, message, "not_accessible") from None
-    except (requests.Timeout, urllib3.exceptions.TimeoutError):
-        message = f"{shown} sent nothing for the read timeout of {limits.read_timeout:g} s"
-        raise InputError(identifier, message, "not_accessible") from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-        raise InputError(identifier, f"cannot fetch {shown}: {type(exc).__name__}", "not_accessible") from None
+    sent = body.encode("utf-8") if body is not None else None
+    with _exchange(identifier, href, limits, method, sent, headers or {}) as (response, in_time):
+        if response.status_code >= 400:
+            raise InputError(identifier, f"{shown} answered HTTP {response.status_code}", "not_accessible")
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > limits.max_size:
+            raise InputError(identifier, too_large, "too_large")
+        size = 0
+        with dest.open("wb") as out:
+            # read1 returns whatever has arrived (at most CHUNK bytes, decoded: urllib3 inflates no
+            # more than it is asked for) instead of waiting for a full chunk, so a sender that
+            # trickles a byte now and then still meets the overall deadline, and a compression bomb
+            # stops at the size limit without ever being held whole.
+            while chunk := response.raw.read1(CHUNK, decode_content=True):
+                size += len(chunk)
+                if size > limits.max_size:
+                    raise InputError(identifier, too_large, "too_large")
+                in_time()
+                out.write(chunk)
+
+
+def post_http(identifier: str, href: str, body: bytes, media_type: str, limits: FetchLimits) -> int:
+    """POST ``body`` to ``href`` through the same guarded path as every fetch (destinations, redirects,
+    credentials, timeouts) and return the final HTTP status; the answer's body is not read. For the
+    service's own notifications (``scheduler/notifier.py``), which obey the rules of inputs."""
+    with _exchange(identifier, href, limits, "POST", body, {"Content-Type": media_type}) as (response, _in_time):
+        return response.status_code
 
 
 # -- file:// and inline data -------------------------------------------------------------------------------

@@ -51,10 +51,12 @@ from scheduler.maintenance import (
     remove_expired,
 )
 from scheduler.models import JobStatus, utcnow
+from scheduler.notifier import Notifier
 from scheduler.payload import Payload, write_payload
 from scheduler.pids import identity, running_here
 from scheduler.resources import resolve
 from scheduler.settings import JobSettings
+from scheduler.subscribers import NotificationBody, neutral_body
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,15 @@ class ChildWakeup:
 
 
 class Dispatcher:
-    def __init__(self, settings: JobSettings, engine: Engine, registry: Registry) -> None:
+    def __init__(
+        self,
+        settings: JobSettings,
+        engine: Engine,
+        registry: Registry,
+        notification_body: NotificationBody = neutral_body,
+    ) -> None:
+        """``notification_body``: what subscribers of a job receive, rendered by the binding that
+        defines it (``scheduler/subscribers.py``)."""
         self.settings = settings
         self.engine = engine
         self.registry = registry
@@ -127,6 +137,7 @@ class Dispatcher:
         # Recordings of submitted jobs that the job table did not take yet (it was out of reach).
         self._unrecorded: list[Callable[[Connection], None]] = []
         self.heartbeat = Heartbeat(engine, self.executors, settings.heartbeat_interval)
+        self.notifier = Notifier(settings, engine, notification_body)
 
     def _expires(self) -> dt.datetime:
         return expiry(self.settings.processing.retention)
@@ -223,6 +234,7 @@ class Dispatcher:
         self.record_submissions()
         busy = self.poll()
         busy = self.submit_waiting() or busy
+        self.notifier.cycle()
         if time.monotonic() >= self._next_maintenance:
             self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
             self.maintain()
@@ -260,6 +272,7 @@ class Dispatcher:
                     self.poll()
                 for executor in self.executors.values():
                     executor.close()
+                self.notifier.close()
                 self.heartbeat.stop()
 
     # -- submitting -------------------------------------------------------------------------------

@@ -90,6 +90,15 @@ class InvalidResource(InvalidInput):
         super().__init__(input_id, "invalid", message)
 
 
+class InvalidSubscriber(JobServiceError):
+    """A subscriber URI that is not an http(s) URL with a host, refused before a job exists.
+    ``subscriber``: the field of ``scheduler.subscribers.Subscribers`` it was given as."""
+
+    def __init__(self, subscriber: str, message: str) -> None:
+        super().__init__(message)
+        self.subscriber = subscriber
+
+
 class OutputNotProduced(JobServiceError):
     """A synchronous run that ended without an output the request asked for: the process produces it
     only for some inputs, and these were not among them. The request's fault, not the server's."""

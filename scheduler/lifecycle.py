@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, func, update
@@ -125,10 +126,12 @@ def create_job(
     claimed_by: str | None = None,
     owner: str = ANONYMOUS,
     within: Quota | None = None,
+    subscribers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Insert a job; returns its row as inserted, so the caller need not read it back.
 
     ``claimed_by``: the process that runs it from the start (a web worker, see ``pids.holder``).
+    ``subscribers``: as ``scheduler.subscribers.stored`` keeps them; the dispatcher notifies them.
     ``within``: a quota of ``owner`` the new row must stay within, counted and inserted at once
     (``scheduler/quotas.py``); raises :class:`~scheduler.errors.QuotaExceeded` when it is reached."""
     now = utcnow()
@@ -153,6 +156,10 @@ def create_job(
         "expires_at": None,
         "claimed_by": claimed_by,
         "owner": owner,
+        "subscribers": subscribers,
+        "notify_due": bool(subscribers),
+        "notified": None,
+        "notified_at": None,
     }
     with transaction(bind) as conn:
         if within is None:
@@ -305,3 +312,33 @@ def mark_native_done(bind: Bind, job_id: str) -> None:
         row = conn.execute(_NATIVE_DONE, {"job_id": job_id, "now": utcnow()}).first()
         if row is not None:
             job_metrics.note_settled(conn, row)
+
+
+_CLAIM_NOTIFICATION = (
+    update(JOBS)
+    .where(
+        JOBS.c.id == bindparam("job_id"),
+        JOBS.c.notify_due.is_(True),
+        JOBS.c.status == bindparam("state"),
+        JOBS.c.notified.is_not_distinct_from(bindparam("old_notified")),
+        JOBS.c.notified_at.is_not_distinct_from(bindparam("old_notified_at")),
+    )
+    .values(notified=bindparam("state"), notified_at=bindparam("read_at"), notify_due=bindparam("still_due"))
+)
+
+
+def claim_notification(bind: Bind, row: Mapping[str, Any], still_due: bool) -> bool:
+    """Record that the state of ``row`` (as the notifier read it) is being notified; False when the job
+    moved since, or another dispatcher claimed it first. ``still_due``: the job may owe more later
+    (it runs on); False takes it out of the notifier's reads. Not a transition: ``updated_at`` stays,
+    so the job's own changes are still told from the notifier's."""
+    params = {
+        "job_id": row["id"],
+        "state": row["status"],
+        "old_notified": row["notified"],
+        "old_notified_at": row["notified_at"],
+        "read_at": row["updated_at"],
+        "still_due": still_due,
+    }
+    with transaction(bind) as conn:
+        return conn.execute(_CLAIM_NOTIFICATION, params).rowcount == 1

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -45,6 +45,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+# The condition of the partial index on notify_due, written as SQLAlchemy writes ``WHERE jobs.notify_due``
+# for each database: SQLite uses a partial index only for a query whose WHERE repeats its condition.
+NOTIFY_DUE = {"postgresql_where": text("notify_due"), "sqlite_where": text("notify_due = 1")}
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -77,6 +82,15 @@ class Job(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # Who submitted it: the authenticated user, or ANONYMOUS (no authentication, or jobs from before it).
     owner: Mapped[str] = mapped_column(String(255), default=ANONYMOUS, server_default=ANONYMOUS)
+    # Where the job's subscribers want to hear of it (scheduler/subscribers.py: URIs shown redacted,
+    # credentials sealed); None: nobody asked.
+    subscribers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # True while a notification may still be owed: the dispatcher's notifier reads only these rows.
+    notify_due: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The state last notified (running, succeeded, failed) and the updated_at of the row it was read from:
+    # a notifier claims a notification by moving these, so several dispatchers never send one twice.
+    notified: Mapped[str | None] = mapped_column(String(16))
+    notified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
@@ -85,6 +99,8 @@ class Job(Base):
         Index("ix_jobs_owner_status", "owner", "status"),
         # Covers the dispatcher's ranking of waiting jobs within their owner's queue (queries.next_to_start).
         Index("ix_jobs_status_owner_created", "status", "owner", "created_at", "id"),
+        # Partial: the few jobs that may still owe a notification, not the many that never will.
+        Index("ix_jobs_notify_due", "notify_due", **NOTIFY_DUE),
     )
 
 

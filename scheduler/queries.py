@@ -163,6 +163,18 @@ def active_jobs(bind: Bind, executor: str) -> list[RowMapping]:
         return list(conn.execute(stmt).mappings())
 
 
+NOTIFICATIONS_PER_SCAN = 256  # rows the notifier reads at once; more wait for its next scan
+# The bare column, as the partial index ix_jobs_notify_due is written, so both databases use it.
+_NOTIFY_DUE = select(JOBS).where(JOBS.c.notify_due).order_by(JOBS.c.updated_at).limit(NOTIFICATIONS_PER_SCAN)
+
+
+def notifications_due(bind: Bind) -> list[RowMapping]:
+    """Whole rows of the jobs that may still owe their subscribers a notification, least recently
+    changed first (``scheduler/notifier.py`` decides which do)."""
+    with transaction(bind, write=False) as conn:
+        return list(conn.execute(_NOTIFY_DUE).mappings())
+
+
 def expired_jobs(bind: Bind, limit: int) -> list[str]:
     """Ids of removable jobs whose expiration date has passed."""
     stmt = select(JOBS.c.id).where(JOBS.c.expires_at < utcnow(), removable()).limit(limit)

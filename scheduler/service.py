@@ -54,6 +54,8 @@ from scheduler.pids import holder
 from scheduler.removal import directory_size, dismiss_job
 from scheduler.resources import REQUEST_PREFIX, ResourceError, parse_requested
 from scheduler.settings import JobSettings
+from scheduler.subscribers import Subscribers
+from scheduler.subscribers import stored as subscribers_stored
 from scheduler.sync_slots import sync_slot
 
 OUTPUTS = "outputs"  # the subdirectory of a job's directory that holds its output files
@@ -145,27 +147,44 @@ class JobService:
         if not self.settings.access.allows(caller, process.identifier):
             raise NoSuchProcess(process.identifier)
 
-    def submit(self, process: Process, version: str, request: dict[str, Any], caller: Caller = ANONYMOUS_CALLER) -> Job:
+    def submit(
+        self,
+        process: Process,
+        version: str,
+        request: dict[str, Any],
+        caller: Caller = ANONYMOUS_CALLER,
+        subscribers: Subscribers | None = None,
+    ) -> Job:
         """An asynchronous job of ``caller``: accepted for the dispatcher, or (``inline_async``) run here
         first, which occupies a web worker as a synchronous job does and so counts as one.
 
         ``version``: of the protocol request, recorded with the job. ``request``: inputs and outputs
-        checked against the process, resources as requested. Raises :class:`QueueFull`, and
-        :class:`QuotaExceeded` beyond ``queued_per_user``, ``sync_per_user`` or ``storage_per_user``.
+        checked against the process, resources as requested. ``subscribers``: notified by the
+        dispatcher as the job starts, progresses and ends (``scheduler/notifier.py``). Raises
+        :class:`QueueFull`, :class:`InvalidSubscriber`, and :class:`QuotaExceeded` beyond
+        ``queued_per_user``, ``sync_per_user`` or ``storage_per_user``.
         """
         self._allowed(process, caller)
         stored = self._stored(request)
+        notify = subscribers_stored(subscribers, self.settings.jobs_dir)
         if queries.count_waiting(self.engine) >= self.settings.processing.queue_length:
             raise QueueFull()
         self.check_storage(caller.name)
         if not process.inline_async:
             within = quotas.quota(self.settings.quotas, quotas.QUEUED)
             row = lifecycle.create_job(
-                self.engine, process.identifier, version, JobMode.ASYNC, stored, owner=caller.name, within=within
+                self.engine,
+                process.identifier,
+                version,
+                JobMode.ASYNC,
+                stored,
+                owner=caller.name,
+                within=within,
+                subscribers=notify,
             )
             return Job.from_row(row)
         with self._sync_slot():
-            job_id = self._create_running(process, version, JobMode.ASYNC, stored, caller.name)
+            job_id = self._create_running(process, version, JobMode.ASYNC, stored, caller.name, notify)
             return self._run_here(process, job_id, stored, caller)[0]
 
     def run(
@@ -175,18 +194,22 @@ class JobService:
         request: dict[str, Any],
         caller: Caller = ANONYMOUS_CALLER,
         client_gone: ClientCheck | None = None,
+        *,
+        subscribers: Subscribers | None = None,
     ) -> Job:
         """A synchronous job of ``caller``, run here to its end under ``[processing] sync_time_limit``,
         or until ``client_gone()`` says nobody waits for it any more; returns the finished job, succeeded
-        or failed. A failure caused by an input raises :class:`InvalidInput` naming it instead, one
+        or failed. ``subscribers`` are notified by the dispatcher, as for an asynchronous job, so the
+        reply never waits for them. A failure caused by an input raises :class:`InvalidInput` naming it instead, one
         without an output asked for :class:`OutputNotProduced` (the job is recorded as failed all the
         same). Raises :class:`SyncSlotsBusy` when no slot frees in time (no job is created then), and
         :class:`QuotaExceeded` beyond ``sync_per_user`` or ``storage_per_user``."""
         self._allowed(process, caller)
         stored = self._stored(request)
+        notify = subscribers_stored(subscribers, self.settings.jobs_dir)
         self.check_storage(caller.name)
         with self._sync_slot():
-            job_id = self._create_running(process, version, JobMode.SYNC, stored, caller.name)
+            job_id = self._create_running(process, version, JobMode.SYNC, stored, caller.name, notify)
             job, outcome = self._run_here(process, job_id, stored, caller, client_gone)
         if outcome.input_id is not None:
             raise InvalidInput(outcome.input_id, outcome.input_reason or "invalid", outcome.message)
@@ -198,11 +221,29 @@ class JobService:
         processing = self.settings.processing
         return sync_slot(self.settings.jobs_dir, processing.sync_slots, processing.sync_slot_wait)
 
-    def _create_running(self, process: Process, version: str, mode: JobMode, stored: dict[str, Any], owner: str) -> str:
+    def _create_running(
+        self,
+        process: Process,
+        version: str,
+        mode: JobMode,
+        stored: dict[str, Any],
+        owner: str,
+        subscribers: list[dict[str, Any]] | None,
+    ) -> str:
         """A job that this web worker runs from the start, within ``sync_per_user``; returns its id."""
         within = quotas.quota(self.settings.quotas, quotas.SYNC)
         created = lifecycle.create_job(
-            self.engine, process.identifier, version, mode, stored, JobStatus.RUNNING, WEB, holder(), owner, within
+            self.engine,
+            process.identifier,
+            version,
+            mode,
+            stored,
+            JobStatus.RUNNING,
+            WEB,
+            holder(),
+            owner,
+            within,
+            subscribers,
         )
         return created["id"]
 

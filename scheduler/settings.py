@@ -108,6 +108,20 @@ class QuotaSettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    """How the dispatcher delivers the notifications a job's subscribers asked for
+    (``scheduler/notifier.py``); where they may go is ``[inputs]``'s rule, as for remote inputs."""
+
+    timeout: float = setting(5.0, "seconds one notification may take: to connect, and for the answer")
+    retries: int = setting(3, "further tries of a notification that failed on the network or with HTTP 5xx, 408, 429")
+    backoff: float = setting(1.0, "seconds before the first retry, doubled before each next one")
+    progress_interval: float = setting(
+        5.0, "fewest seconds between two in-progress notifications of one job (a job starting always sends one)"
+    )
+    threads: int = setting(4, "notifications a dispatcher delivers at once; more wait their turn")
+
+
+@dataclass(frozen=True)
 class JobSettings:
     """What the job service, the dispatcher and the executors read, and nothing else."""
 
@@ -118,6 +132,7 @@ class JobSettings:
     docker: DockerSettings = dataclasses.field(default_factory=DockerSettings)
     inputs: FetchLimits = dataclasses.field(default_factory=FetchLimits)
     quotas: QuotaSettings = dataclasses.field(default_factory=QuotaSettings)
+    callbacks: CallbackSettings = dataclasses.field(default_factory=CallbackSettings)
     heartbeat_interval: float = 5.0  # seconds between two heartbeats of a dispatcher
     host_lost_after: float = 600.0  # a local job of a host silent this long, with no live dispatcher, ends
     access: ProcessAccess = dataclasses.field(default_factory=ProcessAccess)  # [processes]: roles per process

@@ -4,6 +4,7 @@ client that validates every XML document it receives, and a real server started 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import socket
@@ -226,25 +227,34 @@ def settings_environ(settings: Settings) -> dict[str, str]:
         HPC_WPS_MONITORING_HEARTBEAT_INTERVAL=str(settings.monitoring.heartbeat_interval),
         HPC_WPS_MONITORING_HEARTBEAT_TIMEOUT=str(settings.monitoring.heartbeat_timeout),
     )
+    env.update({f"HPC_WPS_CALLBACKS_{k.upper()}": str(v) for k, v in dataclasses.asdict(settings.callbacks).items()})
     return env
+
+
+@contextlib.contextmanager
+def run_dispatcher(settings: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``hpc-wps dispatcher`` on these settings, its output in ``log_path``, stopped (SIGTERM) at the end."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "dispatcher"],
+            cwd=ROOT,
+            env=settings_environ(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
 
 
 @pytest.fixture
 def dispatcher(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The real dispatcher process on the test's job table, stopped (SIGTERM) at the end."""
-    log = (tmp_path / "dispatcher.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "dispatcher"],
-        cwd=ROOT,
-        env=settings_environ(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    yield process
-    if process.poll() is None:
-        process.terminate()
-        process.wait(timeout=30)
-    log.close()
+    with run_dispatcher(settings, tmp_path / "dispatcher.log") as process:
+        yield process
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
