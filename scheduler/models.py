@@ -85,6 +85,9 @@ class Job(Base):
         Index("ix_jobs_owner_status", "owner", "status"),
         # Covers the dispatcher's ranking of waiting jobs within their owner's queue (queries.next_to_start).
         Index("ix_jobs_status_owner_created", "status", "owner", "created_at", "id"),
+        # The job listings of OGC API - Processes, newest first, a page from a cursor (queries.find_jobs).
+        Index("ix_jobs_owner_created", "owner", "created_at", "id"),
+        Index("ix_jobs_created", "created_at", "id"),
     )
 
 

@@ -3,12 +3,12 @@ and the answer the request's response form asks for (a document, or one output a
 
 from __future__ import annotations
 
+from app.outputs import selected_outputs
+from app.served import output_headers
 from app.wps.errors import OWSException
 from app.wps.operations.context import BINARY, Context, Reply
-from app.wps.render.data import selected_outputs
 from app.wps.render.status20 import result, status_info
 from app.wps.requests import Execute
-from app.wps.served import output_headers
 from app.wps.validate import execution_mode, job_request
 from app.wps.versions import check_version
 from processes.model import Process
@@ -52,7 +52,7 @@ def _finished(ctx: Context, process: Process, request: Execute, job: Job) -> Rep
 
 
 def _raw(ctx: Context, job: Job) -> Reply:
-    """One output as it is, with the headers that keep a browser from running it (``app/wps/served.py``)."""
+    """One output as it is, with the headers that keep a browser from running it (``app/served.py``)."""
     record = selected_outputs(job)[0][0]  # the job service fails a run without the output asked for
     if record.get("file"):
         content_type = record.get("mime_type") or BINARY
