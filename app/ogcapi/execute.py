@@ -44,6 +44,12 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _given(body: dict[str, Any], key: str) -> Any:
+    """A member that may be left out or null (an empty object then), never another falsy value."""
+    value = body.get(key)
+    return {} if value is None else value
+
+
 def _text(value: Any, where: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise bad_request(f"{where} must be a string", where)
@@ -126,12 +132,12 @@ def _input_values(process: Process, ident: str, value: Any) -> list[dict[str, An
 
 def _outputs(body: dict[str, Any]) -> list[OutputDefinition]:
     definitions = []
-    for ident, wanted in _object(body.get("outputs") or {}, "outputs").items():
+    for ident, wanted in _object(_given(body, "outputs"), "outputs").items():
         wanted = _object(wanted, f"outputs.{ident}")
         transmission = wanted.get("transmissionMode")
         if transmission is not None and transmission not in TRANSMISSIONS:
             raise bad_request(f"output {ident}: transmissionMode is value or reference", ident)
-        fmt = _object(wanted.get("format") or {}, f"outputs.{ident}.format")
+        fmt = _object(_given(wanted, "format"), f"outputs.{ident}.format")
         schema = fmt.get("schema")
         definitions.append(
             OutputDefinition(
@@ -184,7 +190,7 @@ def _subscribers(body: dict[str, Any]) -> dict[str, str] | None:
 def parse_execute(process: Process, body: Any) -> ExecuteRequest:
     body = _object(body, "body")
     inputs = []
-    for ident, value in _object(body.get("inputs") or {}, "inputs").items():
+    for ident, value in _object(_given(body, "inputs"), "inputs").items():
         inputs.extend(_input_values(process, ident, value))
     outputs = _outputs(body)
     execute = Execute(VERSION, process.identifier, inputs, outputs, response=_response(process, body, outputs))

@@ -47,7 +47,8 @@ def _input(declared: Input, megabytes: int) -> dict[str, Any]:
         "schema": input_schema(declared),
     }
     if isinstance(declared, ComplexInput):
-        limit = declared.maximum_megabytes or megabytes
+        # As text: 1.0's additionalParameter.json lists integer and number in a oneOf, so no integer passes.
+        limit = str(declared.maximum_megabytes or megabytes)
         doc["additionalParameters"] = {"parameters": [{"name": "maximumMegabytes", "value": [limit]}]}
     return doc
 

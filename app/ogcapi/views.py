@@ -177,7 +177,9 @@ def _raw(output: results.Raw, headers: dict[str, str]) -> Response:
         response = send_file(output.file, mimetype=output.content_type, conditional=False, max_age=0)
     else:
         response = Response(output.body, status=output.status, content_type=output.content_type)
-    response.headers.update(output.headers | headers)
+    response.headers.update(output.headers)
+    for name, value in headers.items():
+        response.headers.add(name, value)  # a Link of the output's beside the job's
     return response
 
 
