@@ -37,6 +37,7 @@ class ApiError(Exception):
     locator: str | None = None
     code: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    instance: str | None = None  # the URI of this occurrence: the job, when one failed
 
     def document(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -49,6 +50,8 @@ class ApiError(Exception):
             body["locator"] = self.locator
         if self.code:
             body["code"] = self.code
+        if self.instance:
+            body["instance"] = self.instance
         return body
 
 

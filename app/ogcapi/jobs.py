@@ -144,9 +144,12 @@ def list_query(args: MultiDict[str, str]) -> ListQuery:
     after, before = _cursor(args, "after"), _cursor(args, "before")
     if after and before:
         raise bad_request("a page is after one job or before one, not both", "before")
+    process_ids = _values(args, "processID")
+    if not all(p.isprintable() for p in process_ids):
+        raise bad_request("processID: a process identifier has no control characters", "processID")
     which = JobFilter(
         statuses=tuple(s for code in statuses for s in STATES_OF[code]),
-        processes=tuple(_values(args, "processID")),
+        processes=tuple(process_ids),
         created_from=start,
         created_to=end,
         min_duration=None if shortest is None else dt.timedelta(seconds=shortest),

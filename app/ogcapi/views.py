@@ -165,7 +165,7 @@ def execute(process_id: str) -> Response:
         return respond("job", job_docs.status_info(job, api.urls), 201, headers)
     job = api.jobs.run(process, JOB_VERSION, stored, who, disconnect_check(request.environ))
     if job.status is not JobStatus.SUCCEEDED:
-        raise ApiError(500, job.message or "the process failed", code="JobFailed")
+        raise ApiError(500, job.message or "the process failed", code="JobFailed", instance=api.urls.job(job.id))
     link = {"Link": f'<{api.urls.job(job.id)}>; rel="monitor"'}
     if parsed.execute.response == "raw":
         return _raw(results.raw(job, api.urls, api.jobs.outputs_dir(job.id)), link)

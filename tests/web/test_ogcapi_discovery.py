@@ -126,7 +126,9 @@ def test_prefer_on_a_get_is_ignored(api):
     assert "Preference-Applied" not in preferring.headers
 
 
-@pytest.mark.parametrize(("method", "path"), [("PUT", "/"), ("POST", "/processes"), ("GET", "/processes/echo/execution")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("PUT", "/"), ("POST", "/processes"), ("GET", "/processes/echo/execution")]
+)
 def test_wrong_method_is_a_problem_with_allow(api, method, path):
     response = api.open(path, method=method)
     assert response.status_code == 405

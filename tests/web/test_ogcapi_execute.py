@@ -99,7 +99,13 @@ def test_document_by_reference_and_by_value_with_every_kind_of_input(api):
 def test_complex_outputs_by_value_as_json_text_or_base64(api, settings):
     echoed = results(run(api, "echo", {"inputs": {"complexInput": {"k": "v"}}, "response": "document"}))
     assert echoed["complexOutput"] == {"mediaType": "application/json", "value": {"k": "v"}}
-    text = results(run(api, "echo", {"inputs": {"complexInput": {"value": "hi", "mediaType": "text/plain"}}, "response": "document"}))
+    text = results(
+        run(
+            api,
+            "echo",
+            {"inputs": {"complexInput": {"value": "hi", "mediaType": "text/plain"}}, "response": "document"},
+        )
+    )
     assert text["complexOutput"] == {"mediaType": "text/plain", "value": "hi"}
     big = results(run(api, "bigoutput", {"inputs": {"size_mb": 1}, "response": "document"}))["output"]
     assert (big["mediaType"], big["encoding"]) == ("application/octet-stream", "base64")
@@ -126,7 +132,9 @@ def test_input_by_reference_to_a_private_address_is_refused_naming_it(api):
 
 
 def test_arrays_give_several_values(gathering):
-    assert results(run(gathering, "gather", {"inputs": {"number": [1, 2, 39]}, "response": "document"})) == {"total": 42}
+    assert results(run(gathering, "gather", {"inputs": {"number": [1, 2, 39]}, "response": "document"})) == {
+        "total": 42
+    }
     assert results(run(gathering, "gather", {"inputs": {"number": 5}, "response": "document"})) == {"total": 5}
 
 
@@ -190,7 +198,9 @@ def test_execute_of_an_unknown_process(api):
 def test_a_failing_process_answers_its_message(api):
     response = run(api, "fail", {"inputs": {"message": "broken on purpose"}, "response": "document"})
     assert response.status_code == 500
-    assert response.get_json()["detail"] == "broken on purpose"
+    problem = response.get_json()
+    assert problem["detail"] == "broken on purpose"
+    assert problem["instance"].startswith("http://testserver/jobs/")
 
 
 def test_a_valid_subscriber_is_accepted(api):
@@ -215,9 +225,7 @@ def test_async_gives_201_location_and_runs_to_results(api, dispatcher):
     assert done["status"] == "successful"
     assert {"started", "finished", "created", "updated"} <= set(done)
     results_link = next(link["href"] for link in done["links"] if link["rel"] == RESULTS_REL)
-    assert results(api.get(results_link.removeprefix("http://testserver"))) == {
-        "sleep_output": "slept for 0.5 seconds"
-    }
+    assert results(api.get(results_link.removeprefix("http://testserver"))) == {"sleep_output": "slept for 0.5 seconds"}
 
 
 def test_prefer_async_with_other_preferences(api):
