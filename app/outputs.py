@@ -19,6 +19,18 @@ def is_text(mime_type: str) -> bool:
     return mime_type.startswith("text/") or mime_type in TEXT_TYPES or mime_type.endswith(("+xml", "+json"))
 
 
+def text_of(record: dict[str, Any], raw: bytes) -> str | None:
+    """An output's bytes as text, when its type is a text type, it is not declared base64 and the
+    bytes are UTF-8; None otherwise (a document then carries it base64)."""
+    mime = record.get("mime_type") or "application/octet-stream"
+    if not is_text(mime) or record.get("encoding") == "base64":
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def selected_outputs(job: Job) -> list[tuple[dict[str, Any], bool]]:
     """(record, by reference) for each output the request asked for, or every output if it named none."""
     requested = {o["id"]: o for o in job.request.get("outputs", [])}

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -131,11 +132,12 @@ def wps(app) -> ValidatingClient:  # type: ignore[no-untyped-def]
     return ValidatingClient(app.test_client())
 
 
-def client_of(settings: Settings) -> Iterator[ValidatingClient]:
-    """The app of these settings behind a validating client; its engine is disposed of at the end."""
+def client_of(settings: Settings, checking: type = ValidatingClient) -> Iterator[Any]:
+    """The app of these settings behind a checking client (of WPS by default, ``ApiClient`` for OGC
+    API - Processes); its engine is disposed of at the end."""
     application = create_app(settings)
     application.testing = True
-    yield ValidatingClient(application.test_client())
+    yield checking(application.test_client())
     application.extensions["hpc_wps"].engine.dispose()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from app.ogcapi.schemas import crs_uri
 from app.ogcapi.urls import JSON, RESULTS_REL, Urls
-from app.outputs import is_text, selected_outputs
+from app.outputs import selected_outputs, text_of
 from app.served import output_headers
 from scheduler.job import Job
 
@@ -54,18 +54,14 @@ def complex_value(record: dict[str, Any], path: Path) -> dict[str, Any]:
     mime = record.get("mime_type") or BINARY
     raw = path.read_bytes()
     qualified: dict[str, Any] = {"mediaType": mime}
-    if is_text(mime) and record.get("encoding") != "base64":
+    text = text_of(record, raw)
+    if text is not None and _is_json(mime):
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and _is_json(mime):
-            try:
-                return qualified | {"value": json.loads(text)}
-            except ValueError:
-                pass
-        if text is not None:
-            return qualified | {"value": text}
+            return qualified | {"value": json.loads(text)}
+        except ValueError:
+            pass
+    if text is not None:
+        return qualified | {"value": text}
     return qualified | {"value": base64.b64encode(raw).decode("ascii"), "encoding": "base64"}
 
 

@@ -5,12 +5,12 @@ reference (fetched), inputs in every JSON form (plain, qualified, href, bounding
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app import create_app
-from tests.conftest import ApiClient, serve_directory, wait_for
+from tests.conftest import ApiClient, client_of, serve_directory, wait_for
 from tests.ogcapi_json import validate, validate_results
 
 EXECUTE = "/processes/{}/execution"
@@ -27,11 +27,8 @@ def results(response) -> dict:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def gathering(settings) -> ApiClient:  # type: ignore[no-untyped-def]
-    application = create_app(settings.replace("processing", processes=("tests.processes.gather:PROCESS",)))
-    application.testing = True
-    yield ApiClient(application.test_client())
-    application.extensions["hpc_wps"].engine.dispose()
+def gathering(settings) -> Iterator[ApiClient]:  # type: ignore[no-untyped-def]
+    yield from client_of(settings.replace("processing", processes=("tests.processes.gather:PROCESS",)), ApiClient)
 
 
 # -- synchronous ---------------------------------------------------------------------------------

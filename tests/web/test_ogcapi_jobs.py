@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -14,9 +15,9 @@ import pytest
 
 from scheduler import queries
 from scheduler.executors.local import worker_pid
-from tests.conftest import ApiClient, wait_for
+from tests.conftest import ApiClient, client_of, wait_for
 from tests.ogcapi_json import validate, validate_results
-from tests.tokens import ADMIN_ROLE, AUDIENCE, ISSUER, Provider, bearer
+from tests.web.test_auth import ADMIN, ALICE, BOB, oidc_settings  # noqa: F401 (a fixture, used by name)
 from tests.xsd import WPS10, WPS20
 
 OGC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
@@ -216,33 +217,13 @@ def test_a_wps_job_shows_in_the_api(api, wps):
 
 
 @pytest.fixture
-def users(settings, tmp_path: Path) -> ApiClient:  # type: ignore[no-untyped-def]
-    from app import create_app
-
-    provider = Provider()
-    jwks = provider.write_jwks(tmp_path / "jwks.json")
-    configured = settings.replace(
-        "auth",
-        mode="oidc",
-        jwks_file=str(jwks),
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        roles_claim="realm_access.roles",
-        admin_role=ADMIN_ROLE,
-    )
-    application = create_app(configured)
-    application.testing = True
-    client = ApiClient(application.test_client())
-    client.tokens = {  # type: ignore[attr-defined]
-        name: bearer(provider.token(name, roles, exp=int(time.time()) + 3600))
-        for name, roles in (("alice", ()), ("bob", ()), ("root", (ADMIN_ROLE,)))
-    }
-    yield client
-    application.extensions["hpc_wps"].engine.dispose()
+def users(request: pytest.FixtureRequest) -> Iterator[ApiClient]:
+    """The API with [auth] mode = oidc, as ``tests/web/test_auth.py`` configures it (its fixture)."""
+    yield from client_of(request.getfixturevalue("oidc_settings"), ApiClient)
 
 
 def test_jobs_belong_to_their_users(users):
-    alice, bob, root = (users.tokens[n] for n in ("alice", "bob", "root"))
+    alice, bob, root = ALICE, BOB, ADMIN
     job_id = submit(users, **alice)
     assert ids(listing(users, **alice)) == [job_id]
     assert ids(listing(users, **bob)) == []

@@ -64,7 +64,9 @@ def _pointed(case, real_job: str):  # type: ignore[no-untyped-def]
 def test_the_api_keeps_to_its_document(api_root: str, real_job: str, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{api_root}/api")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {"GET /jobs", "POST /processes/{processId}/execution", "DELETE /jobs/{jobId}"} <= {o.label for o in operations}
+    assert {"GET /jobs", "POST /processes/{processId}/execution", "DELETE /jobs/{jobId}"} <= {
+        o.label for o in operations
+    }
     for operation in operations:
 
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

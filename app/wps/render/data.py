@@ -8,7 +8,7 @@ from typing import Any
 
 from lxml import etree
 
-from app.outputs import is_text, is_xml
+from app.outputs import is_xml, text_of
 from app.wps.namespaces import Maker, is_xml_safe
 from app.wps.parse_xml import PARSER
 
@@ -25,13 +25,9 @@ def embed(record: dict[str, Any], path: Path) -> tuple[Any, str | None]:
             return etree.fromstring(raw, PARSER), record.get("encoding")
         except etree.XMLSyntaxError:
             pass
-    if is_text(mime) and record.get("encoding") != "base64":
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and is_xml_safe(text):
-            return text, record.get("encoding")
+    text = text_of(record, raw)
+    if text is not None and is_xml_safe(text):
+        return text, record.get("encoding")
     return base64.b64encode(raw).decode("ascii"), "base64"
 
 
