@@ -217,8 +217,9 @@ def test_a_wps_job_shows_in_the_api(api, wps):
 
 
 @pytest.fixture
-def users(request: pytest.FixtureRequest) -> Iterator[ApiClient]:
-    """The API with [auth] mode = oidc, as ``tests/web/test_auth.py`` configures it (its fixture)."""
+def users(settings, request: pytest.FixtureRequest) -> Iterator[ApiClient]:  # type: ignore[no-untyped-def]
+    """The API with [auth] mode = oidc, as ``tests/web/test_auth.py`` configures it (its fixture; named
+    through ``request`` to keep its import; ``settings`` gives this fixture the database parameter)."""
     yield from client_of(request.getfixturevalue("oidc_settings"), ApiClient)
 
 
