@@ -24,10 +24,6 @@ NO_SUCH_JOB = OGC_TYPES + "no-such-job"
 RESULT_NOT_READY = OGC_TYPES + "result-not-ready"
 BLANK = "about:blank"
 
-# WPS codes whose HTTP status means something else in a JSON API: a raw response of several outputs
-# is a request this API cannot answer, not a server fault.
-STATUS_OVERRIDES = {"OptionNotSupported": 400}
-
 
 @dataclass
 class ApiError(Exception):
@@ -64,8 +60,7 @@ def from_ows(exc: OWSException) -> ApiError:
     detail = exc.text
     if exc.locator and exc.locator not in detail:
         detail = f"{exc.locator}: {detail}"
-    status = STATUS_OVERRIDES.get(exc.code, exc.status)
-    return ApiError(status, detail, locator=exc.locator, code=exc.code, headers=exc.headers)
+    return ApiError(exc.status, detail, locator=exc.locator, code=exc.code, headers=exc.headers)
 
 
 def from_service(error: JobServiceError) -> ApiError:

@@ -151,19 +151,11 @@ def _outputs(body: dict[str, Any]) -> list[OutputDefinition]:
     return definitions
 
 
-def _response(process: Process, body: dict[str, Any], outputs: list[OutputDefinition]) -> str:
-    """``raw`` (the standard's default) answers with one output as it is; this API answers a request
-    that does not say with the document when more than one output would be given."""
-    response = body.get("response")
-    count = len(outputs) or len(process.outputs)
-    if response is None:
-        return "raw" if count == 1 else "document"
+def _response(body: dict[str, Any]) -> str:
+    """``raw`` (the standard's default): one output as it is, several as a multipart body."""
+    response = body.get("response", "raw")
     if response not in RESPONSES:
         raise bad_request("response is raw or document", "response")
-    if response == "raw" and count != 1:
-        raise bad_request(
-            "a raw response carries exactly one output: name one in outputs, or ask for response=document", "response"
-        )
     return response
 
 
@@ -193,7 +185,7 @@ def parse_execute(process: Process, body: Any) -> ExecuteRequest:
     for ident, value in _object(_given(body, "inputs"), "inputs").items():
         inputs.extend(_input_values(process, ident, value))
     outputs = _outputs(body)
-    execute = Execute(VERSION, process.identifier, inputs, outputs, response=_response(process, body, outputs))
+    execute = Execute(VERSION, process.identifier, inputs, outputs, response=_response(body))
     return ExecuteRequest(execute, _subscribers(body))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from app.ogcapi.schemas import crs_uri
 from app.ogcapi.urls import JSON, RESULTS_REL, Urls
 from app.outputs import selected_outputs, text_of
-from app.served import output_headers
+from app.served import NOSNIFF, SANDBOX, output_headers
 from scheduler.job import Job
 
 BINARY = "application/octet-stream"
@@ -96,8 +97,11 @@ class Raw:
 
 
 def raw(job: Job, urls: Urls, outputs_dir: Path) -> Raw:
-    """``response=raw``: the one output asked for (the request was refused unless it names exactly one)."""
-    record, by_reference = selected_outputs(job)[0]  # the job service fails a run without the output asked for
+    """``response=raw``: one output as it is, several as the parts of a ``multipart/related`` body."""
+    selected = selected_outputs(job)  # the job service fails a run without an output asked for
+    if len(selected) > 1:
+        return _multipart(job, urls, outputs_dir, selected)
+    record, by_reference = selected[0]
     if by_reference:
         target = output_link(record, job, urls)
         return Raw(204, headers={"Link": f'<{target["href"]}>; rel="{RESULTS_REL}"; type="{target["type"]}"'})
@@ -111,3 +115,29 @@ def raw(job: Job, urls: Urls, outputs_dir: Path) -> Raw:
     if record["kind"] == "bbox":
         return Raw(body=json.dumps(bbox(record)).encode(), content_type=JSON, headers=output_headers(JSON))
     return Raw(body=record["value"].encode("utf-8"), headers=output_headers(TEXT))
+
+
+def _part(record: dict[str, Any], by_reference: bool, job: Job, urls: Urls, outputs_dir: Path) -> tuple[str, bytes]:
+    """(headers, content) of one output in a multipart body: by reference, no content and its location."""
+    if by_reference:
+        target = output_link(record, job, urls)
+        return f"Content-Type: {target['type']}\r\nContent-Location: {target['href']}\r\n", b""
+    if record.get("file"):
+        content_type, content = record.get("mime_type") or BINARY, (outputs_dir / record["file"]).read_bytes()
+    elif record["kind"] == "bbox":
+        content_type, content = JSON, json.dumps(bbox(record)).encode()
+    else:
+        content_type, content = TEXT, record["value"].encode("utf-8")
+    return f"Content-Type: {content_type}\r\n", content
+
+
+def _multipart(job: Job, urls: Urls, outputs_dir: Path, selected: list[tuple[dict[str, Any], bool]]) -> Raw:
+    """OGC 18-062r2 7.11.4.3: each output a part named by its identifier (``Content-ID``)."""
+    boundary = f"hpc-wps-{uuid.uuid4().hex}"  # never found in an output by chance
+    body = bytearray()
+    for record, by_reference in selected:
+        headers, content = _part(record, by_reference, job, urls, outputs_dir)
+        body += f"--{boundary}\r\nContent-ID: <{record['id']}>\r\n{headers}\r\n".encode() + content + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    content_type = f'multipart/related; boundary="{boundary}"; type="{JSON}"'
+    return Raw(body=bytes(body), content_type=content_type, headers=NOSNIFF | {"Content-Security-Policy": SANDBOX})

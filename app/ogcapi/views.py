@@ -157,6 +157,7 @@ def execute(process_id: str) -> Response:
     except OWSException as exc:
         raise from_ows(exc) from None
     mode, preferred = execution_mode(process, request.headers.get("Prefer", ""))
+    # parsed.subscribers (checked callback URLs) go to submit and run once the job service takes them.
     if mode is JobMode.ASYNC:
         job = api.jobs.submit(process, JOB_VERSION, stored, who)
         headers = {"Location": api.urls.job(job.id)}
@@ -187,14 +188,11 @@ def _raw(output: results.Raw, headers: dict[str, str]) -> Response:
 
 
 def _job_id(job_id: str) -> str:
-    """Only a job id reaches the job table: anything else is a job that does not exist."""
+    """Only a job id reaches the job table: anything else is a job that does not exist (named in the
+    answer only when it prints on one short line)."""
     if not JOB_ID.match(job_id):
-        raise from_service(_no_such_job(job_id))
+        raise NoSuchJob(job_id if job_id.isprintable() and len(job_id) <= 64 else "(not a job id)")
     return job_id
-
-
-def _no_such_job(job_id: str) -> NoSuchJob:
-    return NoSuchJob(job_id if job_id.isprintable() and len(job_id) <= 64 else "(not a job id)")
 
 
 @bp.route("/jobs", methods=["GET"])
@@ -207,20 +205,20 @@ def job_list() -> Response:
 
 @bp.route("/jobs/<job_id>", methods=["GET"])
 def job_status(job_id: str) -> Response:
-    api = binding()
-    return respond("job", job_docs.status_info(api.jobs.get(_job_id(job_id), caller("GetStatus")), api.urls))
+    api, who = binding(), caller("GetStatus")
+    return respond("job", job_docs.status_info(api.jobs.get(_job_id(job_id), who), api.urls))
 
 
 @bp.route("/jobs/<job_id>", methods=["DELETE"])
 def dismiss(job_id: str) -> Response:
-    api = binding()
-    return respond("job", job_docs.status_info(api.jobs.dismiss(_job_id(job_id), caller("Dismiss")), api.urls))
+    api, who = binding(), caller("Dismiss")
+    return respond("job", job_docs.status_info(api.jobs.dismiss(_job_id(job_id), who), api.urls))
 
 
 @bp.route("/jobs/<job_id>/results", methods=["GET"])
 def job_results(job_id: str) -> Response:
-    api = binding()
-    job = api.jobs.result(_job_id(job_id), caller("GetResult"))
+    api, who = binding(), caller("GetResult")
+    job = api.jobs.result(_job_id(job_id), who)
     return respond("results", results.results(job, api.urls, api.jobs.outputs_dir(job.id)))
 
 

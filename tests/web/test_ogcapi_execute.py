@@ -5,6 +5,8 @@ reference (fetched), inputs in every JSON form (plain, qualified, href, bounding
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +69,23 @@ def test_raw_by_reference_is_a_link_header_to_fetchable_bytes(api):
     (output,) = [link for link in response.headers.getlist("Link") if RESULTS_REL in link]
     href = output.split(">")[0].lstrip("<")
     assert api.get(href.removeprefix("http://testserver")).get_data() == b"Hello Linked"
+
+
+def test_raw_with_several_outputs_is_multipart(api):
+    body = {
+        "inputs": {"literalInput": "lit", "complexInput": {"value": "<a/>", "mediaType": "text/xml"}},
+        "outputs": {"literalOutput": {}, "complexOutput": {"transmissionMode": "reference"}},
+        "response": "raw",
+    }
+    response = run(api, "echo", body)
+    assert (response.status_code, response.mimetype) == (200, "multipart/related")
+    head = f"Content-Type: {response.headers['Content-Type']}\r\n\r\n".encode()
+    parts = list(email.message_from_bytes(head + response.get_data(), policy=email.policy.HTTP).iter_parts())
+    assert [p["Content-ID"] for p in parts] == ["<literalOutput>", "<complexOutput>"]
+    assert (parts[0].get_content_type(), parts[0].get_payload()) == ("text/plain", "lit")
+    href = parts[1]["Content-Location"]
+    assert (parts[1].get_content_type(), parts[1].get_payload()) == ("text/xml", "")
+    assert api.get(href.removeprefix("http://testserver")).get_data() == b"<a/>"
 
 
 def test_document_by_reference_and_by_value_with_every_kind_of_input(api):
@@ -162,7 +181,6 @@ def test_literal_types_json_numbers_and_booleans(api):
         ("echo", {"inputs": {"literalInput": "x"}, "outputs": {"nothing": {}}}, "nothing"),
         ("echo", {"outputs": {"literalOutput": {"transmissionMode": "carrier pigeon"}}}, "literalOutput"),
         ("echo", {"outputs": {"complexOutput": {"format": {"mediaType": "image/png"}}}}, "complexOutput"),
-        ("echo", {"response": "raw"}, "response"),
         ("echo", {"response": "inline"}, "response"),
         ("echo", {"inputs": []}, "inputs"),
         ("echo", [], "body"),

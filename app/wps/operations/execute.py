@@ -9,7 +9,7 @@ from app.wps.errors import OWSException
 from app.wps.operations.context import BINARY, Context, Reply
 from app.wps.render.status20 import result, status_info
 from app.wps.requests import Execute
-from app.wps.validate import execution_mode, job_request
+from app.wps.validate import execution_mode, job_request, raw_output
 from app.wps.versions import check_version
 from processes.model import Process
 from scheduler.access import Caller
@@ -26,6 +26,7 @@ def execute(ctx: Context, request: Execute, caller: Caller, client_gone: ClientC
     process = ctx.jobs.process(request.identifier, caller)
     mode = execution_mode(process, request)
     stored = job_request(process, request)
+    raw_output(process, request)
     if mode == "async":
         return _accepted(ctx, process, request, ctx.jobs.submit(process, request.version, stored, caller))
     return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored, caller, client_gone))
