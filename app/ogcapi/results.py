@@ -105,16 +105,20 @@ def raw(job: Job, urls: Urls, outputs_dir: Path) -> Raw:
     if by_reference:
         target = output_link(record, job, urls)
         return Raw(204, headers={"Link": f'<{target["href"]}>; rel="{RESULTS_REL}"; type="{target["type"]}"'})
+    content_type, content = _content(record, outputs_dir)
+    headers = output_headers(content_type, record.get("file"))
+    if isinstance(content, Path):
+        return Raw(file=content, content_type=content_type, headers=headers)
+    return Raw(body=content, content_type=content_type, headers=headers)
+
+
+def _content(record: dict[str, Any], outputs_dir: Path) -> tuple[str, Path | bytes]:
+    """(content type, content) of an output by value: its file, a bounding box in JSON, or a literal's text."""
     if record.get("file"):
-        content_type = record.get("mime_type") or BINARY
-        return Raw(
-            file=outputs_dir / record["file"],
-            content_type=content_type,
-            headers=output_headers(content_type, record["file"]),
-        )
+        return record.get("mime_type") or BINARY, outputs_dir / record["file"]
     if record["kind"] == "bbox":
-        return Raw(body=json.dumps(bbox(record)).encode(), content_type=JSON, headers=output_headers(JSON))
-    return Raw(body=record["value"].encode("utf-8"), headers=output_headers(TEXT))
+        return JSON, json.dumps(bbox(record)).encode()
+    return TEXT, record["value"].encode("utf-8")
 
 
 def _part(record: dict[str, Any], by_reference: bool, job: Job, urls: Urls, outputs_dir: Path) -> tuple[str, bytes]:
@@ -122,13 +126,8 @@ def _part(record: dict[str, Any], by_reference: bool, job: Job, urls: Urls, outp
     if by_reference:
         target = output_link(record, job, urls)
         return f"Content-Type: {target['type']}\r\nContent-Location: {target['href']}\r\n", b""
-    if record.get("file"):
-        content_type, content = record.get("mime_type") or BINARY, (outputs_dir / record["file"]).read_bytes()
-    elif record["kind"] == "bbox":
-        content_type, content = JSON, json.dumps(bbox(record)).encode()
-    else:
-        content_type, content = TEXT, record["value"].encode("utf-8")
-    return f"Content-Type: {content_type}\r\n", content
+    content_type, content = _content(record, outputs_dir)
+    return f"Content-Type: {content_type}\r\n", content.read_bytes() if isinstance(content, Path) else content
 
 
 def _multipart(job: Job, urls: Urls, outputs_dir: Path, selected: list[tuple[dict[str, Any], bool]]) -> Raw:
