@@ -92,6 +92,7 @@ def _preload_for_drmaa(settings: Settings) -> None:
 
 def cmd_dispatcher(args: argparse.Namespace) -> int:
     from app.factory import service_registry
+    from app.ogcapi.notifications import notification_body
     from scheduler.db import make_engine
     from scheduler.dispatcher import Dispatcher
     from scheduler.logs import configure_logging
@@ -102,7 +103,8 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    dispatcher = Dispatcher(settings.jobs, make_engine(settings.database_url), service_registry(settings))
+    body = notification_body(settings.server.url, settings.jobs)  # subscribers are OGC API jobs'
+    dispatcher = Dispatcher(settings.jobs, make_engine(settings.database_url), service_registry(settings), body)
     _serve_dispatcher_metrics(settings)
     log.info("dispatcher started: mode %s, %d local slots", settings.processing.mode, settings.processing.slots)
     dispatcher.run(stop)

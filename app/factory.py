@@ -1,5 +1,6 @@
-"""Build the Flask application: settings, job table engine, process registry, the job service, the
-WPS binding, /health and /metrics, and the answers for errors no blueprint answers."""
+"""Build the Flask application: settings, job table engine, process registry, the job service, its two
+protocol bindings (WPS at /wps, OGC API - Processes at the root), /health and /metrics, and the
+answers for errors no blueprint answers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 from flask import Flask
 
 from app import errors, ops
+from app.auth import Authenticator
+from app.ogcapi import views as ogcapi
 from app.settings import Settings, check_process_names, load_settings
 from app.wps import views as wps
 from processes.container.config import configured
@@ -47,7 +50,10 @@ def build_app(settings: Settings | None = None) -> Flask:
     check_process_names(settings, {p.identifier for p in registry})
     jobs = JobService(settings.jobs, make_engine(settings.database_url), registry)
     app.extensions[JOBS_EXTENSION] = jobs
-    wps.init_app(app, settings, jobs)
+    auth = Authenticator(settings.auth)
+    wps.init_app(app, settings, jobs, auth)
+    ogcapi.init_app(app, settings, jobs, auth)
     ops.init_app(app, settings, jobs.engine)
-    errors.init_app(app, {wps.PREFIX: wps.error_response})
+    owners = {wps.PREFIX: wps.error_response} | dict.fromkeys(ogcapi.PREFIXES, ogcapi.error_response)
+    errors.init_app(app, owners)
     return app

@@ -101,6 +101,9 @@ class Job(Base):
         Index("ix_jobs_status_owner_created", "status", "owner", "created_at", "id"),
         # Partial: the few jobs that may still owe a notification, not the many that never will.
         Index("ix_jobs_notify_due", "notify_due", **NOTIFY_DUE),
+        # The job listings of OGC API - Processes, newest first, a page from a cursor (queries.find_jobs).
+        Index("ix_jobs_owner_created", "owner", "created_at", "id"),
+        Index("ix_jobs_created", "created_at", "id"),
     )
 
 

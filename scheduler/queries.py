@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Float, Select, bindparam, func, select, tuple_
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from scheduler.db import Bind, transaction
 from scheduler.executor_names import WEB
@@ -196,6 +199,35 @@ def oldest_finished(bind: Bind, limit: int) -> list[RowMapping]:
         return list(conn.execute(_OLDEST_FINISHED, {"limit": limit}).mappings())
 
 
+class seconds_between(FunctionElement[float]):
+    """Seconds from the first timestamp to the second, in SQL: the table's dialects have no common spelling."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(seconds_between)
+def _seconds_epoch(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_julian(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+def duration() -> ColumnElement[float]:
+    """How long a job has run: from its start to its end, or to now while it runs; NULL before it starts."""
+    return seconds_between(
+        JOBS.c.started_at, func.coalesce(JOBS.c.finished_at, bindparam("now", type_=JOBS.c.created_at.type))
+    )
+
+
+Cursor = tuple[dt.datetime, str]  # (created_at, id) of a job: where a page of a listing starts or ends
+
+
 def find_jobs(
     bind: Bind,
     statuses: Sequence[str] | None = None,
@@ -204,9 +236,19 @@ def find_jobs(
     limit: int = 0,
     removable_only: bool = False,
     owners: Sequence[str] | None = None,
+    created_within: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+    durations: tuple[float | None, float | None] = (None, None),
+    after: Cursor | None = None,
+    before: Cursor | None = None,
 ) -> list[RowMapping]:
-    """Whole rows of the jobs every given filter matches (None: no filter), newest first; at most
-    ``limit`` (0: all). ``removable_only``: only jobs whose files and row may go."""
+    """Whole rows of the jobs every given filter matches (None: no filter), newest first (ties by id);
+    at most ``limit`` (0: all). ``removable_only``: only jobs whose files and row may go.
+    ``created_within``: created at or after the first, at or before the second. ``durations``: jobs that
+    have run at least, at most so many seconds (never a job not yet started).
+
+    ``after``/``before``: a page of a listing (keyset paging): the jobs that come after (older) or
+    before (newer) the job at that cursor, read along the (owner, created_at, id) or (created_at, id)
+    index from the cursor on, so a page costs the same however deep it is."""
     conditions = []
     if statuses is not None:
         conditions.append(JOBS.c.status.in_(statuses))
@@ -216,13 +258,29 @@ def find_jobs(
         conditions.append(JOBS.c.owner.in_(owners))
     if created_before is not None:
         conditions.append(JOBS.c.created_at < created_before)
+    if created_within[0] is not None:
+        conditions.append(JOBS.c.created_at >= created_within[0])
+    if created_within[1] is not None:
+        conditions.append(JOBS.c.created_at <= created_within[1])
+    if durations[0] is not None:
+        conditions.append(duration() >= durations[0])
+    if durations[1] is not None:
+        conditions.append(duration() <= durations[1])
     if removable_only:
         conditions.append(removable())
-    stmt = select(JOBS).where(*conditions).order_by(JOBS.c.created_at.desc(), JOBS.c.id)
+    key = tuple_(JOBS.c.created_at, JOBS.c.id)
+    order = (JOBS.c.created_at.desc(), JOBS.c.id.desc())
+    if after is not None:
+        conditions.append(key < tuple_(*after))
+    if before is not None:  # read upwards from the cursor, then turned newest first again
+        conditions.append(key > tuple_(*before))
+        order = (JOBS.c.created_at, JOBS.c.id)
+    stmt = select(JOBS).where(*conditions).order_by(*order)
     if limit:
         stmt = stmt.limit(limit)
     with transaction(bind, write=False) as conn:
-        return list(conn.execute(stmt).mappings())
+        rows = list(conn.execute(stmt, {"now": utcnow()} if durations != (None, None) else {}).mappings())
+    return rows[::-1] if before is not None else rows
 
 
 def jobs_by_id_prefix(bind: Bind, prefix: str, limit: int) -> list[RowMapping]:

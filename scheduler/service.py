@@ -78,9 +78,14 @@ def _readable(size: int) -> str:
     return f"{amount:.2f} TiB"
 
 
+def _seconds(duration: dt.timedelta | None) -> float | None:
+    return None if duration is None else duration.total_seconds()
+
+
 @dataclass(frozen=True)
 class JobFilter:
-    """Which jobs a listing shows, newest first: the filters of ``hpc-wps jobs list`` and ``purge``."""
+    """Which jobs a listing shows, newest first: the filters of ``hpc-wps jobs list`` and ``purge``, and
+    of OGC API - Processes ``/jobs`` with its pages."""
 
     statuses: tuple[str, ...] = ()  # any of these states; none: every state
     processes: tuple[str, ...] = ()  # of any of these processes; none: every process
@@ -88,6 +93,12 @@ class JobFilter:
     limit: int = 0  # at most this many; 0: all
     removable_only: bool = False  # only jobs whose files and row may go (final, released by their executor)
     owners: tuple[str, ...] = ()  # submitted by any of these users; none: every user the caller may see
+    created_from: dt.datetime | None = None  # created at or after this (naive UTC)
+    created_to: dt.datetime | None = None  # created at or before this (naive UTC)
+    min_duration: dt.timedelta | None = None  # has run at least this long (finished, or running until now)
+    max_duration: dt.timedelta | None = None  # has run at most this long; a job not started has no duration
+    after: queries.Cursor | None = None  # a page: the jobs older than the one at this (created_at, id)
+    before: queries.Cursor | None = None  # a page: the jobs newer than the one at this (created_at, id)
 
 
 class JobService:
@@ -316,6 +327,10 @@ class JobService:
             limit=which.limit,
             removable_only=which.removable_only,
             owners=owners or None,
+            created_within=(which.created_from, which.created_to),
+            durations=(_seconds(which.min_duration), _seconds(which.max_duration)),
+            after=which.after,
+            before=which.before,
         )
         return [Job.from_row(row) for row in rows]
 

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -132,11 +133,12 @@ def wps(app) -> ValidatingClient:  # type: ignore[no-untyped-def]
     return ValidatingClient(app.test_client())
 
 
-def client_of(settings: Settings) -> Iterator[ValidatingClient]:
-    """The app of these settings behind a validating client; its engine is disposed of at the end."""
+def client_of(settings: Settings, checking: type = ValidatingClient) -> Iterator[Any]:
+    """The app of these settings behind a checking client (of WPS by default, ``ApiClient`` for OGC
+    API - Processes); its engine is disposed of at the end."""
     application = create_app(settings)
     application.testing = True
-    yield ValidatingClient(application.test_client())
+    yield checking(application.test_client())
     application.extensions["hpc_wps"].engine.dispose()
 
 
@@ -362,3 +364,38 @@ def docker_client(docker_url: str):  # type: ignore[no-untyped-def]
     client = docker.DockerClient(base_url=docker_url, timeout=60)
     yield client
     client.close()
+
+
+class ApiClient:
+    """A Flask test client for OGC API - Processes whose every JSON answer (documents and problems) is
+    checked: a problem against the official exception schema, with its status; a document is
+    validated by the test against the schema of what it asked for (``tests/ogcapi_json.py``)."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def _check(self, response):  # type: ignore[no-untyped-def]
+        if response.mimetype == "application/problem+json":
+            from tests.ogcapi_json import validate as validate_json
+
+            body = validate_json(response.get_json(), "exception")
+            assert body["status"] == response.status_code, body
+            assert body["detail"], body
+        return response
+
+    def open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._check(self.client.open(*args, **kwargs))
+
+    def get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._check(self.client.get(*args, **kwargs))
+
+    def post(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._check(self.client.post(*args, **kwargs))
+
+    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._check(self.client.delete(*args, **kwargs))
+
+
+@pytest.fixture
+def api(app) -> ApiClient:  # type: ignore[no-untyped-def]
+    return ApiClient(app.test_client())

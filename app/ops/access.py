@@ -31,6 +31,17 @@ ENDPOINTS = {
     "health.ready": "health",
     "health.live": "health",
     "metrics.exposition": "metrics",
+    # OGC API - Processes, by the WPS operation each route amounts to, marked as the API's.
+    "ogcapi.landing_page": "api:landing",
+    "ogcapi.conformance": "api:conformance",
+    "ogcapi.api_document": "api:definition",
+    "ogcapi.process_list": "api:GetCapabilities",
+    "ogcapi.process_description": "api:DescribeProcess",
+    "ogcapi.execute": "api:Execute",
+    "ogcapi.job_list": "api:JobList",
+    "ogcapi.job_status": "api:GetStatus",
+    "ogcapi.dismiss": "api:Dismiss",
+    "ogcapi.job_results": "api:GetResult",
 }
 
 REQUEST_SECONDS = Histogram(

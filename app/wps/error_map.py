@@ -11,6 +11,7 @@ from app.wps.errors import OWSException
 from scheduler.errors import (
     InvalidInput,
     InvalidResource,
+    InvalidSubscriber,
     JobFailed,
     JobServiceError,
     NoSuchJob,
@@ -59,4 +60,6 @@ def to_ows(error: JobServiceError, version: str) -> OWSException:
             return OWSException("InvalidParameterValue", text, error.filename)
         case OutputNotProduced():  # as for an output the process does not declare (400)
             return OWSException("NoSuchOutput" if v2 else "InvalidParameterValue", text, error.output_id)
+        case InvalidSubscriber():  # WPS takes no subscribers; a binding that does may borrow this mapping
+            return OWSException("InvalidParameterValue", text, error.subscriber)
     raise TypeError(f"no OWS exception for {error!r}")  # a new error class must be given its codes here

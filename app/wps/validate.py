@@ -181,11 +181,15 @@ def _outputs(process: Process, request: Execute) -> list[dict[str, Any]]:
                 f"{declared.identifier} cannot be given as {definition.mime_type}",
                 declared.identifier,
             )
+    return [o.as_dict() for o in request.outputs]
+
+
+def raw_output(process: Process, request: Execute) -> None:
+    """WPS: a raw response is one output, as it is (OGC API - Processes sends several as multipart)."""
     if request.response == "raw" and len(request.outputs) > 1:
         raise OWSException("OptionNotSupported", "a raw response carries exactly one output", "response")
     if request.response == "raw" and not request.outputs and len(process.outputs) != 1:
         raise missing("Output")
-    return [o.as_dict() for o in request.outputs]
 
 
 def execution_mode(process: Process, request: Execute) -> JobMode:

@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from app import errors
 from app.auth import Authenticator, Refusal
 from app.client import disconnect_check
+from app.served import NOSNIFF, SANDBOX
 from app.settings import Settings
 from app.wps.error_map import to_ows
 from app.wps.errors import CONTENT_TYPE, OWSException, render_exception
@@ -35,7 +36,6 @@ from app.wps.operations.job_control import job_operation
 from app.wps.parse_kvp import parse_kvp
 from app.wps.parse_xml import parse_xml
 from app.wps.requests import DescribeProcess, Execute, GetCapabilities, JobRequest, WPSRequest
-from app.wps.served import NOSNIFF, SANDBOX
 from scheduler.access import Caller
 from scheduler.errors import JobServiceError
 from scheduler.service import JobService
@@ -63,9 +63,10 @@ class Binding:
     auth: Authenticator
 
 
-def init_app(app: Flask, settings: Settings, jobs: JobService) -> None:
+def init_app(app: Flask, settings: Settings, jobs: JobService, auth: Authenticator) -> None:
+    """``auth``: the app's one Authenticator, shared with the other binding (one token cache, one key set)."""
     context = Context(jobs, settings.server.url, settings.server.language)
-    app.extensions[EXTENSION] = Binding(context, Discovery(settings, context), Authenticator(settings.auth))
+    app.extensions[EXTENSION] = Binding(context, Discovery(settings, context), auth)
     app.register_blueprint(bp)
 
 
@@ -216,7 +217,7 @@ def no_sniffing(response: Response) -> Response:
     """Every answer under /wps: the declared type is the type (``nosniff``), and a document renders
     inert in a browser. ExecuteResponse and Result documents embed a client's XML by value, which may
     hold XHTML or SVG elements with scripts; OWS clients ignore the header. Outputs bring their own
-    policy (``app/wps/served.py``), which this keeps."""
+    policy (``app/served.py``), which this keeps."""
     response.headers.update(NOSNIFF)
     response.headers.setdefault("Content-Security-Policy", SANDBOX)
     return response

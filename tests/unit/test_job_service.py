@@ -309,6 +309,37 @@ def test_list_jobs_filters(jobs):
     assert dataclasses.asdict(jobs.list_jobs(JobFilter(limit=1))[0])["status"] == "accepted"
 
 
+def test_list_jobs_by_creation_duration_and_pages(jobs):
+    """The filters and keyset pages of OGC API - Processes /jobs, on the job service."""
+    start = utcnow() - dt.timedelta(hours=1)
+    made = []
+    for hours in range(5):  # created an hour apart; the first two ran for 10 s and 100 s (the queue holds 3)
+        job = jobs.submit(jobs.process("sleep"), "2.0.0", request(literal("delay", "0")))
+        made.append(job)
+        values: dict[str, Any] = {"created_at": start + dt.timedelta(hours=hours)}
+        if hours < 2:
+            values |= {"started_at": start, "finished_at": start + dt.timedelta(seconds=10 ** (hours + 1))}
+            values |= {"status": "succeeded"}
+        with jobs.engine.begin() as conn:
+            conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(**values))
+    newest_first = [job.id for job in reversed(made)]
+
+    def ids(**which: Any) -> list[str]:
+        return [job.id for job in jobs.list_jobs(JobFilter(**which))]
+
+    at = [start + dt.timedelta(hours=h) for h in range(5)]
+    assert ids(created_from=at[3]) == newest_first[:2]
+    assert ids(created_to=at[1]) == newest_first[3:]
+    assert ids(created_from=at[1], created_to=at[2]) == newest_first[2:4]
+    assert ids(min_duration=dt.timedelta(seconds=50)) == [made[1].id]
+    assert ids(max_duration=dt.timedelta(seconds=50)) == [made[0].id]  # never a job that has not started
+    cursor = (at[2], made[2].id)
+    assert ids(after=cursor, limit=1) == [made[1].id]
+    assert ids(after=cursor) == [made[1].id, made[0].id]
+    assert ids(before=cursor, limit=1) == [made[3].id]  # the nearest newer ones, newest first
+    assert ids(before=cursor) == [made[4].id, made[3].id]
+
+
 def test_every_job_operation_is_the_callers_own(jobs):
     """Another user's job is an unknown job for every operation; an administrator reaches every job."""
     alice, bob, admin = Caller("alice"), Caller("bob"), Caller("root", is_admin=True)

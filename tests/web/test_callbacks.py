@@ -24,6 +24,7 @@ from scheduler.models import JobStatus
 from scheduler.service import JobService
 from scheduler.subscribers import Subscribers
 from tests.conftest import free_port, run_dispatcher, wait_for
+from tests.ogcapi_json import validate, validate_results
 
 
 @dataclass
@@ -130,12 +131,10 @@ def test_an_async_job_notifies_its_start_progress_and_success(app, dispatcher, h
     done = wait_for(lambda: hooks.at("/ok/done"))
     assert len(done) == 1
     assert done[0].content_type == "application/json"
-    assert done[0].body["jobID"] == job.id
-    assert done[0].body["status"] == "succeeded"
-    assert [o["value"] for o in done[0].body["outputs"]] == ["slept for 1.5 seconds"]
+    assert done[0].body == {"sleep_output": "slept for 1.5 seconds"}  # the job's results document
     progress = hooks.at("/ok/progress")
     assert len(progress) >= 2, progress  # it started, and its progress moved (five steps, 0.2 s apart at most)
-    assert {p.body["status"] for p in progress} == {"running"}
+    assert {(p.body["jobID"], p.body["status"]) for p in progress} == {(job.id, "running")}  # its statusInfo
     percents = [p.body["progress"] for p in progress]
     assert percents == sorted(percents) and len(set(percents)) >= 2
     assert max(p.at for p in progress) < done[0].at  # in the order of the job's states
@@ -148,9 +147,8 @@ def test_a_failed_job_notifies_only_its_failure(app, dispatcher, hooks: Receiver
     job = submit(app, "fail", literal("message", "broken on purpose"), subscribers=subscribers)
     assert wait_final(app, job.id).status is JobStatus.FAILED
     failed = wait_for(lambda: hooks.at("/ok/failed"))
-    assert failed[0].body["status"] == "failed"
+    assert (failed[0].body["jobID"], failed[0].body["status"]) == (job.id, "failed")
     assert failed[0].body["message"] == "broken on purpose"
-    assert "outputs" not in failed[0].body
     time.sleep(0.5)
     assert hooks.at("/ok/done") == []
 
@@ -161,15 +159,14 @@ def test_a_synchronous_job_notifies_too(app, dispatcher, hooks: Receiver):
     job = jobs.run(jobs.process("say_hello"), "2.0.0", request(literal("name", "Ada")), subscribers=subscribers)
     assert job.status is JobStatus.SUCCEEDED
     done = wait_for(lambda: hooks.at("/ok/sync"))
-    assert done[0].body["jobID"] == job.id
-    assert done[0].body["outputs"][0]["value"] == "Hello Ada"
+    assert done[0].body == {"response": "Hello Ada"}
 
 
 def test_a_receiver_that_fails_once_is_tried_again(app, dispatcher, hooks: Receiver):
-    job = submit(app, "say_hello", literal("name", "Ada"), subscribers=Subscribers(success_uri=f"{hooks.url}/flaky/x"))
+    submit(app, "say_hello", literal("name", "Ada"), subscribers=Subscribers(success_uri=f"{hooks.url}/flaky/x"))
     wait_for(lambda: hooks.at("/flaky/x")[1:])  # the 500, then the delivery
     assert hooks.attempts["/flaky/x"] == 2
-    assert [r.body["jobID"] for r in hooks.at("/flaky/x")] == [job.id, job.id]
+    assert [r.body for r in hooks.at("/flaky/x")] == [{"response": "Hello Ada"}] * 2
 
 
 def test_a_token_in_the_uri_reaches_the_receiver_and_nowhere_else(app, dispatcher, hooks: Receiver, settings, tmp_path):
@@ -246,3 +243,25 @@ def test_a_synchronous_reply_does_not_wait_for_a_hanging_receiver(app, dispatche
     held = [duration(hanging) for _ in range(2)]
     wait_for(lambda: hooks.attempts)
     assert min(held) < 1.5 * min(plain), (plain, held)
+
+
+def test_a_subscriber_given_through_the_api_gets_its_status_info_and_results(app, dispatcher, hooks: Receiver):
+    """End to end: the ``subscriber`` of an OGC API execute request, the documents the standard names."""
+    body = {
+        "inputs": {"delay": 1.0},
+        "subscriber": {
+            "successUri": f"{hooks.url}/api/done",
+            "inProgressUri": f"{hooks.url}/api/progress",
+            "failedUri": f"{hooks.url}/api/failed",
+        },
+    }
+    answer = app.test_client().post("/processes/sleep/execution", json=body, headers={"Prefer": "respond-async"})
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    job_id = answer.get_json()["jobID"]
+    done = wait_for(lambda: hooks.at("/api/done"))
+    assert validate_results(done[0].body) == {"sleep_output": "slept for 1.0 seconds"}
+    progress = [validate(p.body, "statusInfo") for p in hooks.at("/api/progress")]
+    assert progress and {(p["jobID"], p["status"]) for p in progress} == {(job_id, "running")}
+    assert hooks.at("/api/failed") == []
+    conformance = app.test_client().get("/conformance").get_json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/callback" in conformance

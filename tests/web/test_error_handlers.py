@@ -146,7 +146,7 @@ def test_metrics_failing_answers_plain_text(app, monkeypatch):
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("GET", "/no/such/path", 404), ("GET", "/wpsnot", 404), ("GET", "/", 404), ("POST", "/health", 405)],
+    [("GET", "/no/such/path", 404), ("GET", "/wpsnot", 404), ("PUT", "/", 405), ("POST", "/health", 405)],
 )
 def test_errors_outside_wps_are_not_ows(app, method: str, path: str, status: int):
     response = app.test_client().open(path, method=method)

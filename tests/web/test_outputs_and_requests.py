@@ -4,7 +4,7 @@ Issue 10, section 4, as a client sees it:
 
 - every output (a download and a raw Execute response) carries ``nosniff`` and a sandboxing CSP;
   HTML, XHTML, JavaScript and unknown types are attachments; XML and SVG render inline but inert;
-  plain data stays inline (``app/wps/served.py``). Checked with real ``echo`` jobs whose input is an
+  plain data stays inline (``app/served.py``). Checked with real ``echo`` jobs whose input is an
   SVG or HTML body, in both protocol versions, raw and by reference, and with ``mirror``
   (``tests/processes/mirror.py``) for every kind of type;
 - an XML POST must say it is XML; a form post stays KVP; anything else is a 415;

@@ -3,8 +3,8 @@ output files (References). Plain GETs of a path, outside the KVP and XML encodin
 
 from __future__ import annotations
 
+from app.served import output_headers
 from app.wps.operations.context import BINARY, Context, Reply
-from app.wps.served import output_headers
 from scheduler.access import Caller
 
 
@@ -15,7 +15,7 @@ def status_document(ctx: Context, job_id: str, caller: Caller) -> Reply:
 
 
 def output_file(ctx: Context, job_id: str, filename: str, caller: Caller) -> Reply:
-    """Served with the headers that keep a browser from running it (``app/wps/served.py``)."""
+    """Served with the headers that keep a browser from running it (``app/served.py``)."""
     found = ctx.jobs.output_file(job_id, filename, caller)
     content_type = found.mime_type or BINARY
     return Reply(

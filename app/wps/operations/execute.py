@@ -3,13 +3,13 @@ and the answer the request's response form asks for (a document, or one output a
 
 from __future__ import annotations
 
+from app.outputs import selected_outputs
+from app.served import output_headers
 from app.wps.errors import OWSException
 from app.wps.operations.context import BINARY, Context, Reply
-from app.wps.render.data import selected_outputs
 from app.wps.render.status20 import result, status_info
 from app.wps.requests import Execute
-from app.wps.served import output_headers
-from app.wps.validate import execution_mode, job_request
+from app.wps.validate import execution_mode, job_request, raw_output
 from app.wps.versions import check_version
 from processes.model import Process
 from scheduler.access import Caller
@@ -26,6 +26,7 @@ def execute(ctx: Context, request: Execute, caller: Caller, client_gone: ClientC
     process = ctx.jobs.process(request.identifier, caller)
     mode = execution_mode(process, request)
     stored = job_request(process, request)
+    raw_output(process, request)
     if mode == "async":
         return _accepted(ctx, process, request, ctx.jobs.submit(process, request.version, stored, caller))
     return _finished(ctx, process, request, ctx.jobs.run(process, request.version, stored, caller, client_gone))
@@ -52,7 +53,7 @@ def _finished(ctx: Context, process: Process, request: Execute, job: Job) -> Rep
 
 
 def _raw(ctx: Context, job: Job) -> Reply:
-    """One output as it is, with the headers that keep a browser from running it (``app/wps/served.py``)."""
+    """One output as it is, with the headers that keep a browser from running it (``app/served.py``)."""
     record = selected_outputs(job)[0][0]  # the job service fails a run without the output asked for
     if record.get("file"):
         content_type = record.get("mime_type") or BINARY

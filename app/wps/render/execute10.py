@@ -7,9 +7,10 @@ from typing import Any
 
 from lxml import etree
 
+from app.outputs import selected_outputs
 from app.wps.namespaces import OWS1, WPS1, WPS10, WPS10_SCHEMA, XLINK_HREF, XML_LANG
 from app.wps.render.common import iso, serialize
-from app.wps.render.data import corners, embed, selected_outputs
+from app.wps.render.data import corners, embed
 from app.wps.urls import output_url, status_url
 from processes.model import Process
 from scheduler.job import Job

@@ -8,9 +8,10 @@ from typing import Any
 
 from lxml import etree
 
+from app.outputs import selected_outputs
 from app.wps.namespaces import OWS2, WPS2, WPS20, WPS20_SCHEMA, XLINK_HREF
 from app.wps.render.common import iso, serialize
-from app.wps.render.data import corners, embed, selected_outputs
+from app.wps.render.data import corners, embed
 from app.wps.urls import output_url
 from scheduler.job import Job
 from scheduler.models import JobStatus

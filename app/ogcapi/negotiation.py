@@ -1,0 +1,49 @@
+"""Which encoding a response is in: ``f`` in the query wins, then the ``Accept`` header, then JSON.
+
+Each resource is rendered once as a dict (``landing.py``, ``processes.py``, ``jobs.py``...) and
+encoded here by name (``landing``, ``process``, ``job``...), so an HTML encoding joins by adding an
+entry to ``ENCODINGS`` and a renderer of those dicts, without touching a view. JSON is listed first:
+``Accept: */*``, no Accept header, and an Accept this service cannot meet all get JSON (a client that
+asked for something else still reads a document rather than a bare 406).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from flask import Response, request
+
+from app.ogcapi.errors import bad_request
+from app.ogcapi.urls import JSON
+
+Encoder = Callable[[str, Any], tuple[bytes, str]]  # (resource name, document) -> (body, content type)
+
+
+def _json(resource: str, document: Any) -> tuple[bytes, str]:
+    return json.dumps(document, ensure_ascii=False).encode("utf-8"), JSON
+
+
+# f value -> (media type, encoder); the first is the default.
+ENCODINGS: dict[str, tuple[str, Encoder]] = {"json": (JSON, _json)}
+
+
+def chosen() -> str:
+    """The ``f`` value of the encoding this request gets."""
+    asked = request.args.get("f")
+    if asked is not None:
+        if asked not in ENCODINGS:
+            raise bad_request(f"f is one of {', '.join(ENCODINGS)}", "f")
+        return asked
+    by_type = {media_type: name for name, (media_type, _) in ENCODINGS.items()}
+    best = request.accept_mimetypes.best_match(list(by_type))
+    return by_type.get(best or "", next(iter(ENCODINGS)))
+
+
+def respond(resource: str, document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body, content_type = ENCODINGS[chosen()][1](resource, document)
+    response = Response(body, status=status, content_type=content_type)
+    response.headers.update(headers or {})
+    response.vary.add("Accept")
+    return response
