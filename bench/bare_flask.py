@@ -9,7 +9,7 @@ Flask and gunicorn):
 
 fetches the two documents once (from our running server with --source, or
 makes filler bytes of the given sizes with --fixed), writes them to DIR,
-then execs gunicorn (2 sync workers, 127.0.0.1) on `bare_flask:app`; each
+then execs gunicorn (2 gthread workers of 16 threads, as `hpc-wps serve`, 127.0.0.1) on `bare_flask:app`; each
 worker reads the files into memory once at import and the view only picks
 one of the two byte strings by the `request` query parameter.
 """
@@ -64,8 +64,17 @@ def main(argv=None):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--source", help="our WPS endpoint to copy the documents from")
     src.add_argument("--fixed", help="CAPS_BYTES,DESCRIBE_BYTES of filler instead")
+    src.add_argument("--copy", help="a URL whose bytes are served at /processes (bench/ogcapi.py)")
     args = p.parse_args(argv)
-    prepare(args.cache_dir, args.source, args.fixed)
+    if args.copy:
+        os.makedirs(args.cache_dir, exist_ok=True)
+        body, ctype = _fetch(args.copy)
+        with open(os.path.join(args.cache_dir, "copy.body"), "wb") as f:
+            f.write(body)
+        with open(os.path.join(args.cache_dir, "copy.type"), "w") as f:
+            f.write(ctype)
+    else:
+        prepare(args.cache_dir, args.source, args.fixed)
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     os.environ["BARE_FLASK_CACHE"] = os.path.abspath(args.cache_dir)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -75,14 +84,15 @@ def main(argv=None):
             gunicorn,
             "--workers",
             str(args.workers),
+            # the same gunicorn settings as our `hpc-wps serve`
             "--worker-class",
-            "sync",
+            "gthread",
+            "--threads",
+            "16",
             "--bind",
             f"127.0.0.1:{args.port}",
-            # the same gunicorn settings as our `hpc-wps serve` (its --timeout
-            # only matters for long synchronous Executes)
             "--timeout",
-            "630",
+            "30",
             "--graceful-timeout",
             "30",
             "--no-control-socket",
@@ -95,7 +105,9 @@ def main(argv=None):
 
 def _load(cache_dir):
     docs = {}
-    for key, name in FILES.items():
+    for key, name in [*FILES.items(), ("copy", "copy")]:
+        if not os.path.exists(os.path.join(cache_dir, name + ".body")):
+            continue
         with open(os.path.join(cache_dir, name + ".body"), "rb") as f:
             body = f.read()
         with open(os.path.join(cache_dir, name + ".type")) as f:
@@ -118,3 +130,7 @@ elif os.environ.get("BARE_FLASK_CACHE"):
         if doc is None:
             return Response(b"unknown request", status=400, mimetype="text/plain")
         return Response(doc[0], content_type=doc[1])
+
+    @app.route("/processes")
+    def processes():
+        return Response(_DOCS["copy"][0], content_type=_DOCS["copy"][1])

@@ -25,6 +25,12 @@ def _check_loopback(url):
 def http_request(method, url, body=None, headers=None, timeout=30.0):
     """One request on a fresh connection (gunicorn's sync workers close it anyway).
     Returns (status, body bytes)."""
+    status, _, content = http_exchange(method, url, body, headers, timeout)
+    return status, content
+
+
+def http_exchange(method, url, body=None, headers=None, timeout=30.0):
+    """As http_request, and the response's headers: (status, headers, body bytes)."""
     _check_loopback(url)
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
@@ -34,7 +40,7 @@ def http_request(method, url, body=None, headers=None, timeout=30.0):
             path += "?" + parts.query
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
-        return resp.status, resp.read()
+        return resp.status, resp.headers, resp.read()
     finally:
         conn.close()
 
@@ -60,8 +66,9 @@ _NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKERR = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 
-def wrk(url, duration, threads=2, connections=4, timeout_s=10, headers=()):
-    """Runs `wrk -tT -cC -dDs URL` (with `-H` for each of `headers`); returns its figures as a dict."""
+def wrk(url, duration, threads=2, connections=4, timeout_s=10, headers=(), script=None):
+    """Runs `wrk -tT -cC -dDs URL` (with `-H` for each of `headers`, `-s script` for a Lua script, e.g.
+    one that POSTs); returns its figures as a dict."""
     _check_loopback(url)
     exe = shutil.which("wrk")
     if not exe:
@@ -71,6 +78,8 @@ def wrk(url, duration, threads=2, connections=4, timeout_s=10, headers=()):
     cmd = [exe, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", f"{timeout_s}s", url]
     for header in headers:
         cmd[1:1] = ["-H", header]
+    if script:
+        cmd[1:1] = ["-s", script]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     text = out.stdout + out.stderr
     m = _RPS.search(text)

@@ -332,7 +332,7 @@ def make_ours(tmpdir, name="ours", workers=2, processing="", pythonpath=None):
     return server
 
 
-def make_bare_flask(tmpdir, source_endpoint=None, fixed_sizes=None, workers=2):
+def make_bare_flask(tmpdir, source_endpoint=None, fixed_sizes=None, workers=2, copy=None):
     """bench/bare_flask.py with the repository's .venv (Flask + gunicorn):
     the cached bytes of `source_endpoint` (our server), or fixed bytes of
     `fixed_sizes` = (capabilities_bytes, describe_bytes)."""
@@ -352,10 +352,66 @@ def make_bare_flask(tmpdir, source_endpoint=None, fixed_sizes=None, workers=2):
         "--cache-dir",
         wdir,
     ]
-    if source_endpoint:
+    if copy:  # the bytes of one URL, served at /processes
+        cmd += ["--copy", copy]
+    elif source_endpoint:
         cmd += ["--source", source_endpoint]
     else:
         caps, desc = fixed_sizes or (4096, 4096)
         cmd += ["--fixed", f"{caps},{desc}"]
     env = base_env(wdir)
     return Server("bare-flask", cmd, BENCH_DIR, env, f"http://127.0.0.1:{port}/wps", wdir)
+
+
+PYGEOAPI_VENV = os.path.join(BENCH_DIR, ".venv-pygeoapi")
+
+
+def make_pygeoapi(tmpdir, workers=2, threads=16):
+    """pygeoapi (bench/.venv-pygeoapi, see setup_pygeoapi.sh) with its hello-world process and TinyDB job
+    manager, under the gunicorn settings of `hpc-wps serve`; its API root is the endpoint."""
+    bin_dir = os.path.join(PYGEOAPI_VENV, "bin")
+    if not os.path.exists(os.path.join(bin_dir, "gunicorn")):
+        raise RuntimeError(f"{PYGEOAPI_VENV} is missing: bash bench/setup_pygeoapi.sh")
+    port = free_port()
+    wdir = os.path.join(tmpdir, "pygeoapi")
+    os.makedirs(os.path.join(wdir, "outputs"), exist_ok=True)
+    with open(os.path.join(BENCH_DIR, "pygeoapi_app", "config.template.yml")) as f:
+        config = f.read().replace("@PORT@", str(port)).replace("@WORKDIR@", wdir)
+    config_path = os.path.join(wdir, "config.yml")
+    with open(config_path, "w") as f:
+        f.write(config)
+    env = base_env(wdir)
+    env["PYGEOAPI_CONFIG"] = config_path
+    env["PYGEOAPI_OPENAPI"] = os.path.join(wdir, "openapi.yml")
+    subprocess.run(
+        [
+            os.path.join(bin_dir, "pygeoapi"),
+            "openapi",
+            "generate",
+            config_path,
+            "--output-file",
+            env["PYGEOAPI_OPENAPI"],
+        ],
+        env=env,
+        cwd=wdir,
+        check=True,
+        capture_output=True,
+    )
+    cmd = [
+        os.path.join(bin_dir, "gunicorn"),
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--timeout",
+        "30",
+        "--no-control-socket",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "pygeoapi.flask_app:APP",
+    ]
+    server = Server("pygeoapi", cmd, wdir, env, f"http://127.0.0.1:{port}", wdir)
+    server.jobs_db = os.path.join(wdir, "jobs.db")
+    return server

@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""hpc-wps's OGC API - Processes vs pygeoapi, side by side in one run (issue 12). See bench/README.md.
+
+    bash bench/setup_pygeoapi.sh && .venv/bin/python bench/ogcapi.py [--quick]
+
+pygeoapi runs its hello-world process with its TinyDB job manager, hpc-wps its say_hello (the same
+input and answer), both under the same gunicorn settings (2 gthread workers of 16 threads), beside a
+bare Flask view serving the bytes of hpc-wps's own /processes. wrk with 4 connections; servers are
+measured right after each other, in ABBA order. Figures are printed and written to
+bench/results/ogcapi-<stamp>.json.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+import jobfill
+import load
+import servers
+
+JSON_ACCEPT = "Accept: application/json"
+HELLO = {"pygeoapi": "hello-world", "ours": "say_hello"}
+GREETING = {"pygeoapi": b"Hello World", "ours": b"Hello World"}
+FULL = dict(wrk_s=10, warm_s=2, jobs=500, threads=16, small=100, fill_pygeoapi=5000, fill_ours=100_000, gets=1000)
+QUICK = dict(wrk_s=3, warm_s=1, jobs=50, threads=16, small=100, fill_pygeoapi=500, fill_ours=5000, gets=300)
+
+
+def log(message):
+    print("[{}] {}".format(time.strftime("%H:%M:%S"), message), flush=True)
+
+
+def root(server):
+    """The API root: pygeoapi's endpoint; hpc-wps's endpoint names its WPS, the API is its parent."""
+    return server.endpoint.removesuffix("/wps")
+
+
+def wait_ready(server, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, body = load.http_request("GET", root(server) + "/processes", headers={"Accept": "application/json"})
+            if status == 200 and b"processes" in body:
+                return
+        except OSError:
+            pass
+        if server.proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    raise RuntimeError(f"{server.name} not ready; log {server.log_path}:\n{server.log_tail()}")
+
+
+def post_script(tmpdir, name):
+    path = os.path.join(tmpdir, f"post-{name}.lua")
+    with open(path, "w") as f:
+        f.write(
+            'wrk.method = "POST"\n'
+            'wrk.body = \'{"inputs": {"name": "World"}}\'\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+    return path
+
+
+def rates(label, urls, cfg, script=None):
+    """wrk on each server's URL, ABBA; the mean of its two runs."""
+    names = list(urls)
+    for name in names:
+        load.wrk(urls[name], cfg["warm_s"], headers=(JSON_ACCEPT,), script=script and script[name])
+    runs = {name: [] for name in names}
+    for name in names + names[::-1]:
+        runs[name].append(load.wrk(urls[name], cfg["wrk_s"], headers=(JSON_ACCEPT,), script=script and script[name]))
+    out = {}
+    for name in names:
+        good = [r["requests_per_s"] for r in runs[name]]
+        bad = sum(r["non_2xx"] + r["socket_errors"] for r in runs[name])
+        out[name] = {"requests_per_s": sum(good) / len(good), "runs": good, "non_2xx_or_errors": bad}
+        log(
+            f"  {label} {name:9s} {out[name]['requests_per_s']:9.1f} req/s "
+            f"({' / '.join(f'{g:.1f}' for g in good)}; {bad} bad)"
+        )
+    return out
+
+
+def execute_async(server):
+    """One asynchronous execution: (seconds to the 201, the job's URL)."""
+    url = f"{root(server)}/processes/{HELLO[server.name]}/execution"
+    body = json.dumps({"inputs": {"name": "World"}}).encode()
+    headers = {"Content-Type": "application/json", "Prefer": "respond-async", "Accept": "application/json"}
+    started = time.perf_counter()
+    status, answer, content = load.http_exchange("POST", url, body, headers)
+    took = time.perf_counter() - started
+    if status != 201 or not answer.get("Location"):
+        raise RuntimeError(f"{server.name}: HTTP {status} {content[:200]!r}")
+    return took, answer["Location"]
+
+
+def job_status(location):
+    status, body = load.http_request("GET", location, headers={"Accept": "application/json"})
+    return json.loads(body).get("status") if status == 200 else None
+
+
+def async_jobs(server, count, threads):
+    """``count`` jobs submitted from ``threads`` threads, then every job followed to its end."""
+    todo = queue.Queue()
+    for _ in range(count):
+        todo.put(None)
+    latencies, locations, errors = [], [], []
+    lock = threading.Lock()
+    first = time.perf_counter()
+
+    def submit():
+        while True:
+            try:
+                todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                took, location = execute_async(server)
+            except Exception as e:  # counted and shown
+                with lock:
+                    errors.append(str(e))
+                continue
+            with lock:
+                latencies.append(took)
+                locations.append(location)
+
+    workers = [threading.Thread(target=submit) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    pending, ended = list(locations), {}
+    deadline = time.monotonic() + 600
+    while pending and time.monotonic() < deadline:
+        for location in list(pending):
+            state = job_status(location)
+            if state in ("successful", "failed", "dismissed"):
+                ended[location] = (state, time.perf_counter())
+                pending.remove(location)
+        time.sleep(0.05)
+    last = max((t for _, t in ended.values()), default=None)
+    span = (last - first) if last else None
+    out = {
+        "submitted": len(locations),
+        "errors": errors[:5],
+        "succeeded": sum(1 for s, _ in ended.values() if s == "successful"),
+        "unfinished": len(pending),
+        "latency_p50_ms": round(load._ms(load.percentile(latencies, 50)), 1),
+        "latency_p99_ms": round(load._ms(load.percentile(latencies, 99)), 1),
+        "completed_jobs_per_s": len(ended) / span if span else None,
+        "locations": locations,
+    }
+    log(
+        "  {:9s} {} jobs: submit p50 {} / p99 {} ms; {} succeeded, {} unfinished; {:.1f} jobs/s".format(
+            server.name,
+            count,
+            out["latency_p50_ms"],
+            out["latency_p99_ms"],
+            out["succeeded"],
+            out["unfinished"],
+            out["completed_jobs_per_s"] or 0,
+        )
+    )
+    return out
+
+
+def fill_tinydb(path, total):
+    """pygeoapi's TinyDB job table grown to ``total`` finished jobs: copies of one it ran, new ids."""
+    with open(path) as f:
+        data = json.load(f)
+    table = data["_default"]
+    template = next(iter(table.values()))
+    key = max(int(k) for k in table) + 1
+    for n in range(total - len(table)):
+        job = dict(template)
+        job["identifier"] = f"fill-{n:08d}"
+        table[str(key + n)] = job
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f)
+    os.replace(path + ".tmp", path)
+    return len(table)
+
+
+def timed_gets(urls, total):
+    run = load.latency_run(urls, total)
+    run.pop("latencies")
+    return run | {key: round(run[key], 1) for key in ("p50_ms", "p99_ms", "max_ms")}
+
+
+def status_scaling(server, locations, cfg, fill):
+    """GET /jobs/{id} p99 with the jobs it ran, then with the table grown to ``fill`` jobs; for hpc-wps
+    also GET /jobs?limit=50 at that size."""
+    urls = locations[: cfg["small"]]
+    small = timed_gets(urls, cfg["gets"])
+    if server.name == "pygeoapi":
+        rows = fill_tinydb(server.jobs_db, fill)
+    else:
+        jobfill.fill_finished_jobs(server.db_url, fill)
+        rows = jobfill.count_rows(server.db_url)
+    big = timed_gets(urls, cfg["gets"])
+    out = {"small": small, "big": big, "rows": rows}
+    log(
+        f"  {server.name:9s} GET /jobs/{{id}} p99 {small['p99_ms']} ms with {len(locations)} jobs, "
+        f"{big['p99_ms']} ms with {rows}"
+    )
+    if server.name == "ours":
+        out["list"] = timed_gets([f"{root(server)}/jobs?limit=50"], cfg["gets"])
+        log(f"  {server.name:9s} GET /jobs?limit=50 p99 {out['list']['p99_ms']} ms with {rows} jobs")
+    return out
+
+
+def table(res, cfg):
+    def ratio(a, b):
+        return a / b if a and b else None
+
+    def row(label, pygeoapi, ours, bare, value, target, ok):
+        return [label, pygeoapi, ours, bare, "-" if value is None else f"{value:.2f}", target, "yes" if ok else "NO"]
+
+    p = res["processes"]
+    r = ratio(p["ours"]["requests_per_s"], p["bare"]["requests_per_s"])
+    rows = [
+        row(
+            "/processes req/s",
+            *(f"{p[n]['requests_per_s']:.0f}" for n in ("pygeoapi", "ours", "bare")),
+            r,
+            ">= 0.75 of bare",
+            r and r >= 0.75,
+        )
+    ]
+    s = res["sync"]
+    r = ratio(s["ours"]["requests_per_s"], s["pygeoapi"]["requests_per_s"])
+    rows.append(
+        row(
+            "sync execution req/s",
+            f"{s['pygeoapi']['requests_per_s']:.1f}",
+            f"{s['ours']['requests_per_s']:.1f}",
+            "",
+            r,
+            ">= 4x pygeoapi",
+            r and r >= 4,
+        )
+    )
+    a = res["async"]
+    r = ratio(a["ours"]["completed_jobs_per_s"], a["pygeoapi"]["completed_jobs_per_s"])
+    rows.append(
+        row(
+            f"async: {cfg['jobs']} jobs completed/s",
+            f"{a['pygeoapi']['completed_jobs_per_s']:.1f}",
+            f"{a['ours']['completed_jobs_per_s']:.1f}",
+            "",
+            r,
+            ">= 10x pygeoapi, all succeed",
+            r and r >= 10 and a["ours"]["succeeded"] == cfg["jobs"],
+        )
+    )
+    rows.append(
+        row(
+            "async submission p99 ms",
+            f"{a['pygeoapi']['latency_p99_ms']}",
+            f"{a['ours']['latency_p99_ms']}",
+            "",
+            None,
+            "ours < 50 ms",
+            a["ours"]["latency_p99_ms"] < 50,
+        )
+    )
+    g = res["status"]
+    r = ratio(g["ours"]["big"]["p99_ms"], g["ours"]["small"]["p99_ms"])
+    rows.append(
+        row(
+            f"GET /jobs/{{id}} p99 ms, {cfg['small']} -> {g['ours']['rows']} jobs (pygeoapi {g['pygeoapi']['rows']})",
+            f"{g['pygeoapi']['small']['p99_ms']} -> {g['pygeoapi']['big']['p99_ms']}",
+            f"{g['ours']['small']['p99_ms']} -> {g['ours']['big']['p99_ms']}",
+            "",
+            r,
+            "ours within 1.5x",
+            r and r <= 1.5,
+        )
+    )
+    listing = g["ours"]["list"]["p99_ms"]
+    rows.append(
+        row(f"GET /jobs?limit=50 p99 ms, {g['ours']['rows']} jobs", "", f"{listing}", "", None, "< 50 ms", listing < 50)
+    )
+    head = ["scenario", "pygeoapi", "ours", "bare Flask", "ratio", "target", "met?"]
+    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
+    for line in [head, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run: fewer jobs, shorter loads")
+    args = parser.parse_args(argv)
+    cfg = dict(QUICK if args.quick else FULL)
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: bash bench/setup_pygeoapi.sh installs it")
+    tmpdir = tempfile.mkdtemp(prefix="hpc-wps-ogcapi-bench-")
+    res = {"config": cfg, "loadavg_start": os.getloadavg()}
+    try:
+        pygeoapi = servers.make_pygeoapi(tmpdir).start()
+        ours = servers.make_ours(tmpdir).start()
+        for server in (pygeoapi, ours):
+            wait_ready(server)
+        bare = servers.make_bare_flask(tmpdir, copy=root(ours) + "/processes").start()
+        wait_ready(bare)
+        srv = {"pygeoapi": pygeoapi, "ours": ours}
+        log("GET /processes (wrk -t2 -c4, ABBA)")
+        res["processes"] = rates(
+            "/processes", {n: root(s) + "/processes" for n, s in {**srv, "bare": bare}.items()}, cfg
+        )
+        bare.stop()
+        log("synchronous execution (POST, wrk -t2 -c4, ABBA)")
+        for name, server in srv.items():
+            status, body = load.http_request(
+                "POST",
+                f"{root(server)}/processes/{HELLO[name]}/execution",
+                b'{"inputs": {"name": "World"}}',
+                {"Content-Type": "application/json"},
+            )
+            if status != 200 or GREETING[name] not in body:
+                raise RuntimeError(f"{name}: synchronous execution answered HTTP {status} {body[:200]!r}")
+        scripts = {name: post_script(tmpdir, name) for name in srv}
+        res["sync"] = rates(
+            "execution", {n: f"{root(s)}/processes/{HELLO[n]}/execution" for n, s in srv.items()}, cfg, scripts
+        )
+        log(f"{cfg['jobs']} asynchronous executions ({cfg['threads']} submitting threads), each followed to its end")
+        res["async"] = {name: async_jobs(server, cfg["jobs"], cfg["threads"]) for name, server in srv.items()}
+        log("job status as the job table grows")
+        fills = {"pygeoapi": cfg["fill_pygeoapi"], "ours": cfg["fill_ours"]}
+        res["status"] = {
+            name: status_scaling(server, res["async"][name].pop("locations"), cfg, fills[name])
+            for name, server in srv.items()
+        }
+    finally:
+        servers.stop_all()
+        res["loadavg_end"] = os.getloadavg()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    rows = table(res, cfg)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = os.path.join(servers.BENCH_DIR, "results", f"ogcapi-{stamp}{'-quick' if args.quick else ''}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"results": res, "table": rows}, f, indent=2, default=str)
+    print("load average at start {:.2f}, at end {:.2f}".format(res["loadavg_start"][0], res["loadavg_end"][0]))
+    log(f"figures written to {out}")
+
+
+if __name__ == "__main__":
+    main()
