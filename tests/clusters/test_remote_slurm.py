@@ -28,7 +28,7 @@ from scheduler.db import make_engine
 from scheduler.executors.batch.commands import SchedulerUnavailable
 from scheduler.executors.batch.ssh import SshRunner
 from scheduler.settings import SchedulerSettings
-from tests.clusters.test_slurm import HTTP, JOB, NS, TEXT, COUNTS, complex_text, execute20, result20, wait20
+from tests.clusters.test_slurm import COUNTS, HTTP, JOB, NS, TEXT, complex_text, execute20, result20, wait20
 from tests.conftest import ROOT, LiveServer, need_backend, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm")]

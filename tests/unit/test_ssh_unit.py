@@ -4,6 +4,7 @@ one against a real sshd)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -134,7 +135,7 @@ def test_a_connection_not_made_is_tried_once_more(monkeypatch, runner):
 def test_a_connection_still_refused_is_certainly_not_run(monkeypatch, runner):
     refused = (255, "ssh: connect to host login port 2222: Connection refused")
     fake = FakeSsh(monkeypatch, refused, refused)
-    with pytest.raises(SchedulerUnavailable, match="cannot reach wps@login.example.org:2222") as error:
+    with pytest.raises(SchedulerUnavailable, match=re.escape("cannot reach wps@login.example.org:2222")) as error:
         runner.run(["sbatch", "x"], 30)
     assert error.value.certain and len(fake.calls) == 2
 
@@ -148,7 +149,9 @@ def test_a_connection_lost_midway_may_have_run(monkeypatch, runner):
 
 def test_a_wrong_host_key_is_not_tried_again(monkeypatch, runner):
     fake = FakeSsh(monkeypatch, (255, "Host key verification failed."))
-    with pytest.raises(SchedulerUnavailable, match="its host key is not the one /etc/wps/known_hosts") as error:
+    with pytest.raises(
+        SchedulerUnavailable, match=re.escape("its host key is not the one /etc/wps/known_hosts")
+    ) as error:
         runner.run(["squeue"], 30)
     assert error.value.certain and len(fake.calls) == 1
 
