@@ -11,6 +11,7 @@ jobs run: none is lost.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -22,13 +23,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.settings import load_settings
-from scheduler import queries
-from scheduler.db import make_engine
 from scheduler.executors.batch.commands import SchedulerUnavailable
 from scheduler.executors.batch.ssh import SshRunner
 from scheduler.settings import SchedulerSettings
-from tests.clusters.test_slurm import COUNTS, HTTP, JOB, NS, TEXT, complex_text, execute20, result20, wait20
+from tests.clusters.test_slurm import (
+    COUNTS,
+    HTTP,
+    JOB,
+    NS,
+    TEXT,
+    Served,
+    complex_text,
+    execute20,
+    result20,
+    wait20,
+)
 from tests.conftest import ROOT, LiveServer, need_backend, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm")]
@@ -69,7 +78,7 @@ def remote_keys(sshd: dict[str, str], known_hosts: str = "") -> dict[str, str]:
     }
 
 
-class RemoteService:
+class RemoteService(Served):
     """A server whose Slurm commands run on the login host; ``stage`` is the remote job directory's parent
     with SFTP staging, None when shared."""
 
@@ -88,18 +97,8 @@ class RemoteService:
                 f"workdir = {jobs_dir}\npython = {python}\n{keys}{staged}"
             ),
         )
-        self.url = self.server.url
-        self.engine = make_engine(load_settings(self.server.config, environ={}).database_url)
+        super().__init__(self.server)
         self.server.start()
-
-    def row(self, job_id: str):  # type: ignore[no-untyped-def]
-        return queries.get_job(self.engine, job_id)
-
-    def native_id(self, job_id: str) -> str:
-        return wait_for(lambda: self.row(job_id)["native_id"], timeout=JOB)
-
-    def log(self) -> str:
-        return self.server.log.read_text(errors="replace")
 
     def stop(self) -> None:
         self.server.stop()
@@ -137,7 +136,7 @@ def sacct_user(native_id: str) -> str:
 
 def sleep_job(service: RemoteService, seconds: float) -> str:
     return execute20(
-        service,  # type: ignore[arg-type]
+        service,
         "sleep",
         f'<wps:Input id="delay"><wps:Data><wps:LiteralValue>{seconds}</wps:LiteralValue></wps:Data></wps:Input>',
     )
@@ -145,7 +144,7 @@ def sleep_job(service: RemoteService, seconds: float) -> str:
 
 def wordcounter_job(service: RemoteService) -> str:
     return execute20(
-        service,  # type: ignore[arg-type]
+        service,
         "wordcounter",
         f'<wps:Input id="text"><wps:Data mimeType="text/plain">{TEXT}</wps:Data></wps:Input>',
     )
@@ -154,22 +153,16 @@ def wordcounter_job(service: RemoteService) -> str:
 def assert_succeeded_as_remote_user(service: RemoteService, sleeps: dict[str, float], counter: str) -> None:
     """Every job Succeeded with its output, and Slurm ran it for the login host's user."""
     for job_id, seconds in sleeps.items():
-        wait20(service, job_id, "Succeeded", timeout=3 * JOB)  # type: ignore[arg-type]
-        result = result20(service, job_id)  # type: ignore[arg-type]
+        wait20(service, job_id, "Succeeded", timeout=3 * JOB)
+        result = result20(service, job_id)
         assert result.xpath("//wps2:LiteralValue/text()", namespaces=NS) == [f"slept for {seconds} seconds"]
-    wait20(service, counter, "Succeeded", timeout=3 * JOB)  # type: ignore[arg-type]
-    output = result20(service, counter).find(f"{{{NS['wps2']}}}Output")  # type: ignore[arg-type]
-    assert json_of(complex_text(output)) == COUNTS
+    wait20(service, counter, "Succeeded", timeout=3 * JOB)
+    output = result20(service, counter).find(f"{{{NS['wps2']}}}Output")
+    assert json.loads(complex_text(output)) == COUNTS
     for job_id in [*sleeps, counter]:
         native_id = service.row(job_id)["native_id"]
         wait_for(lambda n=native_id: sacct_user(n), JOB)
         assert sacct_user(native_id) == REMOTE_USER
-
-
-def json_of(text: str) -> object:
-    import json
-
-    return json.loads(text)
 
 
 # -- the tests ---------------------------------------------------------------------------------------
@@ -252,4 +245,4 @@ def test_the_service_answers_while_the_login_host_is_down(shared: RemoteService)
         assert "Connection refused" in message and shared.row(job_id)["status"] == "accepted"
     finally:
         subprocess.run([str(SSHD_SCRIPT), "start"], capture_output=True, text=True, timeout=120, check=True)
-    wait20(shared, job_id, "Succeeded", timeout=3 * JOB)  # type: ignore[arg-type]
+    wait20(shared, job_id, "Succeeded", timeout=3 * JOB)
