@@ -293,6 +293,9 @@ def check_remote(settings: Settings) -> None:
     scheduler, where = settings.scheduler, f"{settings.source}: [scheduler]"
     if scheduler.remote and scheduler.system != "slurm":
         raise SettingsError(f"{where} remote: runs the command-line executor only; set system = slurm")
+    for key in ("ssh_key", "ssh_known_hosts"):  # ssh splits option values at blanks and expands % tokens
+        if re.search(r"[\s\"'%\\]", getattr(scheduler, key)):
+            raise SettingsError(f"{where} {key}: a path without blanks, quotes, backslashes or %")
     if scheduler.staging == "sftp":
         if not scheduler.remote or not scheduler.remote_workdir:
             raise SettingsError(

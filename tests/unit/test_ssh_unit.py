@@ -59,6 +59,8 @@ def test_bad_destinations(url: str, expected: str):
         (f"[scheduler]\nremote = {REMOTE}\nstaging = sftp\n", "staging = sftp: needs remote and remote_workdir"),
         (f"[scheduler]\nremote = {REMOTE}\nstaging = sftp\nremote_workdir = /s/*\n", "remote_workdir: '/s/*'"),
         ("[scheduler]\nstaging = scp\n", "[scheduler] staging"),
+        (f"[scheduler]\nremote = {REMOTE}\nssh_key = /keys/%u key\n", "ssh_key: a path without blanks"),
+        (f"[scheduler]\nremote = {REMOTE}\nssh_known_hosts = /k/a b\n", "ssh_known_hosts: a path without"),
     ],
 )
 def test_remote_settings_refused_at_start(tmp_path: Path, text: str, expected: str):
