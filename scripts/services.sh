@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start (or check) every real service the test suite talks to: PostgreSQL (the job table), Slurm and
-# Grid Engine with DRMAA (scripts/clusters.sh), an sshd for a login host (scripts/sshd.sh), Podman's Docker API and the local images (scripts/podman.sh).
+# Grid Engine with DRMAA (scripts/clusters.sh), an sshd playing a login host (scripts/sshd.sh), Podman's
+# Docker API and the local images (scripts/podman.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
