@@ -28,6 +28,7 @@ from processes.container.settings import DockerSettings
 from processes.fetch import FetchLimits
 from processes.setting_fields import SettingsError, setting, size_setting
 from scheduler.access import ROLES_SUFFIX, ProcessAccess, parse_process_roles
+from scheduler.executors.batch.ssh import sftp_word
 from scheduler.logs import LoggingSettings
 from scheduler.settings import CallbackSettings, JobSettings, ProcessingSettings, QuotaSettings, SchedulerSettings
 
@@ -283,12 +284,34 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"{settings.source}: [monitoring] heartbeat_timeout: must exceed heartbeat_interval")
     if settings.monitoring.host_lost_after <= settings.monitoring.heartbeat_timeout:
         raise SettingsError(f"{settings.source}: [monitoring] host_lost_after: must exceed heartbeat_timeout")
+    check_remote(settings)
     check_auth(settings.auth, settings.source)
     if settings.processes.roles and settings.auth.mode != "oidc":
         first = next(iter(settings.processes.roles))
         raise SettingsError(
             f"{settings.source}: [processes] {first}{ROLES_SUFFIX}: roles come from tokens; set [auth] mode = oidc"
         )
+
+
+def check_remote(settings: Settings) -> None:
+    """``[scheduler] remote`` drives the command-line executor (DRMAA is a library on this host), and
+    SFTP staging needs a directory on the login host whose path sftp's batch language can carry."""
+    scheduler, where = settings.scheduler, f"{settings.source}: [scheduler]"
+    if scheduler.remote and scheduler.system != "slurm":
+        raise SettingsError(f"{where} remote: runs the command-line executor only; set system = slurm")
+    for key in ("ssh_key", "ssh_known_hosts"):  # ssh splits option values at blanks and expands % tokens
+        if re.search(r"[\s\"'%\\]", getattr(scheduler, key)):
+            raise SettingsError(f"{where} {key}: a path without blanks, quotes, backslashes or %")
+    if scheduler.staging == "sftp":
+        if not scheduler.remote or not scheduler.remote_workdir:
+            raise SettingsError(
+                f"{where} staging = sftp: needs remote and remote_workdir (a directory on the login host)"
+            )
+        for key, path in (("remote_workdir", scheduler.remote_workdir), ("workdir", str(settings.jobs_dir))):
+            try:
+                sftp_word(path)
+            except ValueError as exc:
+                raise SettingsError(f"{where} {key}: {exc}") from None
 
 
 def check_process_names(settings: Settings, identifiers: set[str]) -> None:

@@ -432,6 +432,7 @@ class Dispatcher:
                         executor.cancel(row["native_id"])
                 elif status.state is NativeState.RUNNING and not executor.starts_now:
                     self.follow_running(row)
+            ended = self._retrieved(executor, ended)
             if ended:
                 # Result files are read before the transaction: on SQLite it holds the one write lock.
                 outcomes = {row["id"]: read_result(self.settings.job_dir(row["id"])) for row, _status in ended}
@@ -443,6 +444,22 @@ class Dispatcher:
                         shutil.rmtree(self.settings.job_dir(row["id"]), ignore_errors=True)
                 did = True
         return did
+
+    def _retrieved(
+        self, executor: Executor, ended: list[tuple[RowMapping, NativeStatus]]
+    ) -> list[tuple[RowMapping, NativeStatus]]:
+        """The ended jobs whose results are in their job directories now; a job whose results cannot be
+        brought back yet (a login host out of reach) stays as it is, to be settled at a later poll."""
+        ready = []
+        for row, status in ended:
+            with job_context(row["id"]):
+                try:
+                    executor.retrieve(self.settings.job_dir(row["id"]))
+                except SubmitError as exc:
+                    log.warning("%s: the job's results cannot be brought back now: %s", executor.name, exc)
+                    continue
+            ready.append((row, status))
+        return ready
 
     def follow_running(self, row: RowMapping) -> None:
         """A batch job the system reports running: mark it so (the launcher may not reach the table)

@@ -225,7 +225,7 @@ def run_job_dir(job_dir: Path) -> int:
                 return 0
             # The dispatcher saw the batch job start first and marked it running; say where it runs.
             lifecycle.update_progress(engine, payload.job_id, running_on, None)
-    except SQLAlchemyError:
+    except (SQLAlchemyError, OSError):  # OSError: a SQLite file whose directory this node's user cannot reach
         log.warning("job %s: the job table is out of reach from this node", payload.job_id)
         engine = None
     if engine is None:  # the file is the dispatcher's only news of a node cut off from the table

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,43 @@ def parse_name(text: str) -> str:
     value = text.strip()
     if not re.fullmatch(r"[A-Za-z0-9_.*][A-Za-z0-9_.*-]*", value):
         raise ValueError(f"{value!r} is not one word of letters, digits, '_', '.', '-' and '*'")
+    return value
+
+
+@dataclass(frozen=True)
+class SshDestination:
+    """A login host as ``[scheduler] remote`` names it: ``ssh://user@host[:port]``."""
+
+    user: str
+    host: str
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SshDestination:
+        parts = urllib.parse.urlsplit(url.strip())
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{url!r}: the port is not a number from 1 to 65535") from None
+        if parts.scheme != "ssh" or parts.path not in ("", "/") or parts.query or parts.fragment or parts.password:
+            raise ValueError(f"{url!r} is not ssh://user@host[:port]")
+        user, host = parts.username or "", parts.hostname or ""
+        # Neither may start with "-" (ssh would read an option) nor hold what a shell or ssh reads specially.
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", user):
+            raise ValueError(f"{url!r}: name the user on the login host (ssh://user@host), in letters, digits, _ . -")
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*", host):
+            raise ValueError(f"{url!r}: {host!r} is not a host name or address")
+        return cls(user, host, port)
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}" + (f":{self.port}" if self.port else "")
+
+
+def parse_remote(text: str) -> str:
+    """``ssh://user@host[:port]`` or empty, checked here so that a typo fails at start, not at the first job."""
+    value = text.strip()
+    if value:
+        SshDestination.parse(value)
     return value
 
 
@@ -88,6 +126,25 @@ class SchedulerSettings:
     drmaa_library: str = setting("", "path of libdrmaa; empty: DRMAA_LIBRARY_PATH from the environment")
     drmaa_preload: str = setting("", "libraries the dispatcher preloads for libdrmaa (Grid Engine's needs libjemalloc)")
     retry_max: float = setting(300.0, "longest pause between submission retries while the scheduler is down, seconds")
+    remote: str = setting(
+        "",
+        "ssh://user@login-host[:port]: run the scheduler's commands on that login host over one multiplexed "
+        "SSH connection (key authentication; system = slurm only); empty: on this host",
+        parse=parse_remote,
+    )
+    ssh_key: str = setting("", "with remote: the private key file SSH authenticates with; empty: ssh's own defaults")
+    ssh_known_hosts: str = setting(
+        "", "with remote: the known_hosts file holding the login host's key (checked strictly); empty: ssh's own"
+    )
+    staging: str = setting(
+        "shared",
+        "with remote: shared (job directories have the same path on both sides) or sftp (copied to "
+        "remote_workdir before submission and back when the job ends)",
+        choices=("shared", "sftp"),
+    )
+    remote_workdir: str = setting(
+        "", "with staging = sftp: the directory on the login host (seen by the nodes) job directories are copied to"
+    )
 
 
 @dataclass(frozen=True)

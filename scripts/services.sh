@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start (or check) every real service the test suite talks to: PostgreSQL (the job table), Slurm and
-# Grid Engine with DRMAA (scripts/clusters.sh), Podman's Docker API and the local images (scripts/podman.sh).
+# Grid Engine with DRMAA (scripts/clusters.sh), an sshd playing a login host (scripts/sshd.sh), Podman's
+# Docker API and the local images (scripts/podman.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -33,6 +34,7 @@ start_all() {
   local t0=$SECONDS
   start_postgres
   "$here/clusters.sh" start
+  "$here/sshd.sh" start  # after Slurm: its login user gets an association
   "$here/podman.sh" start
   "$here/podman.sh" images
   if [ -x "$here/build-example-images.sh" ]; then
@@ -45,6 +47,7 @@ status_all() {
   local rc=0
   if postgres_up; then echo "postgresql: up"; else echo "postgresql: down"; rc=1; fi
   "$here/clusters.sh" status || rc=1
+  "$here/sshd.sh" status || rc=1
   "$here/podman.sh" status >/dev/null && echo "podman: up" || { echo "podman: down"; rc=1; }
   return $rc
 }

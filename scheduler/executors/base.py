@@ -88,6 +88,10 @@ class Executor(ABC):
         waiting out its poll interval."""
         return ()
 
+    def retrieve(self, job_dir: Path) -> None:  # noqa: B027 (deliberately a no-op by default)
+        """Bring an ended job's results into its job directory before they are read, where the job ran
+        in a copy of it elsewhere. SubmitError: not now; the end is settled at a later poll."""
+
     def close(self) -> None:  # noqa: B027 (deliberately a no-op by default)
         """Let go of the system when the dispatcher stops; running jobs go on and are re-attached later."""
 

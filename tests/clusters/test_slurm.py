@@ -120,7 +120,25 @@ class Tools:
         return [line.split() for line in self.log.read_text(encoding="utf-8").splitlines()]
 
 
-class Service:
+class Served:
+    """A server in scheduler mode and its job table, which the tests look at behind the client's back."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.url = server.url
+        self.engine = make_engine(load_settings(server.config, environ={}).database_url)
+        self._server_log = server.log
+
+    def row(self, job_id: str):  # type: ignore[no-untyped-def]
+        return queries.get_job(self.engine, job_id)
+
+    def native_id(self, job_id: str) -> str:
+        return wait_for(lambda: self.row(job_id)["native_id"], timeout=JOB)
+
+    def log(self) -> str:
+        return self._server_log.read_text(errors="replace")
+
+
+class Service(Served):
     """The module's server, with what the tests need to look behind it."""
 
     def __init__(self, base: Path) -> None:
@@ -140,8 +158,7 @@ class Service:
                 f"workdir = {self.jobs_dir}\n"
             ),
         )
-        self.url = self.server.url
-        self.engine = make_engine(load_settings(self.server.config, environ={}).database_url)
+        super().__init__(self.server)
 
     def start(self) -> None:
         with pytest.MonkeyPatch.context() as patch:
@@ -158,15 +175,6 @@ class Service:
             return requests.get(self.url, params=params, timeout=HTTP).ok
         except requests.RequestException:
             return False
-
-    def row(self, job_id: str):  # type: ignore[no-untyped-def]
-        return queries.get_job(self.engine, job_id)
-
-    def native_id(self, job_id: str) -> str:
-        return wait_for(lambda: self.row(job_id)["native_id"], timeout=JOB)
-
-    def log(self) -> str:
-        return self.server.log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +308,7 @@ def wait10(service: Service, job_id: str, tag: str, timeout: float = JOB) -> etr
     return wait_for(reached, timeout, POLL)[0]
 
 
-def execute20(service: Service, identifier: str, inputs: str) -> str:
+def execute20(service: Served, identifier: str, inputs: str) -> str:
     body = (
         f'<wps:Execute xmlns:wps="{WPS20}" xmlns:ows="{OWS20}" service="WPS" version="2.0.0" mode="async"'
         f' response="document"><ows:Identifier>{identifier}</ows:Identifier>{inputs}</wps:Execute>'
@@ -311,13 +319,13 @@ def execute20(service: Service, identifier: str, inputs: str) -> str:
     return root.findtext(f"{{{WPS20}}}JobID")
 
 
-def status20(service: Service, job_id: str) -> tuple[str, etree._Element]:
+def status20(service: Served, job_id: str) -> tuple[str, etree._Element]:
     params = {"service": "WPS", "version": "2.0.0", "request": "GetStatus", "jobId": job_id}
     root = xml(requests.get(service.url, params=params, timeout=HTTP))
     return root.findtext(f"{{{WPS20}}}Status"), root
 
 
-def wait20(service: Service, job_id: str, state: str, timeout: float = JOB) -> etree._Element:
+def wait20(service: Served, job_id: str, state: str, timeout: float = JOB) -> etree._Element:
     def reached():  # type: ignore[no-untyped-def]
         current, root = status20(service, job_id)
         if current in ("Succeeded", "Failed", "Dismissed") and current != state:
@@ -327,7 +335,7 @@ def wait20(service: Service, job_id: str, state: str, timeout: float = JOB) -> e
     return wait_for(reached, timeout, POLL)[0]
 
 
-def result20(service: Service, job_id: str) -> etree._Element:
+def result20(service: Served, job_id: str) -> etree._Element:
     params = {"service": "WPS", "version": "2.0.0", "request": "GetResult", "jobId": job_id}
     return xml(requests.get(service.url, params=params, timeout=HTTP))
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from scheduler.executors.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.batch.commands import SchedulerUnavailable, runner_for
 from scheduler.resources import Resources, defaults
 from scheduler.settings import SchedulerSettings
 
@@ -46,25 +47,6 @@ VANISH_GRACE = 60.0
 SUBMITTED_FILE = "batch.submitted"
 TAIL_LINES = 3
 TAIL_CHARS = 400
-
-
-class SchedulerUnavailable(SubmitError):
-    """The scheduler's tools cannot be run or do not answer: the job is offered again later.
-
-    ``certain``: the command certainly did not reach the scheduler (not installed, refused at
-    connect); otherwise it may have, and a retried submission first looks for the job.
-    """
-
-    def __init__(self, message: str, certain: bool = False) -> None:
-        super().__init__(message, retry=True)
-        self.certain = certain
-
-
-class CommandNotFound(SchedulerUnavailable):
-    """The command is not installed on this host."""
-
-    def __init__(self, command: str) -> None:
-        super().__init__(f"{command} is not installed on this host (not found on PATH)", certain=True)
 
 
 class UnknownListing(ValueError):
@@ -118,6 +100,7 @@ class BatchExecutor(Executor):
     def __init__(self, settings: SchedulerSettings, jobs_dir: Path) -> None:
         self.settings = settings
         self.jobs_dir = jobs_dir
+        self.runner = runner_for(settings)  # where the commands run: here, or on a login host over SSH
         # Requests to the system since the start, by command name (or library call): the benchmark reads them.
         self.calls: collections.Counter[str] = collections.Counter()
         self._cancelled: dict[str, float] = {}  # native id -> when a cancel was last requested
@@ -182,18 +165,17 @@ class BatchExecutor(Executor):
         return sum(self.calls.values())
 
     def run(self, argv: list[str], timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """Run one scheduler command (an argv list, never a shell string) and count it."""
+        """Run one scheduler command (an argv list, never a shell string), here or on the login host
+        (``[scheduler] remote``), and count it."""
         self.count(os.path.basename(argv[0]))
-        try:
-            return subprocess.run(
-                argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-            )
-        except FileNotFoundError:
-            raise CommandNotFound(argv[0]) from None
-        except subprocess.TimeoutExpired:
-            raise SchedulerUnavailable(f"{argv[0]} did not answer within {timeout:g} s") from None
-        except OSError as exc:
-            raise SchedulerUnavailable(f"cannot run {argv[0]}: {exc.strerror or exc}", True) from None
+        return self.runner.run(argv, timeout)
+
+    def retrieve(self, job_dir: Path) -> None:
+        """Bring an ended job's results back from the login host when staged there (``staging = sftp``)."""
+        self.runner.stage_out(job_dir)
+
+    def close(self) -> None:
+        self.runner.close()
 
     # -- the Executor interface ---------------------------------------------------------------------
 

@@ -45,14 +45,8 @@ from typing import Any
 
 import scheduler
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.executors.batch.base import (
-    BatchExecutor,
-    CommandNotFound,
-    Listed,
-    SchedulerUnavailable,
-    UnknownListing,
-    tail,
-)
+from scheduler.executors.batch.base import BatchExecutor, Listed, UnknownListing, tail
+from scheduler.executors.batch.commands import CommandNotFound, SchedulerUnavailable
 from scheduler.executors.batch.drmaa_endings import deleted_reason, ending_reason, is_no_rusage
 from scheduler.executors.batch.gridengine import (
     GRID_ENGINE,

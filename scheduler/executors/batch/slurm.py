@@ -16,14 +16,13 @@ sites the DRMAA executor polls with the same squeue lines (``squeue_listing``).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shlex
 import signal
 import string
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.executors.batch.base import BatchExecutor, Listed, SchedulerUnavailable, tail
@@ -219,12 +218,12 @@ def squeue_listing(output: str) -> dict[str, Listed]:
     return listed
 
 
-def _in_directory(listing: str, job_dir: Path) -> str | None:
+def _in_directory(listing: str, job_dir: str) -> str | None:
     """The id on the last "id|workdir" line whose directory is ``job_dir`` (squeue's lines end in "|")."""
     found = None
     for line in listing.splitlines():
         native_id, _, workdir = line.removesuffix("|").partition("|")
-        if workdir.strip() == str(job_dir) and native_id.strip():
+        if workdir.strip() == job_dir and native_id.strip():
             found = native_id.strip()
     return found
 
@@ -251,7 +250,7 @@ class SlurmExecutor(BatchExecutor):
     def script_values(self, spec: JobSpec) -> dict[str, str]:
         """The template's values, each quoted for where it appears; ValueError if impossible."""
         resources = self.resources(spec)
-        job_dir = str(spec.job_dir)
+        job_dir = self.runner.path(spec.job_dir)  # where the nodes see it
         if "\\" in job_dir:  # Slurm drops backslashes from --output/--error file names, with no escape
             raise ValueError(f"the job directory {job_dir} contains a backslash, which Slurm cannot take")
         logs = job_dir.replace("%", "%%")  # --output/--error expand %j and the like; %% is a percent
@@ -284,7 +283,8 @@ class SlurmExecutor(BatchExecutor):
     def submit_job(self, spec: JobSpec) -> str:
         script = spec.job_dir / "slurm.sh"
         script.write_text(self.render_script(spec), encoding="utf-8")
-        done = self.run(["sbatch", "--parsable", str(script)])
+        self.runner.stage_in(spec.job_dir)
+        done = self.run(["sbatch", "--parsable", str(PurePosixPath(self.runner.path(spec.job_dir), script.name))])
         if done.returncode == 0:
             native_id = done.stdout.strip().split(";")[0]  # "id;cluster" on a multi-cluster site
             if native_id.isdigit():
@@ -304,7 +304,8 @@ class SlurmExecutor(BatchExecutor):
         done = self.run(["squeue", "-h", "-t", "all", "-n", name, "-O", "JobID:|,WorkDir:|"])
         if done.returncode != 0:
             raise SchedulerUnavailable(f"Slurm is unavailable: {error_text(done.stderr)}")
-        found = _in_directory(done.stdout, spec.job_dir)
+        job_dir = self.runner.path(spec.job_dir)
+        found = _in_directory(done.stdout, job_dir)
         if found or self.accounting is False:
             return found
         try:  # the marker was written just before the earlier sbatch: that job started after it
@@ -316,7 +317,7 @@ class SlurmExecutor(BatchExecutor):
         if done.returncode != 0:
             log.info("sacct cannot look for %s: %s", name, error_text(done.stderr))
             return None
-        return _in_directory(done.stdout, spec.job_dir)
+        return _in_directory(done.stdout, job_dir)
 
     # -- following ----------------------------------------------------------------------------------
 
@@ -331,7 +332,7 @@ class SlurmExecutor(BatchExecutor):
 
     def query_status(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
         """One squeue for every job; a second only in the rare cycle where none of the ids is known."""
-        everyone = ["-u", str(os.getuid())]
+        everyone = ["-u", self.runner.user]
         if len(native_ids) > MAX_LISTED_IDS:
             output = self._squeue(everyone)
         else:
