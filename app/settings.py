@@ -344,9 +344,9 @@ def reference() -> str:
             lines.append("")
             continue
         if cls is AccountMap:
-            lines.append("# <user> or role.<role> = the accounts (Slurm --account, Grid Engine project) its jobs may be")
-            lines.append("# charged to, comma-separated, the first its default; an account may carry its Slurm QoS;")
-            lines.append("# a request names another with resources.account; others get [scheduler] account")
+            lines.append("# <user> or role.<role> = the accounts (Slurm --account, Grid Engine project) its jobs")
+            lines.append("# may be charged to, comma-separated, the first its default; an account may carry its")
+            lines.append("# Slurm QoS; a request names another with resources.account; others get [scheduler] account")
             lines.append("# alice = proj-a, proj-b qos=high")
             lines.append(f"# {ROLE_PREFIX}cmip = cmip6")
             lines.append("")

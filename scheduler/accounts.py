@@ -79,7 +79,9 @@ class AccountMap:
         for key, text in entries.items():
             role = key.removeprefix(ROLE_PREFIX)
             if not role or key == ANONYMOUS:
-                raise ValueError(f"{key}: keys are user names or {ROLE_PREFIX}<role>; anonymous callers get the default")
+                raise ValueError(
+                    f"{key}: keys are user names or {ROLE_PREFIX}<role>; anonymous callers get the default"
+                )
             try:
                 accounts = parse_accounts_value(text)
             except ValueError as exc:

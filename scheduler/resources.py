@@ -79,7 +79,13 @@ def parse_requested(values: dict[str, str], limits: SchedulerSettings) -> dict[s
 def defaults(settings: SchedulerSettings) -> Resources:
     """What a job gets when neither its process nor its request asks for anything."""
     return Resources(
-        settings.cores, settings.memory, settings.walltime, settings.queue, settings.native, settings.account, settings.qos
+        settings.cores,
+        settings.memory,
+        settings.walltime,
+        settings.queue,
+        settings.native,
+        settings.account,
+        settings.qos,
     )
 
 

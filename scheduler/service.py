@@ -144,8 +144,9 @@ class JobService:
     def _stored(self, request: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """The request as the table keeps it: its resources resolved, so no executor checks them again
         (and the account charged stays the one ``caller`` could charge when it asked, shown by
-        ``hpc-wps jobs show``), the credentials of its references sealed (``processes.fetch.seal_inputs``): they are checked,
-        like everything else about a reference, when the job runs."""
+        ``hpc-wps jobs show``), the credentials of its references sealed
+        (``processes.fetch.seal_inputs``): they are checked, like everything else about a reference,
+        when the job runs."""
         resources = self.resolve_resources(request.get("resources") or {}, caller)
         return request | {
             "inputs": seal_inputs(request.get("inputs") or [], self.settings.jobs_dir),

@@ -58,7 +58,9 @@ class Client:
         self.engine.dispose()
 
     def execute(self, account: str | None = None, user: dict[str, str] = USER) -> requests.Response:
-        charged = "" if account is None else f'<wps:Input id="resources.account"><wps:Data>{account}</wps:Data></wps:Input>'
+        charged = (
+            "" if account is None else f'<wps:Input id="resources.account"><wps:Data>{account}</wps:Data></wps:Input>'
+        )
         body = (
             f'<wps:Execute xmlns:wps="{WPS20}" xmlns:ows="{OWS20}" service="WPS" version="2.0.0" mode="async"'
             ' response="document"><ows:Identifier>sleep</ows:Identifier>'
@@ -113,7 +115,9 @@ def refused_before_a_job_exists(client: Client) -> None:
     assert response.status_code == 400
     exception = validate(response.content).find("ows:Exception", NS)
     assert (exception.get("exceptionCode"), exception.get("locator")) == ("InvalidParameterValue", "resources.account")
-    assert "'proj-b' is not one you may charge; yours: proj-a, proj-x" in exception.findtext("ows:ExceptionText", namespaces=NS)
+    assert "'proj-b' is not one you may charge; yours: proj-a, proj-x" in exception.findtext(
+        "ows:ExceptionText", namespaces=NS
+    )
     assert client.job_count() == before
 
 
