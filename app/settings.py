@@ -306,8 +306,11 @@ def _check(settings: Settings) -> None:
 
 
 def _check_accounts(settings: Settings) -> None:
-    """``[accounts]`` names users or roles the ``[auth]`` mode can tell, or it would never apply."""
+    """``[accounts]`` names users or roles the ``[auth]`` mode can tell, or it would never apply; a
+    default QoS belongs to the default account."""
     accounts, mode = settings.accounts, settings.auth.mode
+    if settings.scheduler.qos and not settings.scheduler.account:
+        raise SettingsError(f"{settings.source}: [scheduler] qos: is the QoS of [scheduler] account; set that too")
     if accounts.roles and mode != "oidc":
         first = next(iter(accounts.roles))
         raise SettingsError(

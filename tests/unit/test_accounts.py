@@ -109,6 +109,10 @@ def test_the_accounts_section_reaches_the_job_system_with_names_as_written(tmp_p
         (CONFIG.replace("mode = header", "mode = none"), r"\[accounts\] Alice: with \[auth\] mode = none every"),
         (CONFIG + "carol = a b\n", r"accounts.cfg: \[accounts\] carol: 'a b' is not an account"),
         (CONFIG.replace("climate-default", "climate default"), r"\[scheduler\] account: 'climate default' is not"),
+        (
+            CONFIG.replace("climate-default", ""),
+            r"\[scheduler\] qos: is the QoS of \[scheduler\] account; set that too",
+        ),
     ],
 )
 def test_configurations_that_could_not_apply_are_refused_at_start(tmp_path: Path, text: str, message: str):
