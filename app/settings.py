@@ -28,6 +28,7 @@ from processes.container.settings import DockerSettings
 from processes.fetch import FetchLimits
 from processes.setting_fields import SettingsError, setting, size_setting
 from scheduler.access import ROLES_SUFFIX, ProcessAccess, parse_process_roles
+from scheduler.accounts import ROLE_PREFIX, AccountMap
 from scheduler.executors.batch.ssh import sftp_word
 from scheduler.logs import LoggingSettings
 from scheduler.settings import CallbackSettings, JobSettings, ProcessingSettings, QuotaSettings, SchedulerSettings
@@ -109,6 +110,7 @@ class Settings:
     processes: ProcessAccess = field(default_factory=ProcessAccess)  # keys named by process: read on their own
     quotas: QuotaSettings = field(default_factory=QuotaSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    accounts: AccountMap = field(default_factory=AccountMap)  # keys named by user or role: read on their own
     source: str = "embedded defaults"
 
     @functools.cached_property  # resolved once: every request and every job asks for it
@@ -146,6 +148,7 @@ class Settings:
             heartbeat_interval=self.monitoring.heartbeat_interval,
             host_lost_after=self.monitoring.host_lost_after,
             access=self.processes,
+            accounts=self.accounts,
         )
 
     def replace(self, section: str, **values: Any) -> Settings:
@@ -154,6 +157,7 @@ class Settings:
 
 
 SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "source"}
+NAMED_KEYS = ("processes", "accounts")  # sections whose keys are names, kept as written
 _SECTION_TYPES = get_type_hints(Settings)
 
 
@@ -192,9 +196,24 @@ def _process_access(raw: dict[str, tuple[str, str]]) -> ProcessAccess:
     return ProcessAccess(roles)
 
 
+def _accounts(raw: dict[str, tuple[str, str]]) -> AccountMap:
+    """``[accounts]``, whose keys are user and role names (as written: names are case-sensitive)."""
+    users, roles = {}, {}
+    for key, (text, origin) in raw.items():
+        try:
+            entry = AccountMap.parse({key: text})
+        except ValueError as exc:
+            raise SettingsError(f"{origin}: [accounts] {exc}") from None
+        users.update(entry.users)
+        roles.update(entry.roles)
+    return AccountMap(users, roles)
+
+
 def _section(name: str, raw: dict[str, tuple[str, str]]) -> Any:
     if name == "processes":
         return _process_access(raw)
+    if name == "accounts":
+        return _accounts(raw)
     cls = _SECTION_TYPES[name]
     hints = get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("derived")}
@@ -231,7 +250,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
             if section not in SECTIONS:
                 raise SettingsError(f"{path}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
             for key, text in parser.items(section):
-                raw[section][key if section == "processes" else key.lower()] = (text, str(path))
+                raw[section][key if section in NAMED_KEYS else key.lower()] = (text, str(path))
     for name, text in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
             continue
@@ -291,6 +310,26 @@ def _check(settings: Settings) -> None:
         raise SettingsError(
             f"{settings.source}: [processes] {first}{ROLES_SUFFIX}: roles come from tokens; set [auth] mode = oidc"
         )
+    _check_accounts(settings)
+
+
+def _check_accounts(settings: Settings) -> None:
+    """``[accounts]`` names users or roles the ``[auth]`` mode can tell, or it would never apply; a
+    default QoS belongs to the default account."""
+    accounts, mode = settings.accounts, settings.auth.mode
+    if settings.scheduler.qos and not settings.scheduler.account:
+        raise SettingsError(f"{settings.source}: [scheduler] qos: is the QoS of [scheduler] account; set that too")
+    if accounts.roles and mode != "oidc":
+        first = next(iter(accounts.roles))
+        raise SettingsError(
+            f"{settings.source}: [accounts] {ROLE_PREFIX}{first}: roles come from tokens; set [auth] mode = oidc"
+        )
+    if accounts.users and mode == "none":
+        first = next(iter(accounts.users))
+        raise SettingsError(
+            f"{settings.source}: [accounts] {first}: with [auth] mode = none every caller is anonymous and is"
+            " charged to [scheduler] account; set mode = oidc or header"
+        )
 
 
 def check_remote(settings: Settings) -> None:
@@ -334,6 +373,14 @@ def reference() -> str:
             lines.append("# <process identifier>.roles = the roles that may see and run it, comma-separated; a process")
             lines.append("# not named here is open to every user (roles come from [auth] roles_claim, mode = oidc)")
             lines.append(f"# say_hello{ROLES_SUFFIX} = wps-users")
+            lines.append("")
+            continue
+        if cls is AccountMap:
+            lines.append("# <user> or role.<role> = the accounts (Slurm --account, Grid Engine project) its jobs")
+            lines.append("# may be charged to, comma-separated, the first its default; an account may carry its")
+            lines.append("# Slurm QoS; a request names another with resources.account; others get [scheduler] account")
+            lines.append("# alice = proj-a, proj-b qos=high")
+            lines.append(f"# {ROLE_PREFIX}cmip = cmip6")
             lines.append("")
             continue
         for f in dataclasses.fields(cls):

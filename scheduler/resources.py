@@ -12,7 +12,9 @@ from scheduler.settings import SchedulerSettings
 
 # Literal inputs a client may add to an Execute to ask for other resources, e.g. resources.cores=4.
 REQUEST_PREFIX = "resources."
-REQUESTABLE = ("cores", "memory", "walltime", "queue")
+REQUESTABLE = ("cores", "memory", "walltime", "queue", "account")
+# What a process may declare: never an account, which is the caller's to choose within what it may charge.
+DECLARABLE = ("cores", "memory", "walltime", "queue", "native")
 
 
 class ResourceError(ValueError):
@@ -30,6 +32,8 @@ class Resources:
     walltime: float  # seconds
     queue: str = ""
     native: str = ""  # passed to the submitter as it is
+    account: str = ""  # charged: Slurm --account, Grid Engine project; chosen by the job service
+    qos: str = ""  # Slurm --qos of that account
 
     @property
     def memory_mb(self) -> int:
@@ -57,7 +61,11 @@ def _typed(name: str, value: Any) -> Any:
 
 
 def parse_requested(values: dict[str, str], limits: SchedulerSettings) -> dict[str, Any]:
-    """A request's resource inputs, typed and checked against the limits (raises ResourceError)."""
+    """A request's resource inputs but its account (the job service's to settle), typed and checked
+    against the limits (raises ResourceError)."""
+    for name in values:
+        if name not in REQUESTABLE or name == "account":
+            raise ResourceError(name, f"{name} cannot be requested here")
     parsed = {name: _typed(name, value) for name, value in values.items()}
     checks = (("cores", limits.max_cores), ("memory", limits.max_memory), ("walltime", limits.max_walltime))
     for name, maximum in checks:
@@ -70,11 +78,20 @@ def parse_requested(values: dict[str, str], limits: SchedulerSettings) -> dict[s
 
 def defaults(settings: SchedulerSettings) -> Resources:
     """What a job gets when neither its process nor its request asks for anything."""
-    return Resources(settings.cores, settings.memory, settings.walltime, settings.queue, settings.native)
+    return Resources(
+        settings.cores,
+        settings.memory,
+        settings.walltime,
+        settings.queue,
+        settings.native,
+        settings.account,
+        settings.qos,
+    )
 
 
 def resolve(settings: SchedulerSettings, process: dict[str, Any], requested: dict[str, Any] | None) -> Resources:
+    """``requested``: as the job service stored it, typed, with the account it settled."""
     base = defaults(settings)
-    merged = {k: _typed(k, v) for k, v in process.items() if k in (*REQUESTABLE, "native")}
+    merged = {k: _typed(k, v) for k, v in process.items() if k in DECLARABLE}
     merged.update(requested or {})
     return replace(base, **merged)

@@ -33,6 +33,7 @@ from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle, queries, quotas
 from scheduler.access import ANONYMOUS_CALLER, Caller
+from scheduler.accounts import Account
 from scheduler.errors import (
     InvalidInput,
     InvalidResource,
@@ -136,18 +137,30 @@ class JobService:
 
     # -- submitting and running -------------------------------------------------------------------
 
-    def resolve_resources(self, requested: Mapping[str, str]) -> dict[str, Any]:
-        """Resource requests (``resources.<name>`` inputs, by name) typed and within the limits."""
+    def resolve_resources(self, requested: Mapping[str, str], caller: Caller = ANONYMOUS_CALLER) -> dict[str, Any]:
+        """Resource requests (``resources.<name>`` inputs, by name) typed and within the limits, with the
+        account the job is charged to: the one requested if ``caller`` may charge it, else its default
+        (``[accounts]``, ``[scheduler] account``), and that account's QoS; none if neither names one."""
+        values = dict(requested)
+        wanted = values.pop("account", None)
         try:
-            return parse_requested(dict(requested), self.settings.scheduler)
+            resolved = parse_requested(values, self.settings.scheduler)
         except ResourceError as exc:
             raise InvalidResource(f"{REQUEST_PREFIX}{exc.name}", str(exc)) from None
+        scheduler = self.settings.scheduler
+        try:
+            account = self.settings.accounts.choose(caller, wanted, Account(scheduler.account, scheduler.qos))
+        except ValueError as exc:
+            raise InvalidResource(f"{REQUEST_PREFIX}account", str(exc)) from None
+        return resolved if account is None else resolved | {"account": account.name, "qos": account.qos}
 
-    def _stored(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The request as the table keeps it: its resources resolved, so no executor checks them again,
-        the credentials of its references sealed (``processes.fetch.seal_inputs``): they are checked,
-        like everything else about a reference, when the job runs."""
-        resources = self.resolve_resources(request.get("resources") or {})
+    def _stored(self, request: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """The request as the table keeps it: its resources resolved, so no executor checks them again
+        (and the account charged stays the one ``caller`` could charge when it asked, shown by
+        ``hpc-wps jobs show``), the credentials of its references sealed
+        (``processes.fetch.seal_inputs``): they are checked, like everything else about a reference,
+        when the job runs."""
+        resources = self.resolve_resources(request.get("resources") or {}, caller)
         return request | {
             "inputs": seal_inputs(request.get("inputs") or [], self.settings.jobs_dir),
             "resources": resources,
@@ -176,7 +189,7 @@ class JobService:
         ``queued_per_user``, ``sync_per_user`` or ``storage_per_user``.
         """
         self._allowed(process, caller)
-        stored = self._stored(request)
+        stored = self._stored(request, caller)
         notify = subscribers_stored(subscribers, self.settings.jobs_dir)
         if queries.count_waiting(self.engine) >= self.settings.processing.queue_length:
             raise QueueFull()
@@ -216,7 +229,7 @@ class JobService:
         same). Raises :class:`SyncSlotsBusy` when no slot frees in time (no job is created then), and
         :class:`QuotaExceeded` beyond ``sync_per_user`` or ``storage_per_user``."""
         self._allowed(process, caller)
-        stored = self._stored(request)
+        stored = self._stored(request, caller)
         notify = subscribers_stored(subscribers, self.settings.jobs_dir)
         self.check_storage(caller.name)
         with self._sync_slot():

@@ -21,6 +21,7 @@ from processes.fetch import FetchLimits
 from processes.model import Process
 from processes.setting_fields import parse_percent, setting, size_setting
 from scheduler.access import ProcessAccess
+from scheduler.accounts import AccountMap, parse_account_name
 from scheduler.executor_names import DOCKER, LOCAL
 
 
@@ -118,6 +119,13 @@ class SchedulerSettings:
     memory: int = size_setting(1024**3, "default memory per job")
     walltime: float = setting(3600.0, "default wall-clock limit per job, seconds")
     native: str = setting("", "extra native options for every job, passed to the submitter as they are")
+    account: str = setting(
+        "",
+        "account (Slurm --account, Grid Engine project -P) of the jobs of callers [accounts] gives none;"
+        " empty: the system's default",
+        parse=parse_account_name,
+    )
+    qos: str = setting("", "Slurm quality of service (--qos) of jobs charged to that account", parse=parse_account_name)
     max_cores: int = setting(16, "most cores a request may ask for")
     max_memory: int = size_setting(64 * 1024**3, "most memory a request may ask for")
     max_walltime: float = setting(86400.0, "longest wall-clock limit a request may ask for, seconds")
@@ -193,6 +201,7 @@ class JobSettings:
     heartbeat_interval: float = 5.0  # seconds between two heartbeats of a dispatcher
     host_lost_after: float = 600.0  # a local job of a host silent this long, with no live dispatcher, ends
     access: ProcessAccess = dataclasses.field(default_factory=ProcessAccess)  # [processes]: roles per process
+    accounts: AccountMap = dataclasses.field(default_factory=AccountMap)  # [accounts]: users' and roles' accounts
 
     def executor_for(self, process: Process) -> str:
         """local, the scheduler system, or docker, for asynchronous jobs of ``process``.

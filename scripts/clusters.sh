@@ -293,6 +293,10 @@ JobAcctGatherType=jobacct_gather/none
 # squeue, as on production clusters.
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=$NODE
+# Jobs run only under an account their user has an association with, as
+# on clusters that charge compute to projects (root's own account is made
+# with the cluster; tests add the accounts they charge with sacctmgr).
+AccountingStorageEnforce=associations
 MpiDefault=none
 # Finished jobs stay visible to squeue/scontrol for MinJobAge seconds (then
 # sacct only). Shorter than Slurm's 300 s default so that the tests see jobs

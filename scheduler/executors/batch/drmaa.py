@@ -145,7 +145,9 @@ def native_specification(resources: Resources, family: str = GRID_ENGINE, parall
     which is what it enforces and what it accepts without complex configuration (``mem_free`` is
     refused at submission, as DRMAA verifies requests); cores are slots of the site's parallel
     environment (``[scheduler] parallel_environment``: ``-pe smp 4``), asked for only for more than one
-    core, as a serial job needs none. Slurm and PBS follow slurm-drmaa's and pbs-drmaa's documented options.
+    core, as a serial job needs none. The account charged is Grid Engine's project (``-P``; it has no
+    QoS), Slurm's ``--account`` and ``--qos``, PBS's ``-A``. Slurm and PBS follow slurm-drmaa's and
+    pbs-drmaa's documented options.
     """
     cores = max(1, resources.cores)
     words: list[str] = []
@@ -155,17 +157,25 @@ def native_specification(resources: Resources, family: str = GRID_ENGINE, parall
             words += ["-pe", _word("parallel environment", parallel_environment), str(cores)]
         if resources.queue:
             words += ["-q", _word("queue", resources.queue)]
+        if resources.account:
+            words += ["-P", _word("project", resources.account)]
     elif family == SLURM:
         minutes = max(1, -(-int(resources.walltime + 0.999) // 60))
         words += [f"--time={minutes // 60}:{minutes % 60:02d}", f"--mem={resources.memory_mb}", "--nodes=1"]
         words += ["--ntasks=1", f"--mincpus={cores}"]
         if resources.queue:
             words.append(f"--partition={_word('partition', resources.queue)}")
+        if resources.account:
+            words.append(f"--account={_word('account', resources.account)}")
+        if resources.qos:
+            words.append(f"--qos={_word('qos', resources.qos)}")
     else:
         limits = f"walltime={resources.walltime_hms},mem={resources.memory_mb}mb,nodes=1:ppn={cores}"
         words += ["-l", limits]
         if resources.queue:
             words += ["-q", _word("queue", resources.queue)]
+        if resources.account:
+            words += ["-A", _word("account", resources.account)]
     if resources.native.strip():
         words.append(resources.native.strip())
     return " ".join(words)

@@ -261,6 +261,10 @@ class SlurmExecutor(BatchExecutor):
         except ValueError as exc:
             raise ValueError(f"native Slurm options {resources.native!r}: {exc}") from None
         options = []
+        if resources.account:
+            options.append(f"#SBATCH --account={sbatch_quote(resources.account)}")
+        if resources.qos:
+            options.append(f"#SBATCH --qos={sbatch_quote(resources.qos)}")
         if resources.queue:
             options.append(f"#SBATCH --partition={sbatch_quote(resources.queue)}")
         if native:
