@@ -9,6 +9,7 @@ Needs ``scripts/services.sh start``: skipped without a cluster, failed in CI.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 
@@ -21,7 +22,7 @@ from tests.clusters.test_drmaa import PatientLiveServer, config
 from tests.clusters.test_drmaa import grid_engine as grid_engine  # the fixture, re-used
 from tests.conftest import need_backend, slurm_problem, wait_for
 from tests.web.test_pywps_processes import EXECUTES, PROCESSES
-from tests.xsd import WPS20, validate
+from tests.xsd import ROOT, WPS20, validate
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,12 @@ def _server_config(backend: str, request: pytest.FixtureRequest) -> str:
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of ``hpc-wps serve`` in scheduler mode on this backend, serving the PyWPS processes."""
     server = PatientLiveServer(tmp_path_factory.mktemp(request.param), _server_config(request.param, request))
-    server.start()
+    # The processes' package must be importable on the nodes, as a bird's is where it is deployed: the
+    # tests package is not installed, so the service (and so sbatch, which passes its environment on)
+    # gets the checkout on PYTHONPATH.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+        server.start()
     try:
         yield server.url
     finally:
