@@ -165,6 +165,23 @@ def test_output_format_the_client_chose_reaches_the_handler(oracle, hpc, tmp_pat
     assert summary["data"] == "from afar"
 
 
+def test_an_output_asked_for_by_reference_is_a_reference_as_under_pywps(oracle, hpc):
+    """``asReference="true"`` on a PyWPS ComplexOutput (XML POST: PyWPS 4.8 cannot read the KVP form's
+    attributes): a Reference in both, and ours fetchable, its bytes what the handler wrote."""
+    body = _post10(
+        "complexes",
+        "<wps:Input><ows:Identifier>text</ows:Identifier><wps:Data><wps:LiteralData>hello</wps:LiteralData>"
+        "</wps:Data></wps:Input>",
+        '<wps:Output asReference="true"><ows:Identifier>copy</ows:Identifier></wps:Output>',
+    )
+    pywps_oracle.configuration.load_configuration([str(oracle.config)])
+    expected = oracle.client.post("/wps", data=body, content_type="text/xml").get_data()
+    got = hpc.post("/wps", data=body, content_type="text/xml").get_data()
+    assert pywps_oracle.outputs(expected)["copy"] == pywps_oracle.outputs(got)["copy"] == ("reference", "text/plain")
+    href = etree.fromstring(got).find(".//{http://www.opengis.net/wps/1.0.0}Reference").get("href")
+    assert hpc.client.get(href.removeprefix("http://testserver")).get_data() == b"hello"
+
+
 # -- Refusals and failures: the same exception codes and messages -----------------------------------------
 
 
