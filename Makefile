@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PORT ?=
 CONFIG ?=
+# Every runtime extra, so that any [processing] mode a configuration names runs on a fresh clone
+# (all pure Python or binary wheels: no compiler needed). `make install EXTRAS=postgres` for less.
+EXTRAS ?= postgres,scheduler,docker
 
 BIN := $(VENV)/bin
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
@@ -15,7 +18,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[postgres]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
