@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PORT ?=
 CONFIG ?=
-# Every runtime extra, so that any [processing] mode a configuration names runs on a fresh clone
-# (all pure Python or binary wheels: no compiler needed). `make install EXTRAS=postgres` for less.
+# PostgreSQL's and every executor's extra (as the Dockerfile), so that any [processing] mode a
+# configuration names runs on a fresh clone; wheels or pure Python, no compiler. Add pywps for its processes.
 EXTRAS ?= postgres,scheduler,docker
 
 BIN := $(VENV)/bin
