@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PORT ?=
 CONFIG ?=
+# PostgreSQL's and every executor's extra (as the Dockerfile), so that any [processing] mode a
+# configuration names runs on a fresh clone; wheels or pure Python, no compiler. Add pywps for its processes.
+EXTRAS ?= postgres,scheduler,docker
 
 BIN := $(VENV)/bin
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
@@ -15,7 +18,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[postgres]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 
 from app.jobs_cli import add_jobs_parser
-from app.settings import ENV_CONFIG, Settings, SettingsError, load_settings, reference
+from app.settings import ENV_CONFIG, Settings, SettingsError, check_process_names, load_settings, reference
 
 log = logging.getLogger("hpc_wps")
 
@@ -46,11 +46,26 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_service(settings: Settings) -> None:
+    """What settings alone cannot tell: the processes load, ``[processes]`` names only offered ones, and
+    this Python has the packages of every executor the configuration uses (SettingsError otherwise)."""
+    from app.factory import service_registry
+    from scheduler.executors.registry import MissingPackages, check_packages, needed_executors
+
+    registry = service_registry(settings)
+    check_process_names(settings, {p.identifier for p in registry})
+    try:
+        check_packages(needed_executors(settings.jobs, registry))
+    except MissingPackages as exc:
+        raise SettingsError(f"{settings.source}: {exc}") from None
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "reference":
         print(reference())
         return 0
     settings = _settings(args)
+    _check_service(settings)
     print(f"configuration from {settings.source} is valid; WPS endpoint {settings.server.url}")
     return 0
 
@@ -200,6 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from scheduler.logs import configure_logging
 
     settings = _settings(args)
+    _check_service(settings)  # before anything starts: a dispatcher that cannot run jobs would only crash
     configure_logging(settings.logging)  # the supervisor's lines too, in the service's format
     upgrade(settings.database_url)
     # Web workers and the dispatcher inherit it, so /metrics adds up the counts of all of them.

@@ -64,6 +64,10 @@ BATCH = 64  # accepted jobs looked at per cycle and executor
 MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for abandoned and expired jobs
 HANDOVER_GRACE = 120.0  # seconds after its claim before a job without a native id counts as abandoned
 RUN_AGAIN_MARK = ".run-again"  # in a job directory: the job was already queued again once after a restart
+# Dispatchers a job's hand-over may stop (an exception nothing expected, or killed) before it fails.
+HANDOVER_CRASH_LIMIT = 2
+
+Submitted = tuple[str, str | None, SubmitError | None]  # job id, native id, why it was not submitted
 
 
 class ChildWakeup:
@@ -207,14 +211,35 @@ class Dispatcher:
         return row["updated_at"] < cutoff if claimer_runs is None else not claimer_runs
 
     def _recover_hand_over(self, executor: Executor, row: RowMapping) -> None:
-        process = self.registry.get(row["process_id"])
         never_started = executor.starts_now and not self.settings.job_dir(row["id"]).exists()
-        if never_started or (process is not None and process.rerunnable):
-            if lifecycle.release(self.engine, row["id"], "queued again after a restart of the service"):
-                log.info("job %s: claimed but never handed over before a restart; queued again", row["id"])
+        with self.engine.begin() as conn:
+            self._hand_over_stopped(conn, executor, row, None, never_started)
+
+    def _hand_over_stopped(
+        self, conn: Connection, executor: Executor, row: RowMapping, error: str | None, never_started: bool
+    ) -> None:
+        """A dispatcher stopped while handing the job over: on ``error`` (the exception, when it could
+        say), or killed. The job runs again if it certainly never started or its process is rerunnable,
+        else it may be running unrecorded and fails. Once hand-overs of it have stopped
+        HANDOVER_CRASH_LIMIT dispatchers it fails with the error, instead of stopping every next one."""
+        crashes = lifecycle.count_handover_crash(conn, row["id"])
+        if crashes is None:  # recovered meanwhile by another dispatcher, or dismissed
+            return
+        name = executor.name
+        process = self.registry.get(row["process_id"])
+        if crashes >= HANDOVER_CRASH_LIMIT:
+            last = f", the last time with {error}" if error else ""
+            message = f"could not be submitted: handing it over to {name} stopped the dispatcher {crashes} times{last}"
+        elif never_started or (process is not None and process.rerunnable):
+            why = f": handing it over to {name} stopped the dispatcher with {error}" if error else " after a restart"
+            if lifecycle.release(conn, row["id"], f"queued again{why}"):
+                log.info("job %s: claimed but never handed over to %s; queued again", row["id"], name)
+            return
+        elif error:
+            message = f"could not be submitted: handing it over to {name} stopped the dispatcher with {error}"
         else:
-            message = f"interrupted by a restart of the service before its hand-over to {executor.name} was recorded"
-            lifecycle.mark_failed(self.engine, row["id"], message, self._expires(), native_active=False)
+            message = f"interrupted by a restart of the service before its hand-over to {name} was recorded"
+        lifecycle.mark_failed(conn, row["id"], message, self._expires(), native_active=False)
 
     def settle_jobs_of_lost_hosts(self) -> None:
         """Local jobs of a host gone for good: the job directory is shared between hosts, so a job that
@@ -253,6 +278,7 @@ class Dispatcher:
         for executor in self.executors.values():
             executor.start()
         interval = self.settings.processing.poll_interval
+        failure: BaseException | None = None  # what stopped the loop, if not ``stop``: its heartbeat row tells
         with ChildWakeup() as wakeup:
             try:
                 while not stop.is_set():
@@ -265,6 +291,9 @@ class Dispatcher:
                     if not busy:
                         fds = [fd for executor in self.executors.values() for fd in executor.wakeup_fds()]
                         wakeup.wait(stop, interval, fds)
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 # A job dismissed since the last cycle is cancelled now: a busy local worker outlives
                 # its dispatcher (it finishes its job for the next one), and must not for a dismissed job.
@@ -273,16 +302,17 @@ class Dispatcher:
                 for executor in self.executors.values():
                     executor.close()
                 self.notifier.close()
-                self.heartbeat.stop()
+                self.heartbeat.stop(failure)
 
     # -- submitting -------------------------------------------------------------------------------
 
     def submit_waiting(self) -> bool:
         """Offer accepted jobs to executors with room, fairly across users (see ``_claim``)."""
-        claims = self._claim()
-        for name, rows in claims.items():
-            self._submit_claimed(self.executors[name], rows)
-        return bool(claims)
+        batches = list(self._claim().items())
+        for index, (name, rows) in enumerate(batches):
+            later = [row for _name, rest in batches[index + 1 :] for row in rest]
+            self._submit_claimed(self.executors[name], rows, later)
+        return bool(batches)
 
     def _claim(self) -> dict[str, list[RowMapping]]:
         """Take the accepted jobs next in turn (round robin between users, oldest first within one;
@@ -320,9 +350,30 @@ class Dispatcher:
                     claims[name] = [row for row in rows if row["id"] in claimed]
         return claims
 
-    def _submit_claimed(self, executor: Executor, rows: list[RowMapping]) -> None:
+    def _submit_claimed(self, executor: Executor, rows: list[RowMapping], later: list[RowMapping]) -> None:
+        """Hand claimed jobs to their executor; ``later``: the claims of the next executors."""
+        submitted: list[Submitted] = []
+        for index, row in enumerate(rows):
+            with job_context(row["id"]):
+                reached = False  # whether the executor was asked: the job may then have started
+                try:
+                    spec = self._prepare(executor, row)
+                    reached = True
+                    submitted.append((row["id"], executor.submit(spec), None))
+                except SubmitError as exc:
+                    submitted.append((row["id"], None, exc))
+                except (OSError, ValueError) as exc:
+                    submitted.append((row["id"], None, SubmitError(f"cannot prepare the job: {exc}", retry=False)))
+                except Exception as exc:
+                    self._record(executor, submitted)
+                    self._stop_handing_over(executor, row, exc, reached, rows[index + 1 :] + later)
+                    raise
+        self._record(executor, submitted)
+
+    def _record(self, executor: Executor, submitted: list[Submitted]) -> None:
+        """Record what the submissions gave: native ids, a job released to wait for its executor
+        (back-off), or failed."""
         name = executor.name
-        submitted = [self._submit(executor, row) for row in rows]
         started = [
             (job_id, native_id, None if executor.starts_now else executor.describe_queued(native_id))
             for job_id, native_id, _error in submitted
@@ -345,6 +396,21 @@ class Dispatcher:
 
         self._unrecorded.append(record)
         self.record_submissions()
+
+    def _stop_handing_over(
+        self, executor: Executor, row: RowMapping, exc: Exception, reached: bool, untried: list[RowMapping]
+    ) -> None:
+        """Handing ``row`` over raised what nothing expects (a package missing, a bug). The dispatcher
+        stops, as on any bug, and a fresh one takes over; this leaves the table true first. The jobs
+        not tried yet (``untried``) wait again as they were; the job itself runs again or fails with the error
+        (``_hand_over_stopped``), so that it cannot stop dispatchers for ever. If the table is out of
+        reach now, the next dispatcher's recovery does the same without the error."""
+        log.exception("handing the job over to %s failed unexpectedly; the dispatcher stops", executor.name)
+        error = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(SQLAlchemyError), self.engine.begin() as conn:
+            for other in untried:
+                lifecycle.release(conn, other["id"], "accepted")
+            self._hand_over_stopped(conn, executor, row, error, never_started=not reached)
 
     def record_submissions(self) -> None:
         """Write what submissions gave (native ids above all) to the table, oldest first.
@@ -370,36 +436,27 @@ class Dispatcher:
         self._backoff[name] = (time.monotonic() + pause, pause)
         return pause
 
-    def _submit(self, executor: Executor, row: RowMapping) -> tuple[str, str | None, SubmitError | None]:
-        with job_context(row["id"]):
-            job_id = row["id"]
-            process = self.registry.get(row["process_id"])
-            assert process is not None
-            job_dir = self.settings.job_dir(job_id)
-            resources = None
-            try:
-                if executor.needs_payload:
-                    request = row["request"]
-                    resources = resolve(self.settings.scheduler, process.resources, request.get("resources"))
-                    payload = Payload(
-                        job_id,
-                        process,
-                        request,
-                        self.settings.database_url,
-                        self.settings.inputs,
-                        self.settings.processing.retention,
-                        self.settings.docker,
-                    )
-                    write_payload(job_dir, payload)
-                return (
-                    job_id,
-                    executor.submit(JobSpec(job_id, process.identifier, job_dir, row["request"], resources)),
-                    None,
-                )
-            except SubmitError as exc:
-                return job_id, None, exc
-            except (OSError, ValueError) as exc:
-                return job_id, None, SubmitError(f"cannot prepare the job: {exc}", retry=False)
+    def _prepare(self, executor: Executor, row: RowMapping) -> JobSpec:
+        """What the executor gets; for batch systems, the payload written into the job directory."""
+        job_id = row["id"]
+        process = self.registry.get(row["process_id"])
+        assert process is not None
+        job_dir = self.settings.job_dir(job_id)
+        resources = None
+        if executor.needs_payload:
+            request = row["request"]
+            resources = resolve(self.settings.scheduler, process.resources, request.get("resources"))
+            payload = Payload(
+                job_id,
+                process,
+                request,
+                self.settings.database_url,
+                self.settings.inputs,
+                self.settings.processing.retention,
+                self.settings.docker,
+            )
+            write_payload(job_dir, payload)
+        return JobSpec(job_id, process.identifier, job_dir, row["request"], resources)
 
     # -- following ------------------------------------------------------------------------------
 

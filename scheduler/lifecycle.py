@@ -160,6 +160,7 @@ def create_job(
         "notify_due": bool(subscribers),
         "notified": None,
         "notified_at": None,
+        "handover_crashes": 0,
     }
     with transaction(bind) as conn:
         if within is None:
@@ -208,6 +209,27 @@ def claim_many(bind: Bind, job_ids: list[str], executor: str, starts_now: bool, 
         return {row[0] for row in conn.execute(_CLAIM, params)}
 
 
+_COUNT_HANDOVER_CRASH = (
+    update(JOBS)
+    # Only a claim still waiting for its id: a recovery that another dispatcher has just done counts once.
+    .where(
+        JOBS.c.id == bindparam("job_id"),
+        JOBS.c.native_active.is_(True),
+        JOBS.c.native_id.is_(None),
+        JOBS.c.status.in_([s.value for s in sorted(_RELEASABLE & _FAILABLE)]),
+    )
+    .values(handover_crashes=JOBS.c.handover_crashes + 1, updated_at=bindparam("now"))
+    .returning(JOBS.c.handover_crashes)
+)
+
+
+def count_handover_crash(bind: Bind, job_id: str) -> int | None:
+    """One more dispatcher stopped while handing the claimed job over; returns how many have now, or
+    None if the job is no longer a claim waiting for its native id (recovered already, or dismissed)."""
+    with transaction(bind) as conn:
+        return conn.execute(_COUNT_HANDOVER_CRASH, {"job_id": job_id, "now": utcnow()}).scalar()
+
+
 _MARK_SUBMITTED = (
     update(JOBS)
     # Only a claim still waiting for its id: never one that recovery has since queued again or failed.
@@ -230,10 +252,11 @@ def mark_submitted_many(bind: Bind, submitted: list[tuple[str, str, str | None]]
         conn.execute(_MARK_SUBMITTED, params)
 
 
-def release(bind: Bind, job_id: str, message: str) -> bool:
+def release(bind: Bind, job_id: str, message: str, **extra: Any) -> bool:
     """Give a claimed job back to the queue: its executor could not take it now, or it was interrupted
     and is safe to run again (``Process.rerunnable``). It leaves no trace of a native job behind, so
-    the next claim starts from scratch and a restart cannot re-attach to the old one."""
+    the next claim starts from scratch and a restart cannot re-attach to the old one. ``extra``: other
+    columns to set (``handover_crashes``)."""
     return _transition(
         bind,
         job_id,
@@ -244,6 +267,7 @@ def release(bind: Bind, job_id: str, message: str) -> bool:
         started_at=None,
         progress=0,
         message=message,
+        **extra,
     )
 
 

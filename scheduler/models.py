@@ -91,6 +91,9 @@ class Job(Base):
     # a notifier claims a notification by moving these, so several dispatchers never send one twice.
     notified: Mapped[str | None] = mapped_column(String(16))
     notified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Times a dispatcher stopped while handing it over (an exception, or killed): at HANDOVER_CRASH_LIMIT
+    # the job fails instead of stopping the next dispatcher too (scheduler/dispatcher.py).
+    handover_crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
@@ -123,6 +126,10 @@ class DispatcherBeat(Base):
     executors: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[dt.datetime] = mapped_column(DateTime)
     beat_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # Set when it stopped on an exception (its type in ``failure``); a dispatcher stopped on purpose
+    # deletes its row instead, and one killed leaves its beat to go stale.
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    failure: Mapped[str | None] = mapped_column(String(255))
 
 
 DISPATCHERS = DispatcherBeat.__table__

@@ -1,10 +1,12 @@
 """GET /health: is the service ready? JSON, 200 when it is, 503 with the reasons when it is not.
 
-Ready means: the job table answers within ``[monitoring] probe_timeout``, and at least one dispatcher
+Ready means: the job table answers within ``[monitoring] probe_timeout``, at least one dispatcher
 has written its heartbeat within ``heartbeat_timeout`` (without one, accepted asynchronous jobs would
-wait for ever). The answer also shows the queue and every dispatcher the table knows. It never
-raises: whatever fails becomes a reason, and the database's own error goes to the log only (it can
-name hosts and users a public endpoint should not show).
+wait for ever), and no host's dispatchers are in a crash loop (``scheduler.heartbeat.crash_loops``:
+restarted, a dying dispatcher beats again at once, yet no job gets anywhere). The answer also shows
+the queue and every dispatcher the table knows. It never raises: whatever fails becomes a reason, and
+the database's own error goes to the log only (it can name hosts and users a public endpoint should
+not show).
 
 GET /health/live only says that this web worker answers, with no I/O: a liveness probe that must not
 restart the service because its database is down.
@@ -25,6 +27,7 @@ from flask import Blueprint, Response
 
 from app import errors
 from app.ops.probe import Probe, Snapshot
+from scheduler.heartbeat import CRASH_WINDOW, DispatcherState, crash_loops
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ def _report(snapshot: Snapshot, heartbeat_timeout: float) -> Response:
             )
         else:
             reasons.append("no dispatcher is running: accepted asynchronous jobs would not start")
+    loops = crash_loops(snapshot.dispatchers)
+    reasons.extend(_crash_loop(host, ended) for host, ended in loops.items())
     shape = snapshot.shape
     body = {
         "status": FAIL if reasons else PASS,
@@ -82,7 +87,7 @@ def _report(snapshot: Snapshot, heartbeat_timeout: float) -> Response:
         "checks": {
             "database": {"status": PASS, "seconds": round(snapshot.seconds, 6)},
             "dispatchers": {
-                "status": PASS if snapshot.alive else FAIL,
+                "status": PASS if snapshot.alive and not loops else FAIL,
                 "alive": len(snapshot.alive),
                 "known": [
                     {
@@ -92,6 +97,7 @@ def _report(snapshot: Snapshot, heartbeat_timeout: float) -> Response:
                         "started_at": _iso(d.started_at),
                         "last_beat_seconds": round(d.age, 3),
                         "alive": d.alive,
+                        "failure": d.failure,
                     }
                     for d in snapshot.dispatchers
                 ],
@@ -105,6 +111,17 @@ def _report(snapshot: Snapshot, heartbeat_timeout: float) -> Response:
         },
     }
     return _reply(body, 503 if reasons else 200)
+
+
+def _crash_loop(host: str, ended: list[DispatcherState]) -> str:
+    """The reason for a crash loop. The exception's type only: its text may name what a public
+    endpoint should not show; the service log has it, with the traceback."""
+    last = ended[0]
+    how = f"the last on {last.failure}" if last.failure else "the last killed or hung, with no error recorded"
+    return (
+        f"the dispatcher on {host} is in a crash loop: {len(ended)} ended without being stopped in the last"
+        f" {CRASH_WINDOW.total_seconds():.0f} s, {how}; the service log has the details"
+    )
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -1,15 +1,21 @@
-"""Which executor class serves which name: ``local``, each ``[scheduler] system`` and ``docker``.
+"""Which executor class serves which name: ``local``, each ``[scheduler] system`` and ``docker``, and
+the optional packages each one needs.
 
 The dispatcher builds its executors only here. Each class is imported when it is first built, so a
-site without a DRMAA library or the docker package never loads one.
+site without a DRMAA library or the docker package never loads one; what it does need is checked
+before, so that ``hpc-wps serve``, ``dispatcher`` and ``config check`` refuse a configuration whose
+executor could not run a single job, naming the ``pip install`` that fixes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from processes.registry import Registry
+from processes.setting_fields import SettingsError
 from scheduler.executor_names import DOCKER, LOCAL
 from scheduler.executors.base import Executor, JobSpec
 from scheduler.settings import JobSettings
@@ -57,9 +63,30 @@ BATCH_SYSTEMS: dict[str, Builder] = {"slurm": _slurm, "drmaa": _drmaa}
 EXECUTORS: dict[str, Builder] = {LOCAL: _local, **BATCH_SYSTEMS, DOCKER: _docker}
 
 
-def build_executors(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> dict[str, Executor]:
-    """The executors a dispatcher needs, by name: the local pool always; the ``[scheduler] system`` when
-    some job may go to it; docker when some asynchronous job may (mode = docker, or container processes)."""
+@dataclass(frozen=True)
+class Packages:
+    """Modules an executor imports beyond the service's own dependencies, and the extra of
+    ``pyproject.toml`` that installs them."""
+
+    modules: tuple[str, ...]
+    extra: str
+
+
+# dill writes a batch job's payload (and a Python process's run in a container); drmaa is the DRMAA binding.
+PACKAGES: dict[str, Packages] = {
+    "slurm": Packages(("dill",), "scheduler"),
+    "drmaa": Packages(("dill", "drmaa"), "scheduler"),
+    DOCKER: Packages(("docker", "dill"), "docker"),
+}
+
+
+class MissingPackages(SettingsError):
+    """The configuration needs an executor whose packages this Python does not have."""
+
+
+def needed_executors(settings: JobSettings, processes: Registry) -> list[str]:
+    """The executors a dispatcher needs: the local pool always; the ``[scheduler] system`` when some
+    job may go to it; docker when some asynchronous job may (mode = docker, or container processes)."""
     names = [LOCAL]
     system = settings.scheduler.system
     if settings.processing.mode == "scheduler" or settings.scheduler.scheduler_processes:
@@ -68,4 +95,31 @@ def build_executors(settings: JobSettings, processes: Registry, hooks: LocalHook
         names.append(system)
     if any(settings.executor_for(process) == DOCKER for process in processes):
         names.append(DOCKER)
+    return names
+
+
+def check_packages(names: Iterable[str]) -> None:
+    """Raise MissingPackages naming each executor's missing modules and the command that installs them.
+
+    ``find_spec`` looks for a module without importing it: the drmaa binding, imported, would already
+    want its C library, which is the dispatcher's to load.
+    """
+    problems = []
+    for name in names:
+        needs = PACKAGES.get(name)
+        missing = [m for m in needs.modules if importlib.util.find_spec(m) is None] if needs else []
+        if needs and missing:
+            packages = f"package {missing[0]}" if len(missing) == 1 else f"packages {' and '.join(missing)}"
+            problems.append(
+                f"the {name} executor needs the Python {packages}, which {sys.executable} does not have:"
+                f" pip install 'hpc-wps[{needs.extra}]'"
+            )
+    if problems:
+        raise MissingPackages("; ".join(problems))
+
+
+def build_executors(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> dict[str, Executor]:
+    """The executors a dispatcher needs (``needed_executors``), by name, once their packages are there."""
+    names = needed_executors(settings, processes)
+    check_packages(names)
     return {name: EXECUTORS[name](settings, processes, hooks) for name in names}

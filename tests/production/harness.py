@@ -1,5 +1,6 @@
 """Helpers for tests of the production shape, ``hpc-wps serve`` run as a subprocess: the mixed load
-driver of ``bench/``, the job table as the service left it, and the service's process tree."""
+driver of ``bench/``, jobs as a client sees them, the job table as the service left it, and the
+service's process tree."""
 
 from __future__ import annotations
 
@@ -13,11 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+from lxml import etree
 from sqlalchemy import select
 
 from scheduler.db import make_engine
 from scheduler.models import ACTIVE_STATES, JOBS
-from tests.xsd import ROOT
+from tests.conftest import LiveServer, wait_for
+from tests.xsd import OWS11, ROOT, WPS10, validate
+
+NS = {"wps": WPS10, "ows": OWS11}
+ASYNC = "storeExecuteResponse=true&status=true"
 
 LOAD_DRIVER = ROOT / "bench" / "load_mixed.py"
 
@@ -50,6 +57,46 @@ def run_mixed_load(url: str, workdir: Path, clients: int, seconds: float, drain:
     report = json.loads(out.read_text(encoding="utf-8"))
     report["table"] = done.stdout
     return report
+
+
+def submit(server: LiveServer, identifier: str, data_inputs: str = "") -> str:
+    """A WPS 1.0.0 asynchronous Execute (KVP); the new job's id."""
+    inputs = f"&DataInputs={data_inputs}" if data_inputs else ""
+    response = requests.get(
+        f"{server.url}?service=WPS&version=1.0.0&request=Execute&identifier={identifier}&{ASYNC}{inputs}", timeout=30
+    )
+    root = validate(response.content)
+    assert root.find("wps:Status/wps:ProcessAccepted", NS) is not None, response.text
+    return root.get("statusLocation").rsplit("/", 1)[1]
+
+
+def status(server: LiveServer, job_id: str) -> tuple[str, str]:
+    """The 1.0.0 status document of a job: its state (Accepted, Started, Succeeded, Failed) and its text:
+    the output of a succeeded job, the exception text of a failed one, the message otherwise."""
+    root = validate(requests.get(f"{server.url}/jobs/{job_id}", timeout=30).content)
+    state = root.find("wps:Status", NS)[0]
+    name = etree.QName(state).localname.removeprefix("Process")
+    if name == "Succeeded":
+        return name, root.findtext(".//wps:LiteralData", namespaces=NS) or ""
+    if name == "Failed":
+        return name, state.findtext(".//ows:ExceptionText", namespaces=NS) or ""
+    return name, state.text or ""
+
+
+def wait_until_ended(server: LiveServer, job_ids: list[str], timeout: float) -> dict[str, tuple[str, str]]:
+    """Every job's final state and text, once all have ended; fails after ``timeout`` seconds."""
+    ended: dict[str, tuple[str, str]] = {}
+
+    def all_ended() -> bool:
+        for job_id in job_ids:
+            if job_id not in ended:
+                state = status(server, job_id)
+                if state[0] in ("Succeeded", "Failed"):
+                    ended[job_id] = state
+        return len(ended) == len(job_ids)
+
+    wait_for(all_ended, timeout=timeout, interval=0.5)
+    return ended
 
 
 def unfinished_jobs(database_url: str) -> list[dict[str, Any]]:

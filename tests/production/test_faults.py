@@ -26,24 +26,25 @@ from pathlib import Path
 
 import pytest
 import requests
-from lxml import etree
 
 from app import create_app
 from app.settings import load_settings
 from tests.conftest import LiveServer, ValidatingClient, free_port, fresh_pg_database, need_backend, wait_for
 from tests.production.harness import (
+    ASYNC,
     LOAD_DRIVER,
     children,
     command_line,
     kill_everything,
+    status,
+    submit,
     unfinished_jobs,
+    wait_until_ended,
     wait_until_no_job_unfinished,
 )
-from tests.xsd import OWS11, OWS20, ROOT, WPS10, validate
+from tests.xsd import OWS11, OWS20, ROOT
 
-NS = {"wps": WPS10, "ows": OWS11}
 INTERRUPTED = "interrupted by a restart of the service"
-ASYNC = "storeExecuteResponse=true&status=true"
 SWEEP_WAIT = 180.0  # a job abandoned by a live web worker is failed after its time limit + 60 s, swept every 30 s
 GONE_WORKER_WAIT = 75.0  # the job of a web worker that is gone: failed at the next sweep (every 30 s)
 
@@ -52,42 +53,7 @@ GONE_WORKER_WAIT = 75.0  # the job of a web worker that is gone: failed at the n
 
 
 def submit_sleep(server: LiveServer, delay: float) -> str:
-    response = requests.get(
-        f"{server.url}?service=WPS&version=1.0.0&request=Execute&identifier=sleep&{ASYNC}&DataInputs=delay={delay}",
-        timeout=30,
-    )
-    root = validate(response.content)
-    assert root.find("wps:Status/wps:ProcessAccepted", NS) is not None, response.text
-    return root.get("statusLocation").rsplit("/", 1)[1]
-
-
-def status(server: LiveServer, job_id: str) -> tuple[str, str]:
-    """The 1.0.0 status document of a job: its state (Accepted, Started, Succeeded, Failed) and its text:
-    the output of a succeeded job, the exception text of a failed one, the message otherwise."""
-    root = validate(requests.get(f"{server.url}/jobs/{job_id}", timeout=30).content)
-    state = root.find("wps:Status", NS)[0]
-    name = etree.QName(state).localname.removeprefix("Process")
-    if name == "Succeeded":
-        return name, root.findtext(".//wps:LiteralData", namespaces=NS) or ""
-    if name == "Failed":
-        return name, state.findtext(".//ows:ExceptionText", namespaces=NS) or ""
-    return name, state.text or ""
-
-
-def wait_until_ended(server: LiveServer, job_ids: list[str], timeout: float) -> dict[str, tuple[str, str]]:
-    """Every job's final state and text, once all have ended; fails after ``timeout`` seconds."""
-    ended: dict[str, tuple[str, str]] = {}
-
-    def all_ended() -> bool:
-        for job_id in job_ids:
-            if job_id not in ended:
-                state = status(server, job_id)
-                if state[0] in ("Succeeded", "Failed"):
-                    ended[job_id] = state
-        return len(ended) == len(job_ids)
-
-    wait_for(all_ended, timeout=timeout, interval=0.5)
-    return ended
+    return submit(server, "sleep", f"delay={delay}")
 
 
 def assert_ended_well(outcomes: dict[str, tuple[str, str]], delay: float) -> None:

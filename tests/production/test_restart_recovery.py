@@ -131,20 +131,24 @@ GONE_HERE = f"{socket.gethostname()}/1:0"  # pid 1 started at another time: a di
 
 
 @pytest.mark.parametrize(
-    ("process", "made_dir", "claimed_by", "expected"),
+    ("process", "made_dir", "claimed_by", "crashes", "expected"),
     [
-        ("run_log", False, GONE_HERE, "Succeeded"),  # a local job without its directory never started: it runs
-        ("run_log", True, GONE_HERE, "Failed"),  # it may have started: it is failed, not run twice
-        ("run_log_rerunnable", True, GONE_HERE, "Succeeded"),  # safe to run again
-        ("run_log", False, "elsewhere/1:0", "Succeeded"),  # another host's claim, older than a hand-over takes
+        ("run_log", False, GONE_HERE, 0, "Succeeded"),  # a local job without its directory never started: it runs
+        ("run_log", True, GONE_HERE, 0, "Failed"),  # it may have started: it is failed, not run twice
+        ("run_log_rerunnable", True, GONE_HERE, 0, "Succeeded"),  # safe to run again
+        ("run_log", False, "elsewhere/1:0", 0, "Succeeded"),  # another host's claim, older than a hand-over takes
+        # Its hand-over stopped a dispatcher before: this second one does not get another try.
+        ("run_log_rerunnable", False, GONE_HERE, 1, "Failed"),
     ],
 )
 def test_a_job_claimed_but_not_handed_over(
-    wps, app, settings, start_dispatcher, run_log, process, made_dir, claimed_by, expected
+    wps, app, settings, start_dispatcher, run_log, process, made_dir, claimed_by, crashes, expected
 ):
     engine = app.extensions["hpc_wps"].engine
     job_id = submit(wps, process, "claimed", 0)
     assert lifecycle.claim_many(engine, [job_id], "local", True, claimed_by) == {job_id}  # a dispatcher's first step
+    with engine.begin() as conn:
+        conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(handover_crashes=crashes))
     if claimed_by.startswith("elsewhere/"):
         with engine.begin() as conn:
             old = utcnow() - dt.timedelta(seconds=HANDOVER_GRACE + 60)
@@ -156,7 +160,11 @@ def test_a_job_claimed_but_not_handed_over(
     if expected == "Failed":
         assert runs(run_log, "claimed") == 0
         message = queries.get_job(engine, job_id)["message"]
-        assert message == "interrupted by a restart of the service before its hand-over to local was recorded"
+        assert message == (
+            "could not be submitted: handing it over to local stopped the dispatcher 2 times"
+            if crashes
+            else "interrupted by a restart of the service before its hand-over to local was recorded"
+        )
     else:
         assert runs(run_log, "claimed") == 1
 

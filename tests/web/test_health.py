@@ -19,7 +19,7 @@ import requests
 from app import create_app
 from app.settings import Settings, load_settings
 from scheduler import queries
-from tests.conftest import LiveServer, free_port, wait_for
+from tests.conftest import LiveServer, free_port, settings_environ, wait_for
 from tests.xsd import ROOT
 
 ASYNC_SLEEP = "/wps?service=WPS&version=1.0.0&request=Execute&identifier=sleep&storeExecuteResponse=true"
@@ -86,6 +86,44 @@ def test_a_dispatcher_that_stops_cleanly_removes_its_row(app, dispatcher):
     assert dispatcher.wait(timeout=30) == 0
     status, body = health(app)
     assert status == 503 and body["checks"]["dispatchers"]["known"] == []
+
+
+def test_dispatchers_killed_again_and_again_are_a_crash_loop(app, settings, tmp_path):
+    """What a supervisor restarting a dispatcher that keeps dying looks like: each new one beats, yet
+    /health fails once three of one host ended without being stopped within the window."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def beating(process: subprocess.Popen[bytes]) -> bool:
+        return any(d["pid"] == process.pid and d["alive"] for d in health(app)[1]["checks"]["dispatchers"]["known"])
+
+    try:
+        for attempt in range(4):
+            with (tmp_path / f"dispatcher{attempt}.log").open("wb") as log:
+                started.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "app.cli", "dispatcher"],
+                        cwd=ROOT,
+                        env=settings_environ(settings),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            wait_for(lambda: beating(started[-1]))
+            if attempt < 3:
+                started[-1].kill()  # as the kernel's OOM killer would: its row is left to go stale
+                started[-1].wait()
+        status, body = wait_for(lambda: (h := health(app))[1]["reasons"] and h)  # once the three beats are stale
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+    assert status == 503 and body["checks"]["dispatchers"]["status"] == "fail"
+    assert body["reasons"] == [
+        f"the dispatcher on {socket.gethostname()} is in a crash loop: 3 ended without being stopped in the last"
+        " 300 s, the last killed or hung, with no error recorded; the service log has the details"
+    ]
+    assert body["checks"]["dispatchers"]["alive"] == 1
 
 
 def test_live_needs_no_database(tmp_path: Path):
