@@ -248,7 +248,11 @@ def document(urls: Urls, title: str, description: str, version: str) -> dict[str
             "/jobs/{jobId}": {
                 "get": _get("getStatus", "a job's status", job_status, [JOB_ID, F], **NOT_FOUND),
                 "delete": _get(
-                    "dismiss", "dismiss a job", _encoded(ref("statusInfo"), "the job, dismissed"), [JOB_ID, F], **NOT_FOUND
+                    "dismiss",
+                    "dismiss a job",
+                    _encoded(ref("statusInfo"), "the job, dismissed"),
+                    [JOB_ID, F],
+                    **NOT_FOUND,
                 ),
             },
             "/jobs/{jobId}/results": {

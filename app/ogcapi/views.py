@@ -23,8 +23,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app import errors
 from app.auth import Authenticator, Refusal
 from app.client import disconnect_check
-from app.ogcapi import jobs as job_docs
 from app.ogcapi import html, landing, openapi, pages, processes, results
+from app.ogcapi import jobs as job_docs
 from app.ogcapi.errors import PROBLEM, ApiError, from_ows, from_service
 from app.ogcapi.execute import execution_mode, parse_execute
 from app.ogcapi.negotiation import respond

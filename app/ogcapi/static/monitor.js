@@ -108,6 +108,7 @@ async function submitJob(event) {
       body: JSON.stringify(executeRequest(form)),
     });
     const job = response.ok ? monitorLink(response) : null;
+    await response.arrayBuffer(); // read to its end, so leaving the page aborts nothing
     if (job) {
       location.assign(asHtml(job));
     } else {
