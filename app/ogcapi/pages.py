@@ -14,7 +14,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.ogcapi.jobs import STATES_OF, STATUS_CODES, timestamp
 from app.ogcapi.processes import EXECUTE_REL, JOB_LIST_REL
-from app.ogcapi.urls import Urls
+from app.ogcapi.urls import JSON, Urls
 from scheduler.job import Job
 from scheduler.models import JobStatus
 
@@ -126,19 +126,24 @@ def timeline(job: Job) -> list[Step]:
 
 
 def outputs(job: Job, urls: Urls) -> list[dict[str, str]]:
-    """Each output of a succeeded job: a link to its file, or its value (a literal, a bounding box)."""
+    """Each output of a succeeded job as a link: to its file, or (a literal, a bounding box, kept in
+    the job table) to the results document, with its value shown beside it."""
     if job.status is not JobStatus.SUCCEEDED:
         return []
+    results = urls.results(job.id) + "?f=json"
     shown = []
     for record in job.outputs or []:
         if record.get("file"):
             href = urls.output(job.id, record["file"])
-            shown.append({"id": record["id"], "href": href, "type": record.get("mime_type") or ""})
-        elif record["kind"] == "literal":
-            shown.append({"id": record["id"], "value": " ".join(filter(None, (record["value"], record.get("uom"))))})
+            shown.append(
+                {"id": record["id"], "href": href, "type": record.get("mime_type") or "", "name": record["file"]}
+            )
+            continue
+        if record["kind"] == "literal":
+            value = " ".join(filter(None, (record["value"], record.get("uom"))))
         else:
-            box = f"{record['lower']} {record['upper']} {record.get('crs') or ''}"
-            shown.append({"id": record["id"], "value": box.strip()})
+            value = f"{record['lower']} {record['upper']} {record.get('crs') or ''}".strip()
+        shown.append({"id": record["id"], "href": results, "type": JSON, "name": "results", "value": value})
     return shown
 
 

@@ -175,3 +175,13 @@ def test_the_job_list_page_keeps_its_filters(api):
     assert page.having("input", name="limit", value="5")
     empty = _page(api, "/jobs?status=failed&f=html")
     assert not empty.having("li", **{"data-job": job_id})
+
+
+def test_complex_and_bounding_box_inputs_get_their_fields(api):
+    page = _page(api, "/processes/echo")
+    kinds = {a["data-input"]: a["data-kind"] for a in page.having("div", **{"class": "field"})}
+    assert kinds == {"literalInput": "string", "complexInput": "complex", "boundingBoxInput": "bbox"}
+    assert page.having("textarea", name="value") and page.having("input", type="url", name="href")
+    assert page.having("select", name="mediaType") and page.having("select", name="crs")
+    text = "".join(page.text)
+    assert "text/plain" in text and "http://www.opengis.net/def/crs/EPSG/0/4326" in text

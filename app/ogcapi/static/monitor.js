@@ -79,11 +79,8 @@ function executeRequest(form) {
     const value = inputValue(field);
     if (value !== undefined) inputs[field.dataset.input] = value;
   }
-  const outputs = {};
-  for (const output of document.querySelectorAll("[data-output]")) {
-    outputs[output.dataset.output] = { transmissionMode: "reference" };
-  }
-  return { inputs: inputs, outputs: outputs, response: "document" };
+  // No output named: the job keeps every output its process sets (one named but not set fails the job).
+  return { inputs: inputs, response: "document" };
 }
 
 function monitorLink(response) {
