@@ -25,6 +25,7 @@ from tests.conftest import LiveServer, need_backend, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 PHONE = {"width": 390, "height": 844}
+UNBROKEN = "unbroken" * 20  # a word wider than a phone, which only the stylesheet wraps
 MARKUP = "<b>bold</b><img src=x onerror=\"document.body.dataset.pwned='1'\">"
 
 
@@ -139,15 +140,16 @@ def test_the_job_list_fits_a_phone_and_follows_new_jobs(browser, root):
     context = browser.new_context(viewport=PHONE, is_mobile=True)
     page = context.new_page()
     try:
-        _submit(root, "sleep", {"delay": 1})
+        _submit(root, "fail", {"message": UNBROKEN})  # in the list, as its message
         page.goto(f"{root}/jobs?f=html&limit=5")
-        job_id = _submit(root, "say_hello", {"name": "a name long enough to need wrapping " * 4})
+        job_id = _submit(root, "say_hello", {"name": UNBROKEN})  # on its page, as its output
         row = f"#jobs [data-job='{job_id}']"
         page.wait_for_selector(row)  # swapped in by the page's own polling
         page.wait_for_selector(f"{row}[data-status=successful]", timeout=60_000)
         assert page.eval_on_selector(f"{row} progress", "bar => bar.value") == 100
         wait_for(lambda: page.locator("#jobs [data-job]").count() >= 2)
-        for path in ("/jobs?f=html", "/processes/sleep?f=html", f"/jobs/{job_id}?f=html", "/?f=html"):
+        paths = ("/jobs?f=html", "/processes/echo?f=html", f"/jobs/{job_id}?f=html", "/conformance?f=html")
+        for path in paths:
             page.goto(root + path)
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], path
     finally:
