@@ -66,7 +66,8 @@ def field(identifier: str, described: dict[str, Any]) -> Field:
     if media_types := _media_types(schema):
         return Field(**common, kind="complex", choices=media_types)
     if base.get("type") == "object":
-        return Field(**common, kind="bbox", choices=tuple(base["properties"]["crs"].get("enum", ())))
+        crss = base["properties"]["crs"].get("enum", ())
+        return Field(**common, kind="bbox", choices=tuple(dict.fromkeys(crss)))  # two names, one URI: once
     kind = base.get("type", "string")
     if "enum" in schema:
         return Field(**common, kind=kind, choices=tuple(str(v) for v in schema["enum"]))

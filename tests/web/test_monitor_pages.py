@@ -185,3 +185,5 @@ def test_complex_and_bounding_box_inputs_get_their_fields(api):
     assert page.having("select", name="mediaType") and page.having("select", name="crs")
     text = "".join(page.text)
     assert "text/plain" in text and "http://www.opengis.net/def/crs/EPSG/0/4326" in text
+    body = api.get("/processes/echo?f=html").get_data(as_text=True)  # EPSG:4326 and its URN: one URI, once
+    assert body.count("<option>http://www.opengis.net/def/crs/EPSG/0/4326</option>") == 1
