@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start (or check) every real service the test suite talks to: PostgreSQL (the job table), Slurm and
 # Grid Engine with DRMAA (scripts/clusters.sh), an sshd playing a login host (scripts/sshd.sh), Podman's
-# Docker API and the local images (scripts/podman.sh).
+# Docker API and the local images (scripts/podman.sh), and Debian's Chromium, which the job monitor's
+# browser tests drive headless (no browser download).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -30,9 +31,21 @@ start_postgres() {
   return 1
 }
 
+install_chromium() {
+  if command -v chromium >/dev/null; then
+    echo "chromium: installed"
+    return
+  fi
+  echo "chromium: installing" >&2
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends chromium >/dev/null
+  echo "chromium: installed"
+}
+
 start_all() {
   local t0=$SECONDS
   start_postgres
+  install_chromium
   "$here/clusters.sh" start
   "$here/sshd.sh" start  # after Slurm: its login user gets an association
   "$here/podman.sh" start
@@ -46,6 +59,7 @@ start_all() {
 status_all() {
   local rc=0
   if postgres_up; then echo "postgresql: up"; else echo "postgresql: down"; rc=1; fi
+  if command -v chromium >/dev/null; then echo "chromium: installed"; else echo "chromium: missing"; rc=1; fi
   "$here/clusters.sh" status || rc=1
   "$here/sshd.sh" status || rc=1
   "$here/podman.sh" status >/dev/null && echo "podman: up" || { echo "podman: down"; rc=1; }
@@ -56,5 +70,6 @@ case "${1:-start}" in
   start) start_all ;;
   status) status_all ;;
   postgres) start_postgres ;;
-  *) echo "usage: $0 start|status|postgres" >&2; exit 2 ;;
+  chromium) install_chromium ;;
+  *) echo "usage: $0 start|status|postgres|chromium" >&2; exit 2 ;;
 esac

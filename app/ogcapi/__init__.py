@@ -4,7 +4,8 @@ A sibling of ``app/wps/`` over the same job service (``scheduler/service.py``): 
 
 - ``views.py``: the blueprint's routes (the root, /conformance, /api, /processes, /jobs): who asks,
   the job service call, the rendering; every error as an RFC 7807 problem.
-- ``negotiation.py``: the encoding of a response (``f``, then Accept; JSON for now), by resource name.
+- ``negotiation.py``: the encoding of a response (``f``, then Accept; JSON or HTML), by resource name.
+- ``html.py``, ``pages.py``, ``templates/``, ``static/``: the HTML encoding, the job monitor's pages.
 - ``landing.py``: the landing page and the conformance classes declared.
 - ``processes.py``, ``schemas.py``: process summaries and descriptions, the JSON Schema of each input.
 - ``execute.py``: an execute request read into what the WPS parsers produce, the execution mode.

@@ -124,8 +124,9 @@ def _cursor(args: Mapping[str, str], name: str) -> tuple[dt.datetime, str] | Non
 
 
 def _values(args: MultiDict[str, str], name: str) -> list[str]:
-    """A list parameter, repeated or comma-separated."""
-    return [v.strip() for given in args.getlist(name) for v in given.split(",") if v.strip()]
+    """A list parameter, repeated or comma-separated. An empty item is kept: ``status=`` names no
+    state (a 400), and ``processID=`` no process (no job), as the OpenAPI document says."""
+    return [v.strip() for given in args.getlist(name) for v in given.split(",")]
 
 
 def list_query(args: MultiDict[str, str]) -> ListQuery:

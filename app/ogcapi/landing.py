@@ -8,9 +8,9 @@ from app.ogcapi.processes import JOB_LIST_REL
 from app.ogcapi.urls import OPENAPI, Urls, link
 
 CONF = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/"
-# Declared only once met: html joins with the job monitor, callback once subscribers are delivered.
 CONFORMANCE = tuple(
-    CONF + name for name in ("core", "ogc-process-description", "json", "oas30", "job-list", "dismiss", "callback")
+    CONF + name
+    for name in ("core", "ogc-process-description", "json", "html", "oas30", "job-list", "dismiss", "callback")
 )
 
 

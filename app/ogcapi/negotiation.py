@@ -1,8 +1,10 @@
 """Which encoding a response is in: ``f`` in the query wins, then the ``Accept`` header, then JSON.
 
 Each resource is rendered once as a dict (``landing.py``, ``processes.py``, ``jobs.py``...) and
-encoded here by name (``landing``, ``process``, ``job``...), so an HTML encoding joins by adding an
-entry to ``ENCODINGS`` and a renderer of those dicts, without touching a view. JSON is listed first:
+encoded here by name (``landing``, ``process``, ``job``...): JSON as it is, HTML (the job monitor,
+``html.py``) as a page rendered from the same dict. A page may show what the document leaves out (the
+executor a job runs on, its native id): the view then passes ``more``, called only when a page is
+asked for, so a JSON response never pays for it. JSON is listed first:
 ``Accept: */*``, no Accept header, and an Accept this service cannot meet all get JSON (a client that
 asked for something else still reads a document rather than a bare 406).
 """
@@ -10,23 +12,26 @@ asked for something else still reads a document rather than a bare 406).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Response, request
 
+from app.ogcapi import html
 from app.ogcapi.errors import bad_request
 from app.ogcapi.urls import JSON
 
-Encoder = Callable[[str, Any], tuple[bytes, str]]  # (resource name, document) -> (body, content type)
+More = Callable[[], Mapping[str, Any]]  # what a page shows beyond the document
+# (resource name, document, more) -> (body, content type)
+Encoder = Callable[[str, Any, More | None], tuple[bytes, str]]
 
 
-def _json(resource: str, document: Any) -> tuple[bytes, str]:
+def _json(resource: str, document: Any, more: More | None) -> tuple[bytes, str]:
     return json.dumps(document, ensure_ascii=False).encode("utf-8"), JSON
 
 
 # f value -> (media type, encoder); the first is the default.
-ENCODINGS: dict[str, tuple[str, Encoder]] = {"json": (JSON, _json)}
+ENCODINGS: dict[str, tuple[str, Encoder]] = {"json": (JSON, _json), "html": (html.MEDIA_TYPE, html.page)}
 
 
 def chosen() -> str:
@@ -41,8 +46,14 @@ def chosen() -> str:
     return by_type.get(best or "", next(iter(ENCODINGS)))
 
 
-def respond(resource: str, document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body, content_type = ENCODINGS[chosen()][1](resource, document)
+def respond(
+    resource: str,
+    document: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    more: More | None = None,
+) -> Response:
+    body, content_type = ENCODINGS[chosen()][1](resource, document, more)
     response = Response(body, status=status, content_type=content_type)
     response.headers.update(headers or {})
     response.vary.add("Accept")

@@ -132,8 +132,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
+def _encoded(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A document in every encoding (``f``, Accept): JSON of ``schema``, or the monitor's page."""
+    content = {media: {"schema": schema if media == JSON else STRING} for media, _ in ENCODINGS.values()}
+    return {"description": description, "content": content}
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -191,12 +193,12 @@ def _get(operation_id: str, summary: str, ok: dict[str, Any], parameters: list[d
 
 
 def document(urls: Urls, title: str, description: str, version: str) -> dict[str, Any]:
-    job_status = _json(ref("statusInfo"), "the job's status")
+    job_status = _encoded(ref("statusInfo"), "the job's status")
     execution_ok = {
         "description": "synchronous execution: the results document (response=document), or the one output as it is",
         "content": {JSON: {"schema": {}}, "*/*": {"schema": {}}},
     }
-    accepted = _json(ref("statusInfo"), "asynchronous execution: the job, created")
+    accepted = _encoded(ref("statusInfo"), "asynchronous execution: the job, created")
     accepted["headers"] = {"Location": {"schema": STRING, "description": "the job's status"}}
     execution = {
         "operationId": "execute",
@@ -220,40 +222,44 @@ def document(urls: Urls, title: str, description: str, version: str) -> dict[str
         "info": {"title": title, "description": description, "version": version},
         "servers": [{"url": urls.root}],
         "paths": {
-            "/": {"get": _get("getLandingPage", "landing page", _json(ref("landingPage"), "landing page"), [F])},
+            "/": {"get": _get("getLandingPage", "landing page", _encoded(ref("landingPage"), "landing page"), [F])},
             "/conformance": {
-                "get": _get("getConformance", "conformance classes", _json(ref("confClasses"), "conformance"), [F])
+                "get": _get("getConformance", "conformance classes", _encoded(ref("confClasses"), "conformance"), [F])
             },
             "/api": {
                 "get": _get("getAPI", "this document", {"description": "OpenAPI 3.0", "content": {OPENAPI: {}}}, [])
             },
             "/processes": {
-                "get": _get("getProcesses", "processes", _json(ref("processList"), "process summaries"), [F])
+                "get": _get("getProcesses", "processes", _encoded(ref("processList"), "process summaries"), [F])
             },
             "/processes/{processId}": {
                 "get": _get(
                     "getProcessDescription",
                     "process description",
-                    _json(ref("process"), "process"),
+                    _encoded(ref("process"), "process"),
                     [PROCESS_ID, F],
                     **NOT_FOUND,
                 )
             },
             "/processes/{processId}/execution": {"post": execution},
             "/jobs": {
-                "get": _get("getJobs", "jobs, newest first", _json(ref("jobList"), "job list"), JOB_LIST_PARAMETERS)
+                "get": _get("getJobs", "jobs, newest first", _encoded(ref("jobList"), "job list"), JOB_LIST_PARAMETERS)
             },
             "/jobs/{jobId}": {
                 "get": _get("getStatus", "a job's status", job_status, [JOB_ID, F], **NOT_FOUND),
                 "delete": _get(
-                    "dismiss", "dismiss a job", _json(ref("statusInfo"), "the job, dismissed"), [JOB_ID, F], **NOT_FOUND
+                    "dismiss",
+                    "dismiss a job",
+                    _encoded(ref("statusInfo"), "the job, dismissed"),
+                    [JOB_ID, F],
+                    **NOT_FOUND,
                 ),
             },
             "/jobs/{jobId}/results": {
                 "get": _get(
                     "getResult",
                     "a job's results",
-                    _json(ref("results"), "the outputs"),
+                    _encoded(ref("results"), "the outputs"),
                     [JOB_ID, F],
                     **NOT_FOUND,
                     **{"500": _problem("the job failed")},

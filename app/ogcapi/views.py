@@ -23,8 +23,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app import errors
 from app.auth import Authenticator, Refusal
 from app.client import disconnect_check
+from app.ogcapi import html, landing, openapi, pages, processes, results
 from app.ogcapi import jobs as job_docs
-from app.ogcapi import landing, openapi, processes, results
 from app.ogcapi.errors import PROBLEM, ApiError, from_ows, from_service
 from app.ogcapi.execute import execution_mode, parse_execute
 from app.ogcapi.negotiation import respond
@@ -36,13 +36,15 @@ from app.wps.validate import job_request
 from app.wps.views import JOB_ID
 from scheduler.access import Caller
 from scheduler.errors import JobServiceError, NoSuchJob
+from scheduler.job import Job
 from scheduler.models import JobMode, JobStatus
 from scheduler.service import JobService
 from scheduler.subscribers import Subscribers
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("ogcapi", __name__)
+# The job monitor's pages are templates of this blueprint (html.py); its script and stylesheet are html.ASSETS.
+bp = Blueprint("ogcapi", __name__, template_folder="templates")
 
 EXTENSION = "hpc_wps.ogcapi"
 PREFIXES = ("/", "/processes", "/jobs", "/conformance", "/api")  # what the API answers for (/ itself only)
@@ -68,6 +70,7 @@ def init_app(app: Flask, settings: Settings, jobs: JobService, auth: Authenticat
     megabytes = settings.inputs.default_megabytes
     app.extensions[EXTENSION] = Binding(jobs, urls, auth, title, description, megabytes, api)
     app.register_blueprint(bp)
+    app.register_blueprint(html.ASSETS)
 
 
 def app_version() -> str:
@@ -127,7 +130,8 @@ def process_list() -> Response:
 def process_description(process_id: str) -> Response:
     api = binding()
     process = api.jobs.process(process_id, caller("DescribeProcess"))
-    return respond("process", processes.description(process, api.urls, api.megabytes))
+    document = processes.description(process, api.urls, api.megabytes)
+    return respond("process", document, more=lambda: pages.process_page(document))
 
 
 # -- execution -------------------------------------------------------------------------------------
@@ -164,7 +168,7 @@ def execute(process_id: str) -> Response:
         headers = {"Location": api.urls.job(job.id)}
         if preferred:
             headers["Preference-Applied"] = "respond-async"
-        return respond("job", job_docs.status_info(job, api.urls), 201, headers)
+        return _job(job, 201, headers)
     job = api.jobs.run(process, JOB_VERSION, stored, who, disconnect_check(request.environ), subscribers=subscribers)
     if job.status is not JobStatus.SUCCEEDED:
         raise ApiError(500, job.message or "the process failed", code="JobFailed", instance=api.urls.job(job.id))
@@ -196,24 +200,30 @@ def _job_id(job_id: str) -> str:
     return job_id
 
 
+def _job(job: Job, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A job's statusInfo; as a page, with its timeline and outputs."""
+    urls = binding().urls
+    return respond("job", job_docs.status_info(job, urls), status, headers, lambda: pages.job_page(job, urls))
+
+
 @bp.route("/jobs", methods=["GET"])
 def job_list() -> Response:
     api = binding()
     query = job_docs.list_query(request.args)
     found = api.jobs.list_jobs(query.which, caller("GetStatus"))
-    return respond("jobs", job_docs.job_list(found, query, api.urls))
+    return respond("jobs", job_docs.job_list(found, query, api.urls), more=lambda: pages.list_page(request.args))
 
 
 @bp.route("/jobs/<job_id>", methods=["GET"])
 def job_status(job_id: str) -> Response:
     api, who = binding(), caller("GetStatus")
-    return respond("job", job_docs.status_info(api.jobs.get(_job_id(job_id), who), api.urls))
+    return _job(api.jobs.get(_job_id(job_id), who))
 
 
 @bp.route("/jobs/<job_id>", methods=["DELETE"])
 def dismiss(job_id: str) -> Response:
     api, who = binding(), caller("Dismiss")
-    return respond("job", job_docs.status_info(api.jobs.dismiss(_job_id(job_id), who), api.urls))
+    return _job(api.jobs.dismiss(_job_id(job_id), who))
 
 
 @bp.route("/jobs/<job_id>/results", methods=["GET"])
@@ -228,7 +238,10 @@ def job_results(job_id: str) -> Response:
 
 @bp.after_request
 def no_sniffing(response: Response) -> Response:
+    """nosniff on everything; the monitor's pages run only the service's own script (``html.py``)."""
     response.headers.update(NOSNIFF)
+    if response.mimetype == html.MEDIA_TYPE:
+        response.headers["Content-Security-Policy"] = html.PAGE_POLICY
     return response
 
 

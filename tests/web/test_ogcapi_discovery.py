@@ -40,7 +40,8 @@ def test_wps_still_answers_at_wps(wps):
 def test_conformance_declares_what_is_met(api):
     classes = validate(api.get("/conformance").get_json(), "confClasses")["conformsTo"]
     assert set(classes) == {
-        CONF + name for name in ("core", "ogc-process-description", "json", "oas30", "job-list", "dismiss", "callback")
+        CONF + name
+        for name in ("core", "ogc-process-description", "json", "html", "oas30", "job-list", "dismiss", "callback")
     }
 
 
@@ -109,11 +110,18 @@ def test_unknown_process_is_no_such_process(api):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Accept": "*/*"}, {"Accept": "application/json"}, {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}],
+    [{}, {"Accept": "*/*"}, {"Accept": "application/json"}, {"Accept": "image/png"}, {"Accept": "text/*;q=0.5, */*"}],
 )
 def test_json_by_default_whatever_a_client_accepts(api, headers):
     response = api.get("/processes", headers=headers)
     assert (response.status_code, response.mimetype) == (200, "application/json")
+    assert "Accept" in response.headers["Vary"]
+
+
+@pytest.mark.parametrize("headers", [{"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}, {"Accept": "text/html"}])
+def test_a_browser_gets_the_monitor_page(api, headers):
+    response = api.get("/processes", headers=headers)
+    assert (response.status_code, response.mimetype) == (200, "text/html")
     assert "Accept" in response.headers["Vary"]
 
 

@@ -91,6 +91,9 @@ def test_list_newest_first_with_filters(api):
     ("query", "locator"),
     [
         ("status=done", "status"),
+        ("status=", "status"),
+        ("status=running,", "status"),
+        ("type=", "type"),
         ("type=workflow", "type"),
         ("limit=0", "limit"),
         ("limit=100001", "limit"),

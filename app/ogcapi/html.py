@@ -1,0 +1,32 @@
+"""The HTML encoding (``f=html``, or a browser's Accept): the job monitor, one Jinja2 page per resource.
+
+Each page is rendered from the same dict the JSON encoding writes (``templates/ogcapi/<resource>.html``),
+so a page never shows a job differently from its document; ``more`` adds what only a page shows
+(``pages.py``). Autoescaping is on for every ``.html`` template (Flask's default), so a process title
+or a job message with markup is shown as text.
+
+The pages run no inline script and load nothing from elsewhere: their one script and stylesheet are
+served by the service itself (``ASSETS``, from ``static/``), and ``PAGE_POLICY`` (a Content-Security-Policy set on every
+page) lets the browser run and load only those, and fetch only from this service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import Blueprint, render_template
+
+MEDIA_TYPE = "text/html"
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+# The monitor's script and stylesheet: a blueprint of their own, as they are no resource of the API.
+ASSETS = Blueprint("monitor", __name__, static_folder="static", static_url_path="/static/monitor")
+
+
+def page(resource: str, document: Any, more: Callable[[], Mapping[str, Any]] | None) -> tuple[bytes, str]:
+    extra = dict(more()) if more is not None else {}
+    body = render_template(f"ogcapi/{resource}.html", doc=document, resource=resource, **extra)
+    return body.encode("utf-8"), f"{MEDIA_TYPE}; charset=utf-8"
