@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.clusters.test_docker import failure_message, listener, outputs, submit, wait_final
 from tests.conftest import BUSYBOX_IMAGE, LiveServer, need_backend, wait_for
@@ -36,6 +37,13 @@ outputs = [
   { identifier = "args", formats = ["text/plain"], from = "stdout" },
   { identifier = "first", formats = ["text/plain"], from = "first.txt" },
 ]
+
+[[process]]
+identifier = "c_sleep"
+title = "Sleeps"
+image = "IMAGE"
+command = ["sleep", "{seconds}"]
+inputs = [{ identifier = "seconds", type = "integer", minimum = 0, maximum = 600 }]
 
 [[process]]
 identifier = "c_fail"
@@ -167,3 +175,36 @@ def test_a_container_cannot_reach_the_network(server, listener):
         assert outputs(server, job_id)["result"] == "unreachable"
     time.sleep(0.5)
     assert len(accepted) == 1
+
+
+def container_left(runtime: str, job_id: str) -> bool:
+    """Whether anything of the job's container still runs: podman's container, or a ch-run process."""
+    if runtime == "podman":
+        listed = subprocess.run(
+            ["podman", "ps", "-a", "--filter", f"name=hpc-wps-{job_id}", "--format", "{{.Names}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return bool(listed.stdout.strip())
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if job_id.encode() in cmdline.read_bytes():
+                return True
+        except OSError:  # ended meanwhile
+            continue
+    return False
+
+
+def test_dismiss_of_a_running_container_job_leaves_no_container(server):
+    job_id = submit(server, "c_args", literals={"value": "x"})  # warm: the image is in the page cache
+    assert wait_final(server, job_id, JOB) == "Succeeded"
+    job_id = submit(server, "c_sleep", literals={"seconds": "300"})
+    wait_for(lambda: container_left(server.runtime, job_id), JOB, 0.2)
+    response = requests.get(
+        server.url,
+        params={"service": "WPS", "version": "2.0.0", "request": "Dismiss", "jobId": job_id},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    wait_for(lambda: not container_left(server.runtime, job_id), 60, 0.5)
