@@ -83,15 +83,26 @@ class Invocation:
     stop: list[str] | None = None
 
 
+@dataclass(frozen=True)
+class Launch:
+    """What a runtime's command is built from: the spec, the image checked, the rendered arguments."""
+
+    spec: ContainerSpec
+    image: str  # what the runtime runs: podman's image id, a SIF file, a Charliecloud image
+    argv: list[str]
+    docker: DockerSettings
+    relax: Relaxations
+    limits: Limits
+    paths: JobPaths
+
+
 def container_name(paths: JobPaths) -> str:
     return f"hpc-wps-{paths.job_dir.name}"
 
 
-def podman(
-    spec: ContainerSpec, image: str, argv: list[str], docker: DockerSettings, relax: Relaxations, limits: Limits,
-    paths: JobPaths,
-) -> Invocation:  # fmt: skip
+def podman(launch: Launch) -> Invocation:
     """``podman run``: the Engine API path's hardened options, as flags."""
+    spec, relax, limits, paths, docker = launch.spec, launch.relax, launch.limits, launch.paths, launch.docker
     name = container_name(paths)
     args = [
         "podman", "run", "--rm", "--pull=never", f"--name={name}", "--label=hpc-wps.mode=batch",
@@ -109,19 +120,17 @@ def podman(
     args += [f"--env={key}={value}" for key, value in {**BASE_ENV, **dict(spec.env)}.items()]
     if spec.entrypoint is not None:  # a JSON list: podman reads it as the exec form, no shell
         args.append(f"--entrypoint={json.dumps(list(spec.entrypoint))}")
-    return Invocation([*args, image, *argv], stop=["podman", "rm", "--force", "--time=0", name])
+    return Invocation([*args, launch.image, *launch.argv], stop=["podman", "rm", "--force", "--time=0", name])
 
 
-def apptainer(
-    spec: ContainerSpec, image: str, argv: list[str], docker: DockerSettings, relax: Relaxations, limits: Limits,
-    paths: JobPaths,
-) -> Invocation:  # fmt: skip
+def apptainer(launch: Launch) -> Invocation:
     """``apptainer run`` (the image's runscript: its entrypoint) or ``exec`` (a declared entrypoint).
 
     Variables go through ``APPTAINERENV_*`` in the runtime's environment: ``--env`` splits its value
     at commas. The user is the job's own; Apptainer cannot switch it, and ``--no-privs`` drops what root
     would have.
     """
+    spec, relax, paths = launch.spec, launch.relax, launch.paths
     args = ["apptainer", "exec" if spec.entrypoint is not None else "run", "--containall", "--no-privs"]
     if relax.network != "host":
         args += ["--net", f"--network={relax.network}"]
@@ -134,13 +143,10 @@ def apptainer(
     args += [f"--bind={paths.inputs}:{INPUTS_DIR}:ro", f"--bind={paths.outputs}:{OUTPUTS_DIR}:rw"]
     args.append(f"--pwd={spec.workdir}")
     env = {f"APPTAINERENV_{key}": value for key, value in {**BASE_ENV, **dict(spec.env)}.items()}
-    return Invocation([*args, image, *(spec.entrypoint or ()), *argv], env)
+    return Invocation([*args, launch.image, *(spec.entrypoint or ()), *launch.argv], env)
 
 
-def charliecloud(
-    spec: ContainerSpec, image: str, argv: list[str], docker: DockerSettings, relax: Relaxations, limits: Limits,
-    paths: JobPaths,
-) -> Invocation:  # fmt: skip
+def charliecloud(launch: Launch) -> Invocation:
     """``ch-run``, inside a network namespace of its own unless the process may use the network.
 
     ``ch-run`` keeps the host's network and has no read-only bind; the network namespace comes from
@@ -149,15 +155,16 @@ def charliecloud(
     directory is mounted read-only unless relaxed (``--write``), ``/tmp`` is private, and ``$`` in
     variables is not expanded. The image needs the mount points ``/inputs`` and ``/outputs``.
     """
+    spec, relax, paths = launch.spec, launch.relax, launch.paths
     args = ["ch-run", "--unset-env=*", "--env-no-expand", "--private-tmp", f"--cd={spec.workdir}"]
-    uid, _, gid = container_user(docker, relax).partition(":")
+    uid, _, gid = container_user(launch.docker, relax).partition(":")
     if uid.isdigit() and uid != "0":  # the ids seen inside; outside they stay the job's user
         args += [f"--uid={uid}", f"--gid={gid or uid}"]
     args += [f"--set-env={key}={value}" for key, value in {**BASE_ENV, **dict(spec.env)}.items()]
     args += [f"--bind={paths.inputs}:{INPUTS_DIR}", f"--bind={paths.outputs}:{OUTPUTS_DIR}"]
     if not relax.read_only:
         args.append("--write")
-    args += [image, "--", *(spec.entrypoint or ()), *argv]
+    args += [launch.image, "--", *(spec.entrypoint or ()), *launch.argv]
     if relax.network == "none":
         args = ["unshare", "--net", "--map-root-user", *args]
     # ch-run refuses to start without $USER, which a batch job's environment may lack.
@@ -242,6 +249,8 @@ def run_with_runtime(runtime: str, spec: ContainerSpec, relax: Relaxations, job:
     docker, process = job.docker, job.process
     limits = limits_for(spec, docker)
     paths = JobPaths(job.output_dir.parent, job.workdir / CONTAINER_DIR)
+    if any(c in str(paths.container_dir) for c in ":,"):  # the runtimes' bind options split at them
+        raise ProcessError(f"{runtime} cannot mount below {paths.container_dir}: the path holds ':' or ','")
     arguments = stage_inputs(process, spec, job.inputs, paths.inputs, job.workdir)
     argv = render_command(spec.command, arguments)
     # Podman switches to [docker] user; Apptainer and Charliecloud run as the job's own user.
@@ -253,15 +262,21 @@ def run_with_runtime(runtime: str, spec: ContainerSpec, relax: Relaxations, job:
         image = local_image(runtime, spec.image, docker.images)
     except ImageRefused as exc:
         raise ProcessError(str(exc)) from None
-    invocation = BUILDERS[runtime](spec, image, argv, docker, relax, limits, paths)
+    except FileNotFoundError:
+        raise ProcessError(f"podman is not installed on this node (container_runtime = {runtime})") from None
+    invocation = BUILDERS[runtime](Launch(spec, image, argv, docker, relax, limits, paths))
     job.update_status(f"container starting ({runtime})", 0)
     killed = None
     with paths.stdout.open("wb") as out, paths.stderr.open("wb") as err, _terminated_raises():
         try:
             child = subprocess.Popen(
-                invocation.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env={**os.environ, **invocation.env}, start_new_session=True,
-            )  # fmt: skip
+                invocation.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, **invocation.env},
+                start_new_session=True,
+            )
         except FileNotFoundError:
             raise ProcessError(f"{invocation.argv[0]} is not installed on this node ({runtime})") from None
         try:

@@ -89,7 +89,9 @@ relax = { network = "host" }
 
 
 def podman_image() -> str:
-    listed = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True)
+    listed = subprocess.run(
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True
+    )
     if shutil.which("podman") is None or BUSYBOX_IMAGE not in listed.stdout.split():
         need_backend(f"podman with {BUSYBOX_IMAGE} is missing (scripts/podman.sh start && scripts/podman.sh images)")
     return BUSYBOX_IMAGE

@@ -17,6 +17,7 @@ from processes.container.declare import ContainerHandler, relaxed
 from processes.container.engine import JobPaths, limits_for
 from processes.container.images import ImageRefused
 from processes.container.runtimes import (
+    Launch,
     RuntimeHandler,
     apptainer,
     charliecloud,
@@ -25,7 +26,7 @@ from processes.container.runtimes import (
     podman,
 )
 from processes.container.settings import DockerSettings
-from processes.container.spec import ContainerSpec, Relaxations
+from processes.container.spec import HARDENED, ContainerSpec, Relaxations
 
 NASTY = ["; rm -rf / #", "$(reboot)", "a b", "--network=host"]
 SPEC = ContainerSpec(image="img", command=("sh",), env=(("GREETING", "a,b $x"),), workdir="/outputs")
@@ -33,8 +34,8 @@ DOCKER = DockerSettings()
 PATHS = JobPaths(Path("/jobs/j1"), Path("/jobs/j1/work/container"))
 
 
-def build(builder, relax: Relaxations = Relaxations(), spec: ContainerSpec = SPEC):  # type: ignore[no-untyped-def]
-    return builder(spec, "IMAGE", list(NASTY), DOCKER, relax, limits_for(spec, DOCKER), PATHS)
+def build(builder, relax: Relaxations = HARDENED, spec: ContainerSpec = SPEC):  # type: ignore[no-untyped-def]
+    return builder(Launch(spec, "IMAGE", list(NASTY), DOCKER, relax, limits_for(spec, DOCKER), PATHS))
 
 
 @pytest.mark.parametrize("builder", [podman, apptainer, charliecloud])
@@ -93,7 +94,11 @@ def test_apptainer_contains_isolates_the_network_and_passes_variables_outside_it
     ):
         assert flag in flags
     assert "--writable-tmpfs" not in flags
-    assert invocation.env == {"APPTAINERENV_HOME": "/tmp", "APPTAINERENV_TMPDIR": "/tmp", "APPTAINERENV_GREETING": "a,b $x"}
+    assert invocation.env == {
+        "APPTAINERENV_HOME": "/tmp",
+        "APPTAINERENV_TMPDIR": "/tmp",
+        "APPTAINERENV_GREETING": "a,b $x",
+    }
     spec = ContainerSpec(image="img", command=(), entrypoint=("tool",))
     exec_form = build(apptainer, Relaxations(network="host", read_only=False), spec).argv
     assert exec_form[:2] == ["apptainer", "exec"] and exec_form[exec_form.index("IMAGE") + 1] == "tool"
@@ -144,7 +149,9 @@ def test_the_setting_routes_container_processes_to_the_batch_system():
     assert local.executor_for(PROCESS) == "local"
     # Without the runtime, or outside scheduler mode, container processes still go to the docker executor.
     assert load_settings(environ={"HPC_WPS_PROCESSING_MODE": "scheduler"}).jobs.executor_for(PROCESS) == "docker"
-    assert load_settings(environ={"HPC_WPS_SCHEDULER_CONTAINER_RUNTIME": "podman"}).jobs.executor_for(PROCESS) == "docker"
+    assert (
+        load_settings(environ={"HPC_WPS_SCHEDULER_CONTAINER_RUNTIME": "podman"}).jobs.executor_for(PROCESS) == "docker"
+    )
 
 
 def test_an_unknown_runtime_stops_the_service_at_start(tmp_path):
