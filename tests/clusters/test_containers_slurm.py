@@ -100,7 +100,7 @@ def podman_image() -> str:
 def charliecloud_image(root: Path) -> str:
     """A Charliecloud directory image: podman's busybox exported, with the mount points ch-run binds onto."""
     if shutil.which("ch-run") is None:
-        need_backend("Charliecloud's ch-run is missing (apt-get install charliecloud)")
+        need_backend("Charliecloud's ch-run is missing (scripts/podman.sh start installs charliecloud-runtime)")
     image = root / "busybox-ch"
     image.mkdir()
     created = subprocess.run(["podman", "create", podman_image(), "true"], capture_output=True, text=True, check=True)
