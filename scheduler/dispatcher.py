@@ -22,6 +22,7 @@ from collections.abc import Callable
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
+from processes.container.runtimes import on_runtime
 from processes.model import Process
 from processes.registry import Registry
 from scheduler import lifecycle, queries
@@ -448,7 +449,7 @@ class Dispatcher:
             resources = resolve(self.settings.scheduler, process.resources, request.get("resources"))
             payload = Payload(
                 job_id,
-                process,
+                on_runtime(process, self.settings.scheduler.container_runtime),
                 request,
                 self.settings.database_url,
                 self.settings.inputs,

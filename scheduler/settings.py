@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from processes.container import is_container_process
+from processes.container.runtimes import RUNTIMES
 from processes.container.settings import DockerSettings
 from processes.fetch import FetchLimits
 from processes.model import Process
@@ -60,6 +61,14 @@ class SshDestination:
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}" + (f":{self.port}" if self.port else "")
+
+
+def parse_container_runtime(text: str) -> str:
+    """Empty (the Engine API of ``[docker]``) or one of the runtimes a compute node runs containers with."""
+    value = text.strip()
+    if value and value not in RUNTIMES:
+        raise ValueError(f"{value!r} is not a container runtime hpc-wps knows: {', '.join(RUNTIMES)}, or empty")
+    return value
 
 
 def parse_remote(text: str) -> str:
@@ -134,6 +143,13 @@ class SchedulerSettings:
     drmaa_library: str = setting("", "path of libdrmaa; empty: DRMAA_LIBRARY_PATH from the environment")
     drmaa_preload: str = setting("", "libraries the dispatcher preloads for libdrmaa (Grid Engine's needs libjemalloc)")
     retry_max: float = setting(300.0, "longest pause between submission retries while the scheduler is down, seconds")
+    container_runtime: str = setting(
+        "",
+        "podman, apptainer or charliecloud: container processes go to the batch system in mode = scheduler and "
+        "run their image on the compute node with that runtime's command (which the nodes must have); "
+        "empty: container processes go to the docker executor",
+        parse=parse_container_runtime,
+    )
     remote: str = setting(
         "",
         "ssh://user@login-host[:port]: run the scheduler's commands on that login host over one multiplexed "
@@ -206,12 +222,15 @@ class JobSettings:
     def executor_for(self, process: Process) -> str:
         """local, the scheduler system, or docker, for asynchronous jobs of ``process``.
 
-        A container process goes to docker in every mode unless named in local or scheduler processes.
+        A container process goes to docker in every mode unless named in local or scheduler processes,
+        or ``[scheduler] container_runtime`` runs containers on the nodes in mode = scheduler.
         """
         scheduler = self.scheduler
         if process.identifier in scheduler.local_processes:
             return LOCAL
         if process.identifier in scheduler.scheduler_processes:
+            return scheduler.system
+        if is_container_process(process) and self.processing.mode == "scheduler" and scheduler.container_runtime:
             return scheduler.system
         if self.processing.mode == "docker" or is_container_process(process):
             return DOCKER

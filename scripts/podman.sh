@@ -3,7 +3,7 @@
 # container backend's tests and for development.
 #
 # Usage: scripts/podman.sh start|stop|status|env|images [busybox|debian|--no-debian]
-#   start    install podman, runc, busybox-static (and curl, procps) if missing, write the
+#   start    install podman, runc, busybox-static (and curl, procps, charliecloud-runtime) if missing, write the
 #            containers.conf drop-in, start `podman system service` on
 #            unix:///run/hpc-wps/podman.sock (log: /var/log/hpc-wps-podman.log)
 #            and wait until it answers /_ping. Quick when already running.
@@ -46,7 +46,8 @@ readonly DEFAULT_MIRROR=http://deb.debian.org/debian
 IMAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/images
 readonly IMAGES_DIR
 
-readonly BASE_PACKAGES=(podman runc busybox-static curl procps)
+# charliecloud-runtime: ch-run, for container processes on Slurm with container_runtime = charliecloud.
+readonly BASE_PACKAGES=(podman runc busybox-static curl procps charliecloud-runtime)
 
 APT_UPDATED=0
 TMP_CTX=""
