@@ -93,7 +93,7 @@ class ProcessingSettings:
         "beyond it Execute waits sync_slot_wait, then answers ServerBusy. Keep it below [server] threads",
     )
     sync_slot_wait: float = setting(
-        5.0, "seconds a synchronous Execute waits for a free slot (sync_slots) before it answers ServerBusy"
+        15.0, "seconds a synchronous Execute waits for a free slot (sync_slots) before it answers ServerBusy"
     )
     poll_interval: float = setting(0.05, "seconds between dispatcher cycles when it is idle")
     demo_processes: bool = setting(True, "serve the built-in demo processes")

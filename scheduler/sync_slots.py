@@ -12,6 +12,10 @@ The limit is per host (the files are in the host's temporary directory, named af
 directory, so two services on one host do not share them): a web tier on several hosts runs
 ``sync_slots`` on each. A request waits up to ``[processing] sync_slot_wait`` for a slot, so that a
 burst of short jobs queues for a moment instead of being refused, then gets :class:`SyncSlotsBusy`.
+
+The requests of one web worker wait in turn: only the first tries the locks, so one that arrived later
+cannot take a freed slot from one that has waited longer (the 50-client load test got a ServerBusy
+from that: a request that lost every race for five seconds while others went by).
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 from scheduler.errors import SyncSlotsBusy
 
 POLL_INTERVAL = 0.05  # seconds between two tries while every slot is taken
+
+_waiting: deque[object] = deque()  # this process's requests waiting for a slot, first come first
+_turns = threading.Condition()  # notified when the first of them changes or a slot of this process frees
 
 
 def slots_dir(jobs_dir: Path) -> Path:
@@ -54,12 +63,27 @@ def sync_slot(jobs_dir: Path, slots: int, wait: float) -> Iterator[None]:
     """Hold one slot for the block; raises :class:`SyncSlotsBusy` after ``wait`` seconds without one."""
     directory = slots_dir(jobs_dir)
     directory.mkdir(mode=0o700, exist_ok=True)
-    deadline = time.monotonic() + wait
-    while (fd := _try_take(directory, slots)) is None:
-        if time.monotonic() >= deadline:
-            raise SyncSlotsBusy(slots)
-        time.sleep(POLL_INTERVAL)
+    fd = _take_in_turn(directory, slots, time.monotonic() + wait)
     try:
         yield
     finally:
         os.close(fd)  # and the lock with it
+        with _turns:
+            _turns.notify_all()
+
+
+def _take_in_turn(directory: Path, slots: int, deadline: float) -> int:
+    ticket = object()
+    with _turns:
+        _waiting.append(ticket)
+        try:
+            while True:
+                if _waiting[0] is ticket and (fd := _try_take(directory, slots)) is not None:
+                    return fd
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SyncSlotsBusy(slots)
+                _turns.wait(min(POLL_INTERVAL, left))
+        finally:
+            _waiting.remove(ticket)
+            _turns.notify_all()

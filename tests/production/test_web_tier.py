@@ -175,7 +175,7 @@ def test_beyond_sync_slots_execute_is_server_busy(server: LiveServer):
     slots = ProcessingSettings().sync_slots  # the default
     with connections(server, [request_bytes(server, f"/wps?{SLEEP}")] * slots):
         wait_for(lambda: running_sync_jobs(server) == slots, timeout=10)
-        busy = requests.get(f"{server.url}?{SLEEP}", timeout=30)  # after sync_slot_wait (5 s)
+        busy = requests.get(f"{server.url}?{SLEEP}", timeout=30)  # after sync_slot_wait (15 s)
         assert busy.status_code == 503
         exception = validate(busy.content).find(f"{{{OWS11}}}Exception")
         assert exception.get("exceptionCode") == "ServerBusy" and exception.get("locator") == "Execute"

@@ -418,3 +418,29 @@ def test_a_slot_is_free_again_once_its_holder_is_killed(jobs):
     os.waitpid(pid, 0)
     with sync_slot(jobs.settings.jobs_dir, 1, 0):
         pass
+
+
+def test_requests_waiting_for_a_slot_get_it_in_turn(jobs):
+    """First come, first served within a worker: a request arriving later does not take the slot that
+    frees from one that has been waiting."""
+    jobs_dir = jobs.settings.jobs_dir
+    order: list[str] = []
+    held = sync_slot(jobs_dir, 1, 0)
+    held.__enter__()
+
+    def wait_for_slot(name: str) -> None:
+        with sync_slot(jobs_dir, 1, 30):
+            order.append(name)
+            time.sleep(0.1)
+
+    first = threading.Thread(target=wait_for_slot, args=("first",))
+    first.start()
+    time.sleep(0.3)  # the first is waiting
+    later = [threading.Thread(target=wait_for_slot, args=(f"later {i}",)) for i in range(3)]
+    for thread in later:
+        thread.start()
+    time.sleep(0.3)
+    held.__exit__(None, None, None)
+    for thread in [first, *later]:
+        thread.join(timeout=30)
+    assert order[0] == "first" and sorted(order) == ["first", "later 0", "later 1", "later 2"]

@@ -255,11 +255,16 @@ def test_head_answers_every_get_route_like_get(wps):
         "/health/live",
         "/health/ready",
     ]
+    # /health reports live figures (ages, counts) whose digits, and so its length, change between two calls.
+    changing = {"/health"}
     for target in targets:
         got, head = wps.client.get(target), wps.client.head(target)
         assert head.status_code == got.status_code, (target, head.status_code, got.status_code)
         assert head.get_data() == b"", target
         for name in ("Content-Type", "Content-Length", "Content-Disposition", "Content-Security-Policy"):
+            if name == "Content-Length" and target in changing:
+                assert int(head.headers[name]) > 0, target
+                continue
             assert head.headers.get(name) == got.headers.get(name), (target, name)
     assert wps.client.head(f"/wps?{K10}GetCapabilities").status_code == 200
 
