@@ -8,6 +8,7 @@ Layout in a job directory::
 
     container/inputs/    staged inputs, mounted read-only at /inputs
     container/outputs/   mounted writable at /outputs (the working directory)
+    container/progress/  mounted writable at /progress: the progress file the container may write
     stdout.log           the container's standard output (kept after the container is removed)
     stderr.log           its standard error; the tail of it explains a failure
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from processes.container.images import ImageRefused, admitted, digest_matches
+from processes.container.progress import PROGRESS_ENV, PROGRESS_FILE, PROGRESS_MOUNT
 from processes.container.settings import DockerSettings
 from processes.container.spec import (
     INPUTS_DIR,
@@ -60,6 +62,9 @@ STDERR_LOG = "stderr.log"
 LABEL_JOB = "hpc-wps.job"
 LABEL_PROCESS = "hpc-wps.process"
 LABEL_MODE = "hpc-wps.mode"
+# The jobs directory of the service that runs a synchronous container: that service's dispatcher removes
+# the container once its job is no longer active, and leaves other services' containers on the engine alone.
+LABEL_JOBS = "hpc-wps.jobs"
 KILLED_EXIT = 137  # 128 + SIGKILL: kill(), and the kernel's OOM killer, which the engine does not tell apart
 LITERAL_OUTPUT_LIMIT = 1024**2  # bytes read of a file or stdout that holds a literal output
 STDERR_TAIL_LINES = 20
@@ -83,13 +88,17 @@ class Limits:
         return max(1, -(-self.memory // 1024**2))
 
 
-def limits_for(spec: ContainerSpec | None, docker: DockerSettings) -> Limits:
-    """The process's own resources where it declares them, else the [docker] defaults."""
+def limits_for(
+    spec: ContainerSpec | None, docker: DockerSettings, requested: Mapping[str, Any] | None = None
+) -> Limits:
+    """The request's resources (``resources.cores``, ``memory``, ``walltime``, bounded by ``[docker]
+    max_*`` when the job was accepted), else the process's own, else the [docker] defaults."""
+    asked = requested or {}
     return Limits(
-        memory=(spec and spec.memory) or docker.memory,
-        cores=(spec and spec.cores) or docker.cores,
+        memory=int(asked.get("memory") or (spec and spec.memory) or docker.memory),
+        cores=float(asked.get("cores") or (spec and spec.cores) or docker.cores),
         pids=(spec and spec.pids) or docker.pids,
-        walltime=(spec and spec.walltime) or docker.walltime,
+        walltime=float(asked.get("walltime") or (spec and spec.walltime) or docker.walltime),
     )
 
 
@@ -111,6 +120,11 @@ class JobPaths:
     @property
     def outputs(self) -> Path:
         return self.container_dir / "outputs"
+
+    @property
+    def progress(self) -> Path:
+        """Mounted writable at /progress: the container's progress file (``progress.py``)."""
+        return self.container_dir / "progress"
 
     @property
     def stdout(self) -> Path:
@@ -239,6 +253,12 @@ def prepare_outputs_dir(path: Path, user: str | None) -> None:
         path.chmod(0o777)
 
 
+def prepare_mounts(paths: JobPaths, user: str | None) -> None:
+    """The writable mounts of a container process: /outputs and /progress."""
+    for path in (paths.outputs, paths.progress):
+        prepare_outputs_dir(path, user)
+
+
 def container_user(docker: DockerSettings, relax: Relaxations) -> str:
     return "0:0" if relax.root else docker.user
 
@@ -274,9 +294,10 @@ def create_options(
         "volumes": {
             str(paths.inputs): {"bind": INPUTS_DIR, "mode": "ro"},
             str(paths.outputs): {"bind": OUTPUTS_DIR, "mode": "rw"},
+            str(paths.progress): {"bind": PROGRESS_MOUNT, "mode": "rw"},
         },
         "working_dir": spec.workdir,
-        "environment": {"HOME": "/tmp", "TMPDIR": "/tmp", **dict(spec.env)},
+        "environment": {"HOME": "/tmp", "TMPDIR": "/tmp", **dict(spec.env), PROGRESS_ENV: PROGRESS_FILE},
     }
     if relax.cap_add:
         options["cap_add"] = list(relax.cap_add)
@@ -427,13 +448,18 @@ def run_in_handler(spec: ContainerSpec, relax: Relaxations, job: JobContext) -> 
 
     docker = job.docker
     process = job.process
-    limits = limits_for(spec, docker)
+    limits = limits_for(spec, docker, job.resources)
     # The mounts live in the work directory, which the runtime removes once the outputs are collected.
     paths = JobPaths(job.output_dir.parent, job.workdir / CONTAINER_DIR)
     arguments = stage_inputs(process, spec, job.inputs, paths.inputs, job.workdir)
     argv = render_command(spec.command, arguments)
-    prepare_outputs_dir(paths.outputs, container_user(docker, relax))
-    labels = {LABEL_JOB: paths.job_dir.name, LABEL_PROCESS: process.identifier, LABEL_MODE: "sync"}
+    prepare_mounts(paths, container_user(docker, relax))
+    labels = {
+        LABEL_JOB: paths.job_dir.name,
+        LABEL_PROCESS: process.identifier,
+        LABEL_MODE: "sync",
+        LABEL_JOBS: str(paths.job_dir.parent),
+    }
     client = make_client(docker)
     try:
         image_id = resolve_image(client, spec.image, docker.images)

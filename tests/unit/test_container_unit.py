@@ -236,7 +236,9 @@ def test_options_are_hardened_by_default(tmp_path):
     assert options["volumes"] == {
         str(tmp_path / "container" / "inputs"): {"bind": "/inputs", "mode": "ro"},
         str(tmp_path / "container" / "outputs"): {"bind": "/outputs", "mode": "rw"},
+        str(tmp_path / "container" / "progress"): {"bind": "/progress", "mode": "rw"},
     }
+    assert options["environment"]["HPC_WPS_PROGRESS"] == "/progress/status"
     assert options["labels"] == {"hpc-wps.job": "j"}
     assert options["working_dir"] == "/outputs"
 
