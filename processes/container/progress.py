@@ -49,7 +49,7 @@ def parse_progress(text: str) -> Progress | None:
     text = text.strip()
     try:
         if text.startswith("{"):
-            data = json.loads(text)
+            data = json.loads(text, strict=False)  # a raw control character too: it is cleaned below
             percent = data.get("percent")
             message = data.get("message") or DEFAULT_MESSAGE
             if not isinstance(message, str):
