@@ -78,13 +78,14 @@ def read_progress(path: Path) -> Progress | None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            data = handle.read(PROGRESS_LIMIT + 1)
-        except OSError:
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
+        data = os.read(fd, PROGRESS_LIMIT + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if len(data) > PROGRESS_LIMIT:
         return None
     return parse_progress(data.decode("utf-8", errors="replace"))
