@@ -21,13 +21,14 @@ import os
 import re
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from processes.container.images import ImageRefused, admitted, digest_matches
-from processes.container.progress import PROGRESS_ENV, PROGRESS_FILE, PROGRESS_MOUNT
+from processes.container.progress import PROGRESS_ENV, PROGRESS_FILE, PROGRESS_MOUNT, Progress, read_progress
 from processes.container.settings import DockerSettings
 from processes.container.spec import (
     INPUTS_DIR,
@@ -69,6 +70,7 @@ KILLED_EXIT = 137  # 128 + SIGKILL: kill(), and the kernel's OOM killer, which t
 LITERAL_OUTPUT_LIMIT = 1024**2  # bytes read of a file or stdout that holds a literal output
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_CHARS = 2000
+WAIT_SLICE = 1.0  # seconds of one wait on a container run here: how often its progress file is read
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -125,6 +127,11 @@ class JobPaths:
     def progress(self) -> Path:
         """Mounted writable at /progress: the container's progress file (``progress.py``)."""
         return self.container_dir / "progress"
+
+    @property
+    def progress_file(self) -> Path:
+        """Where the container's ``$HPC_WPS_PROGRESS`` is seen from here."""
+        return self.progress / PurePosixPath(PROGRESS_FILE).name
 
     @property
     def stdout(self) -> Path:
@@ -436,15 +443,33 @@ def removing(container: Container) -> Iterator[Container]:
 # -- the handler: run and wait here -------------------------------------------------------------------
 
 
+def _wait_reporting(container: Container, walltime: float, progress_file: Path, job: JobContext) -> int | None:
+    """The container's exit code; None once ``walltime`` has passed. Waits in slices of WAIT_SLICE,
+    between which the container's progress file is read and what changed reported."""
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import ReadTimeout
+
+    deadline = time.monotonic() + walltime
+    reported: Progress | None = None
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            return int(container.wait(timeout=min(WAIT_SLICE, left))["StatusCode"])
+        except (ReadTimeout, RequestsConnectionError):
+            found = read_progress(progress_file)
+            if found is not None and found != reported:
+                reported = found
+                job.update_status(found.message, found.percent)
+    return None
+
+
 def run_in_handler(spec: ContainerSpec, relax: Relaxations, job: JobContext) -> None:
     """Run the container of ``job`` and wait for it: synchronous Execute and the local pool.
 
     The wait ends at the process's wall-clock limit; a time limit of the caller (SIGALRM) interrupts
-    it too, and the container is removed in every case.
+    it too, and the container is removed in every case. The container's progress is reported as the
+    job's while it runs.
     """
     from docker.errors import DockerException
-    from requests.exceptions import ConnectionError as RequestsConnectionError
-    from requests.exceptions import ReadTimeout
 
     docker = job.docker
     process = job.process
@@ -467,13 +492,13 @@ def run_in_handler(spec: ContainerSpec, relax: Relaxations, job: JobContext) -> 
         job.update_status("container starting", 0)
         with removing(start_container(client, image_id, argv, options)) as container:
             killed = None
-            try:
-                exit_code = int(container.wait(timeout=limits.walltime)["StatusCode"])
-            except (ReadTimeout, RequestsConnectionError):
+            code = _wait_reporting(container, limits.walltime, paths.progress_file, job)
+            if code is None:
                 killed = "timeout"
                 with contextlib.suppress(DockerException):
                     container.kill()
-                exit_code = int(container.wait(timeout=docker.timeout)["StatusCode"])
+                code = int(container.wait(timeout=docker.timeout)["StatusCode"])
+            exit_code = code
             save_logs(container, paths, docker.log_limit)
     except ImageRefused as exc:
         raise ProcessError(str(exc)) from None

@@ -28,7 +28,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Collection, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from processes.container.config import ContainerConfig, configured
@@ -55,7 +55,7 @@ from processes.container.engine import (
     start_container,
 )
 from processes.container.images import ImageRefused
-from processes.container.progress import PROGRESS_ENV, PROGRESS_FILE, Progress, read_progress
+from processes.container.progress import PROGRESS_ENV, Progress, read_progress
 from processes.container.spec import ContainerSpec, TemplateError, render_command
 from processes.context import ProcessError
 from processes.fetch import SEALED, InputError, unseal_inputs
@@ -429,7 +429,7 @@ class DockerExecutor(Executor):
             image_id = resolve_image(client, spec.image, docker.images)
             labels = {LABEL_JOB: job_id, LABEL_PROCESS: process.identifier, LABEL_MODE: "async"}
             options = create_options(spec, docker, relax, limits, paths, labels)
-            progress = paths.progress / PurePosixPath(PROGRESS_FILE).name
+            progress = paths.progress_file
             if volumes is not None:  # a Python process: its launcher reports progress into status.json
                 options["volumes"] = volumes
                 del options["environment"][PROGRESS_ENV]

@@ -102,20 +102,6 @@ outputs = [{ identifier = "result", from = "stdout" }]
 relax = { network = "bridge" }
 
 [[process]]
-identifier = "t_progress"
-title = "Reports progress in both forms of the progress file"
-image = "localhost/hpc-wps/busybox:latest"
-command = ["sh", "-c", '''
-echo "40 reading the grid" > "$HPC_WPS_PROGRESS"
-sleep "$1"
-printf '{{"percent": 175, "message": "writing\033[31m the result"}}' > "$HPC_WPS_PROGRESS"
-sleep "$1"
-echo done
-''', "t_progress", "{seconds}"]
-inputs = [{ identifier = "seconds", type = "integer", minimum = 0, maximum = 60 }]
-outputs = [{ identifier = "said", from = "stdout" }]
-
-[[process]]
 identifier = "t_limits"
 title = "Reports its memory, CPU and time limits"
 image = "localhost/hpc-wps/busybox:latest"
@@ -130,9 +116,32 @@ resources = { memory = "48MB", cores = 0.5 }
 """
 
 
+# The same progress reporter asynchronously in the docker executor and, as t_progress_local, in the local pool.
+PROGRESS_PROCESS = r"""
+[[process]]
+identifier = "t_progress"
+title = "Reports progress in both forms of the progress file"
+image = "localhost/hpc-wps/busybox:latest"
+command = ["sh", "-c", '''
+echo "40 reading the grid" > "$HPC_WPS_PROGRESS"
+sleep "$1"
+printf '{{"percent": 175, "message": "writing\033[31m the result"}}' > "$HPC_WPS_PROGRESS"
+sleep "$1"
+echo done
+''', "t_progress", "{seconds}"]
+inputs = [{ identifier = "seconds", type = "integer", minimum = 0, maximum = 60 }]
+outputs = [{ identifier = "said", from = "stdout" }]
+"""
+TEST_PROCESSES += PROGRESS_PROCESS + PROGRESS_PROCESS.replace(
+    'identifier = "t_progress"', 'identifier = "t_progress_local"'
+)
+
+
 def docker_config(docker_url: str, processes: Path) -> str:
     return (
         "[processing]\n"
+        "[scheduler]\n"
+        "local_processes = t_progress_local\n"
         "[docker]\n"
         f"url = {docker_url}\n"
         f"processes = {processes}\n"
@@ -325,8 +334,9 @@ def progress(server: LiveServer, job_id: str) -> tuple[str | None, str | None]:
     return percent, root.find(f"{{{WPS10}}}Status")[0].text
 
 
-def test_a_container_reports_progress_through_its_progress_file(server):
-    job_id = submit(server, "t_progress", literals={"seconds": "4"})
+@pytest.mark.parametrize("identifier", ["t_progress", "t_progress_local"])
+def test_a_container_reports_progress_through_its_progress_file(server, identifier):
+    job_id = submit(server, identifier, literals={"seconds": "4"})
     assert wait_for(lambda: progress(server, job_id) == ("40", "reading the grid"), 30, 0.1)
     # The JSON form; its percentage is kept within 0..100, its message loses the control character.
     assert wait_for(lambda: progress(server, job_id) == ("100", "writing[31m the result"), 30, 0.1)
@@ -353,6 +363,20 @@ def test_requested_walltime_ends_the_container(server, docker_client):
     assert wait_final(server, job_id, 40) == "Failed"
     assert failure_message(server, job_id) == "the container exceeded its time limit of 2 s and was killed"
     wait_for(lambda: not containers_of(docker_client, job_id))
+
+
+def test_requested_walltime_ends_a_synchronous_container(server, docker_client):
+    before = docker_client.containers.list(all=True, filters={"label": "hpc-wps.process=t_limits"}, sparse=True)
+    query = "service=WPS&version=1.0.0&request=Execute&identifier=t_limits&DataInputs=seconds=60;resources.walltime=2"
+    started = time.monotonic()
+    response = requests.get(f"{server.url}?{query}", timeout=HTTP_TIMEOUT)
+    assert time.monotonic() - started < 30
+    root = validate(response.content)
+    assert (
+        root.findtext(f".//{{{OWS11}}}ExceptionText") == "the container exceeded its time limit of 2 s and was killed"
+    )
+    after = docker_client.containers.list(all=True, filters={"label": "hpc-wps.process=t_limits"}, sparse=True)
+    assert len(after) == len(before)
 
 
 @pytest.mark.parametrize(
