@@ -452,9 +452,13 @@ def _wait_reporting(container: Container, walltime: float, progress_file: Path, 
     deadline = time.monotonic() + walltime
     reported: Progress | None = None
     while (left := deadline - time.monotonic()) > 0:
+        began = time.monotonic()
         try:
             return int(container.wait(timeout=min(WAIT_SLICE, left))["StatusCode"])
         except (ReadTimeout, RequestsConnectionError):
+            # A read timeout may come as a ConnectionError; one at once (an engine that refuses) must
+            # not make this loop spin: the rest of the slice is slept.
+            time.sleep(max(0.0, min(WAIT_SLICE, left) - (time.monotonic() - began)))
             found = read_progress(progress_file)
             if found is not None and found != reported:
                 reported = found
