@@ -33,8 +33,12 @@ class JobContext:
         report: Reporter,
         docker: DockerSettings | None = None,
         requested_outputs: list[dict[str, Any]] | None = None,
+        resources: dict[str, Any] | None = None,
     ) -> None:
         self.process = process
+        # What the request asked for (resources.cores, memory, walltime), checked against the
+        # administrator's limits before the job existed: a container process's limits.
+        self.resources = dict(resources or {})
         # The site's container engine, for processes that run an image: handed in by whoever runs the
         # job, since a process never reads the configuration itself.
         if docker is None:

@@ -186,7 +186,9 @@ def run_process(
     output_dir.mkdir(parents=True, exist_ok=True)
     # Credentials were sealed for the job table; the key is in the jobs directory, beside job_dir.
     inputs = materialize_inputs(process, unseal_inputs(request.get("inputs", []), job_dir.parent), work, limits)
-    context = JobContext(process, inputs, work, output_dir, report, docker, request.get("outputs", []))
+    context = JobContext(
+        process, inputs, work, output_dir, report, docker, request.get("outputs", []), request.get("resources")
+    )
     process.handler(context)
     records = collect_outputs(process, context.outputs, request.get("outputs", []), output_dir)
     produced = {r["id"] for r in records}

@@ -269,6 +269,8 @@ class Dispatcher:
     def maintain(self) -> None:
         self.recover_unsubmitted()
         fail_abandoned_web_jobs(self.engine, self.settings.processing.sync_time_limit, self._expires())
+        for executor in self.executors.values():  # after the line above: a dead worker's job is final now
+            executor.remove_leftovers(lambda ids: queries.still_active(self.engine, ids))
         self.settle_jobs_of_lost_hosts()
         remove_expired(self.engine, self.settings.jobs_dir)
         processing = self.settings.processing
@@ -490,6 +492,8 @@ class Dispatcher:
                         executor.cancel(row["native_id"])
                 elif status.state is NativeState.RUNNING and not executor.starts_now:
                     self.follow_running(row)
+                elif status.progress is not None:
+                    lifecycle.update_progress(self.engine, row["id"], status.progress.message, status.progress.percent)
             ended = self._retrieved(executor, ended)
             if ended:
                 # Result files are read before the transaction: on SQLite it holds the one write lock.

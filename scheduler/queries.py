@@ -9,7 +9,7 @@ can be seen in one place. Reads take an Engine or an open Connection, as the wri
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +164,15 @@ def active_jobs(bind: Bind, executor: str) -> list[RowMapping]:
     )
     with transaction(bind, write=False) as conn:
         return list(conn.execute(stmt).mappings())
+
+
+def still_active(bind: Bind, job_ids: Collection[str]) -> set[str]:
+    """Those of ``job_ids`` whose jobs exist and are not final: what may still own a container."""
+    if not job_ids:
+        return set()
+    stmt = select(JOBS.c.id).where(JOBS.c.id.in_(list(job_ids)), JOBS.c.status.in_([s.value for s in ACTIVE_STATES]))
+    with transaction(bind, write=False) as conn:
+        return set(conn.execute(stmt).scalars())
 
 
 NOTIFICATIONS_PER_SCAN = 256  # rows the notifier reads at once; more wait for its next scan

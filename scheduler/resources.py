@@ -1,10 +1,14 @@
-"""What a batch job asks of the scheduler: defaults, then the process's own, then the request's,
-the last checked against the administrator's limits."""
+"""What a job asks of the system that runs it: defaults, then the process's own, then the request's,
+the last checked against the administrator's limits.
+
+A batch job's requests are bounded by ``[scheduler] max_*``; a container's on this host's engine by
+``[docker] max_*``, in fractions of a core if the client likes, and it has no queue to ask for.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from processes.numbers import parse_double, parse_integer
 from processes.setting_fields import parse_size
@@ -45,10 +49,24 @@ class Resources:
         return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
-def _typed(name: str, value: Any) -> Any:
+class Maxima(Protocol):
+    """The administrator's limits on requests: ``[scheduler]`` for batch jobs, ``[docker]`` for containers."""
+
+    @property
+    def max_cores(self) -> float: ...
+    @property
+    def max_memory(self) -> int: ...
+    @property
+    def max_walltime(self) -> float: ...
+
+
+def _typed(name: str, value: Any, fractional: bool = False) -> Any:
     """A request's text, or a process declaration's number, as the type of ``name``: ASCII numbers only
-    (``processes.numbers``), so ``1_0`` or full-width digits never become a core count."""
+    (``processes.numbers``), so ``1_0`` or full-width digits never become a core count. ``fractional``:
+    cores may be a fraction (a container's CPU quota)."""
     try:
+        if name == "cores" and fractional:
+            return float(value) if isinstance(value, (int, float)) else parse_double(str(value))
         if name == "cores":
             return value if isinstance(value, int) else parse_integer(str(value))
         if name == "memory":
@@ -60,13 +78,16 @@ def _typed(name: str, value: Any) -> Any:
         raise ResourceError(name, f"{value!r} is not a valid value for {name}") from None
 
 
-def parse_requested(values: dict[str, str], limits: SchedulerSettings) -> dict[str, Any]:
+def parse_requested(values: dict[str, str], limits: Maxima, container: bool = False) -> dict[str, Any]:
     """A request's resource inputs but its account (the job service's to settle), typed and checked
-    against the limits (raises ResourceError)."""
+    against the limits (raises ResourceError). ``container``: the job runs on the container engine,
+    whose limits take fractions of a core and which has no queues."""
     for name in values:
         if name not in REQUESTABLE or name == "account":
             raise ResourceError(name, f"{name} cannot be requested here")
-    parsed = {name: _typed(name, value) for name, value in values.items()}
+        if container and name == "queue":
+            raise ResourceError(name, "a container runs on the service's container engine, which has no queues")
+    parsed = {name: _typed(name, value, container) for name, value in values.items()}
     checks = (("cores", limits.max_cores), ("memory", limits.max_memory), ("walltime", limits.max_walltime))
     for name, maximum in checks:
         if name in parsed and not 0 < parsed[name] <= maximum:

@@ -137,14 +137,18 @@ class JobService:
 
     # -- submitting and running -------------------------------------------------------------------
 
-    def resolve_resources(self, requested: Mapping[str, str], caller: Caller = ANONYMOUS_CALLER) -> dict[str, Any]:
+    def resolve_resources(
+        self, requested: Mapping[str, str], caller: Caller = ANONYMOUS_CALLER, container: bool = False
+    ) -> dict[str, Any]:
         """Resource requests (``resources.<name>`` inputs, by name) typed and within the limits, with the
         account the job is charged to: the one requested if ``caller`` may charge it, else its default
-        (``[accounts]``, ``[scheduler] account``), and that account's QoS; none if neither names one."""
+        (``[accounts]``, ``[scheduler] account``), and that account's QoS; none if neither names one.
+        ``container``: the job runs on the container engine, within ``[docker]``'s limits."""
         values = dict(requested)
         wanted = values.pop("account", None)
+        limits = self.settings.docker if container else self.settings.scheduler
         try:
-            resolved = parse_requested(values, self.settings.scheduler)
+            resolved = parse_requested(values, limits, container)
         except ResourceError as exc:
             raise InvalidResource(f"{REQUEST_PREFIX}{exc.name}", str(exc)) from None
         scheduler = self.settings.scheduler
@@ -154,13 +158,14 @@ class JobService:
             raise InvalidResource(f"{REQUEST_PREFIX}account", str(exc)) from None
         return resolved if account is None else resolved | {"account": account.name, "qos": account.qos}
 
-    def _stored(self, request: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    def _stored(self, request: dict[str, Any], caller: Caller, process: Process, here: bool) -> dict[str, Any]:
         """The request as the table keeps it: its resources resolved, so no executor checks them again
         (and the account charged stays the one ``caller`` could charge when it asked, shown by
         ``hpc-wps jobs show``), the credentials of its references sealed
         (``processes.fetch.seal_inputs``): they are checked, like everything else about a reference,
         when the job runs."""
-        resources = self.resolve_resources(request.get("resources") or {}, caller)
+        container = self.settings.runs_container(process, here)
+        resources = self.resolve_resources(request.get("resources") or {}, caller, container)
         return request | {
             "inputs": seal_inputs(request.get("inputs") or [], self.settings.jobs_dir),
             "resources": resources,
@@ -189,7 +194,7 @@ class JobService:
         ``queued_per_user``, ``sync_per_user`` or ``storage_per_user``.
         """
         self._allowed(process, caller)
-        stored = self._stored(request, caller)
+        stored = self._stored(request, caller, process, process.inline_async)
         notify = subscribers_stored(subscribers, self.settings.jobs_dir)
         if queries.count_waiting(self.engine) >= self.settings.processing.queue_length:
             raise QueueFull()
@@ -229,7 +234,7 @@ class JobService:
         same). Raises :class:`SyncSlotsBusy` when no slot frees in time (no job is created then), and
         :class:`QuotaExceeded` beyond ``sync_per_user`` or ``storage_per_user``."""
         self._allowed(process, caller)
-        stored = self._stored(request, caller)
+        stored = self._stored(request, caller, process, True)
         notify = subscribers_stored(subscribers, self.settings.jobs_dir)
         self.check_storage(caller.name)
         with self._sync_slot():

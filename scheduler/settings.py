@@ -238,6 +238,13 @@ class JobSettings:
             return scheduler.system
         return LOCAL
 
+    def runs_container(self, process: Process, here: bool) -> bool:
+        """True when a job of ``process`` runs on the container engine, so that ``[docker]`` bounds its
+        resources: in the docker executor, or as a container process run in this web worker
+        (``here``: synchronous) or in the local pool."""
+        executor = LOCAL if here else self.executor_for(process)
+        return executor == DOCKER or (executor == LOCAL and is_container_process(process))
+
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
 

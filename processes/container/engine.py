@@ -8,6 +8,7 @@ Layout in a job directory::
 
     container/inputs/    staged inputs, mounted read-only at /inputs
     container/outputs/   mounted writable at /outputs (the working directory)
+    container/progress/  mounted writable at /progress: the progress file the container may write
     stdout.log           the container's standard output (kept after the container is removed)
     stderr.log           its standard error; the tail of it explains a failure
 """
@@ -20,12 +21,14 @@ import os
 import re
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from processes.container.images import ImageRefused, admitted, digest_matches
+from processes.container.progress import PROGRESS_ENV, PROGRESS_FILE, PROGRESS_MOUNT, Progress, read_progress
 from processes.container.settings import DockerSettings
 from processes.container.spec import (
     INPUTS_DIR,
@@ -60,10 +63,14 @@ STDERR_LOG = "stderr.log"
 LABEL_JOB = "hpc-wps.job"
 LABEL_PROCESS = "hpc-wps.process"
 LABEL_MODE = "hpc-wps.mode"
+# The jobs directory of the service that runs a synchronous container: that service's dispatcher removes
+# the container once its job is no longer active, and leaves other services' containers on the engine alone.
+LABEL_JOBS = "hpc-wps.jobs"
 KILLED_EXIT = 137  # 128 + SIGKILL: kill(), and the kernel's OOM killer, which the engine does not tell apart
 LITERAL_OUTPUT_LIMIT = 1024**2  # bytes read of a file or stdout that holds a literal output
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_CHARS = 2000
+WAIT_SLICE = 1.0  # seconds of one wait on a container run here: how often its progress file is read
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -83,13 +90,17 @@ class Limits:
         return max(1, -(-self.memory // 1024**2))
 
 
-def limits_for(spec: ContainerSpec | None, docker: DockerSettings) -> Limits:
-    """The process's own resources where it declares them, else the [docker] defaults."""
+def limits_for(
+    spec: ContainerSpec | None, docker: DockerSettings, requested: Mapping[str, Any] | None = None
+) -> Limits:
+    """The request's resources (``resources.cores``, ``memory``, ``walltime``, bounded by ``[docker]
+    max_*`` when the job was accepted), else the process's own, else the [docker] defaults."""
+    asked = requested or {}
     return Limits(
-        memory=(spec and spec.memory) or docker.memory,
-        cores=(spec and spec.cores) or docker.cores,
+        memory=int(asked.get("memory") or (spec and spec.memory) or docker.memory),
+        cores=float(asked.get("cores") or (spec and spec.cores) or docker.cores),
         pids=(spec and spec.pids) or docker.pids,
-        walltime=(spec and spec.walltime) or docker.walltime,
+        walltime=float(asked.get("walltime") or (spec and spec.walltime) or docker.walltime),
     )
 
 
@@ -111,6 +122,16 @@ class JobPaths:
     @property
     def outputs(self) -> Path:
         return self.container_dir / "outputs"
+
+    @property
+    def progress(self) -> Path:
+        """Mounted writable at /progress: the container's progress file (``progress.py``)."""
+        return self.container_dir / "progress"
+
+    @property
+    def progress_file(self) -> Path:
+        """Where the container's ``$HPC_WPS_PROGRESS`` is seen from here."""
+        return self.progress / PurePosixPath(PROGRESS_FILE).name
 
     @property
     def stdout(self) -> Path:
@@ -239,6 +260,12 @@ def prepare_outputs_dir(path: Path, user: str | None) -> None:
         path.chmod(0o777)
 
 
+def prepare_mounts(paths: JobPaths, user: str | None) -> None:
+    """The writable mounts of a container process: /outputs and /progress."""
+    for path in (paths.outputs, paths.progress):
+        prepare_outputs_dir(path, user)
+
+
 def container_user(docker: DockerSettings, relax: Relaxations) -> str:
     return "0:0" if relax.root else docker.user
 
@@ -274,9 +301,10 @@ def create_options(
         "volumes": {
             str(paths.inputs): {"bind": INPUTS_DIR, "mode": "ro"},
             str(paths.outputs): {"bind": OUTPUTS_DIR, "mode": "rw"},
+            str(paths.progress): {"bind": PROGRESS_MOUNT, "mode": "rw"},
         },
         "working_dir": spec.workdir,
-        "environment": {"HOME": "/tmp", "TMPDIR": "/tmp", **dict(spec.env)},
+        "environment": {"HOME": "/tmp", "TMPDIR": "/tmp", **dict(spec.env), PROGRESS_ENV: PROGRESS_FILE},
     }
     if relax.cap_add:
         options["cap_add"] = list(relax.cap_add)
@@ -415,25 +443,52 @@ def removing(container: Container) -> Iterator[Container]:
 # -- the handler: run and wait here -------------------------------------------------------------------
 
 
+def _wait_reporting(container: Container, walltime: float, progress_file: Path, job: JobContext) -> int | None:
+    """The container's exit code; None once ``walltime`` has passed. Waits in slices of WAIT_SLICE,
+    between which the container's progress file is read and what changed reported."""
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import ReadTimeout
+
+    deadline = time.monotonic() + walltime
+    reported: Progress | None = None
+    while (left := deadline - time.monotonic()) > 0:
+        began = time.monotonic()
+        try:
+            return int(container.wait(timeout=min(WAIT_SLICE, left))["StatusCode"])
+        except (ReadTimeout, RequestsConnectionError):
+            # A read timeout may come as a ConnectionError; one at once (an engine that refuses) must
+            # not make this loop spin: the rest of the slice is slept.
+            time.sleep(max(0.0, min(WAIT_SLICE, left) - (time.monotonic() - began)))
+            found = read_progress(progress_file)
+            if found is not None and found != reported:
+                reported = found
+                job.update_status(found.message, found.percent)
+    return None
+
+
 def run_in_handler(spec: ContainerSpec, relax: Relaxations, job: JobContext) -> None:
     """Run the container of ``job`` and wait for it: synchronous Execute and the local pool.
 
     The wait ends at the process's wall-clock limit; a time limit of the caller (SIGALRM) interrupts
-    it too, and the container is removed in every case.
+    it too, and the container is removed in every case. The container's progress is reported as the
+    job's while it runs.
     """
     from docker.errors import DockerException
-    from requests.exceptions import ConnectionError as RequestsConnectionError
-    from requests.exceptions import ReadTimeout
 
     docker = job.docker
     process = job.process
-    limits = limits_for(spec, docker)
+    limits = limits_for(spec, docker, job.resources)
     # The mounts live in the work directory, which the runtime removes once the outputs are collected.
     paths = JobPaths(job.output_dir.parent, job.workdir / CONTAINER_DIR)
     arguments = stage_inputs(process, spec, job.inputs, paths.inputs, job.workdir)
     argv = render_command(spec.command, arguments)
-    prepare_outputs_dir(paths.outputs, container_user(docker, relax))
-    labels = {LABEL_JOB: paths.job_dir.name, LABEL_PROCESS: process.identifier, LABEL_MODE: "sync"}
+    prepare_mounts(paths, container_user(docker, relax))
+    labels = {
+        LABEL_JOB: paths.job_dir.name,
+        LABEL_PROCESS: process.identifier,
+        LABEL_MODE: "sync",
+        LABEL_JOBS: str(paths.job_dir.parent),
+    }
     client = make_client(docker)
     try:
         image_id = resolve_image(client, spec.image, docker.images)
@@ -441,13 +496,13 @@ def run_in_handler(spec: ContainerSpec, relax: Relaxations, job: JobContext) -> 
         job.update_status("container starting", 0)
         with removing(start_container(client, image_id, argv, options)) as container:
             killed = None
-            try:
-                exit_code = int(container.wait(timeout=limits.walltime)["StatusCode"])
-            except (ReadTimeout, RequestsConnectionError):
+            code = _wait_reporting(container, limits.walltime, paths.progress_file, job)
+            if code is None:
                 killed = "timeout"
                 with contextlib.suppress(DockerException):
                     container.kill()
-                exit_code = int(container.wait(timeout=docker.timeout)["StatusCode"])
+                code = int(container.wait(timeout=docker.timeout)["StatusCode"])
+            exit_code = code
             save_logs(container, paths, docker.log_limit)
     except ImageRefused as exc:
         raise ProcessError(str(exc)) from None

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from processes.container.progress import Progress
 from scheduler.resources import Resources
 
 
@@ -28,6 +29,8 @@ class NativeStatus:
     state: NativeState
     # Why it ended, in words a client can read ("killed by signal SIGKILL", "TIMEOUT: over its time limit").
     reason: str = ""
+    # New progress of a running job that reports none to the table itself (a container's progress file).
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ class Executor(ABC):
 
     def attach(self, native_id: str) -> None:  # noqa: B027 (deliberately a no-op by default)
         """Take up a job submitted before a restart. Most systems need nothing: polling by id works."""
+
+    def remove_leftovers(self, still_active: Callable[[Collection[str]], set[str]]) -> None:  # noqa: B027
+        """Remove what runs outside this executor left on its system after their process was killed (a
+        web worker's synchronous container): ``still_active`` tells which of some job ids are not final.
+        Called by the dispatcher's sweep; most systems hold nothing of the kind (a no-op by default)."""
 
     def start(self) -> None:  # noqa: B027 (deliberately a no-op by default)
         """Get ready before the first job (the local pool forks its workers)."""

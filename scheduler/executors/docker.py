@@ -27,7 +27,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from processes.container.config import ContainerConfig, configured
 from processes.container.declare import container_spec
 from processes.container.engine import (
     LABEL_JOB,
+    LABEL_JOBS,
     LABEL_MODE,
     LABEL_PROCESS,
     EngineError,
@@ -45,6 +46,7 @@ from processes.container.engine import (
     failure,
     limits_for,
     make_client,
+    prepare_mounts,
     prepare_outputs_dir,
     read_outputs,
     resolve_image,
@@ -53,6 +55,7 @@ from processes.container.engine import (
     start_container,
 )
 from processes.container.images import ImageRefused
+from processes.container.progress import PROGRESS_ENV, Progress, read_progress
 from processes.container.spec import ContainerSpec, TemplateError, render_command
 from processes.context import ProcessError
 from processes.fetch import SEALED, InputError, unseal_inputs
@@ -60,7 +63,15 @@ from processes.model import Process
 from processes.runtime import collect_outputs, materialize_inputs
 from scheduler.executor_names import DOCKER
 from scheduler.executors.base import Executor, JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.launcher import RESULT_FILE, Outcome, read_result, write_json, write_result
+from scheduler.launcher import (
+    PROGRESS_INTERVAL,
+    RESULT_FILE,
+    STATUS_FILE,
+    Outcome,
+    read_result,
+    write_json,
+    write_result,
+)
 from scheduler.models import JobStatus
 from scheduler.pids import alive, process_key
 from scheduler.run_job import MODULE as RUN_JOB
@@ -122,7 +133,9 @@ class DockerExecutor(Executor):
         self._active: set[str] = set()
         self._cancelled: set[str] = set()
         self._listing: dict[str, dict[str, Any]] = {}  # native id -> the container's list entry
-        self._deadlines: dict[str, float] = {}  # native id -> when its wall-clock limit ends (epoch seconds)
+        self._infos: dict[str, dict[str, Any]] = {}  # native id -> its container.json (deadline, progress file)
+        self._progress_at: dict[str, float] = {}  # native id -> the listing its progress file was last read at
+        self._reported: dict[str, Progress] = {}  # native id -> the progress last reported
         self._listed_at = float("-inf")
         self._heard_at = float("-inf")  # the engine's last answer
 
@@ -264,6 +277,7 @@ class DockerExecutor(Executor):
             self._fork(nid, FINALIZING, lambda: self.finalize(nid, entry["Id"]))
         elif not result:  # (a Python process's launcher writes its result just before it exits)
             self._enforce_walltime(nid, entry["Id"])
+            return NativeStatus(NativeState.RUNNING, progress=self._progress(nid))
         return NativeStatus(NativeState.RUNNING)
 
     def _forget(self, nid: str) -> None:
@@ -271,13 +285,35 @@ class DockerExecutor(Executor):
         self._cancelled.discard(nid)
         self._listing.pop(nid, None)
         self._reaped_at.pop(nid, None)
-        self._deadlines.pop(nid, None)
+        self._infos.pop(nid, None)
+        self._progress_at.pop(nid, None)
+        self._reported.pop(nid, None)
+
+    def _info(self, nid: str) -> dict[str, Any]:
+        """The job's container.json, read once: its deadline and where its progress is."""
+        if nid not in self._infos:
+            info = _read_json(self.jobs_dir / nid / CONTAINER_FILE)
+            if info is None:  # not written yet: asked again at the next poll
+                return {}
+            self._infos[nid] = info
+        return self._infos[nid]
+
+    def _progress(self, nid: str) -> Progress | None:
+        """The container's progress when it changed since it was last reported; the file is read once a
+        listing (at most every PROGRESS_INTERVAL)."""
+        if self._listed_at < self._progress_at.get(nid, float("-inf")) + PROGRESS_INTERVAL:
+            return None
+        self._progress_at[nid] = self._listed_at
+        relative = self._info(nid).get("progress")
+        found = read_progress(self.jobs_dir / nid / relative) if isinstance(relative, str) else None
+        if found is None or found == self._reported.get(nid):
+            return None
+        self._reported[nid] = found
+        return found
 
     def _enforce_walltime(self, nid: str, container_id: str) -> None:
         job_dir = self.jobs_dir / nid
-        if nid not in self._deadlines:
-            self._deadlines[nid] = (_read_json(job_dir / CONTAINER_FILE) or {}).get("deadline", float("inf"))
-        if time.time() < self._deadlines[nid] or (job_dir / KILLED_FILE).exists():
+        if time.time() < self._info(nid).get("deadline", float("inf")) or (job_dir / KILLED_FILE).exists():
             return
         (job_dir / KILLED_FILE).write_text("timeout", encoding="utf-8")
         from docker.errors import DockerException
@@ -320,6 +356,32 @@ class DockerExecutor(Executor):
         self._cancelled.add(native_id)
         self._listing.pop(native_id, None)
 
+    def remove_leftovers(self, still_active: Callable[[Collection[str]], set[str]]) -> None:
+        """Remove the synchronous containers of this service whose jobs are no longer active.
+
+        A web worker (or a local pool worker) removes its container when the run ends, however it ends,
+        unless it is killed first: SIGKILL, gunicorn's worker timeout, a Dismiss in the local pool. Its
+        job is then failed by the sweep (or dismissed), and the container, labelled with the job and this
+        service's jobs directory, goes here: one listing, one query for the jobs it names.
+        """
+        from docker.errors import DockerException, NotFound
+        from requests.exceptions import RequestException
+
+        mine = [f"{LABEL_MODE}=sync", f"{LABEL_JOBS}={self.jobs_dir}"]
+        try:
+            found = self.client.api.containers(all=True, filters={"label": mine})
+            if not found:
+                return
+            active = still_active({c["Labels"].get(LABEL_JOB, "") for c in found})
+            for container in found:
+                job_id = container["Labels"].get(LABEL_JOB, "")
+                if job_id not in active:
+                    log.warning("job %s: removing the container its stopped run left (%s)", job_id, container["Id"])
+                    with contextlib.suppress(NotFound):
+                        self.client.api.remove_container(container["Id"], force=True)
+        except (DockerException, RequestException, EngineError) as exc:  # tried again at the next sweep
+            log.warning("cannot remove the containers of stopped synchronous runs yet: %s", exc)
+
     # -- in the staging child ----------------------------------------------------------------------------
 
     def stage(self, process: Process, job_id: str, request: dict[str, Any], job_dir: Path) -> None:
@@ -352,14 +414,14 @@ class DockerExecutor(Executor):
         relax = self.config.relaxations(process.identifier)
         spec = container_spec(process)
         paths = JobPaths(job_dir)
-        limits = limits_for(spec, docker)
+        limits = limits_for(spec, docker, request.get("resources"))
         user = container_user(docker, relax)
         if spec is None:
             spec, volumes = self._python_job(process, job_id, request, job_dir, work, user)
         else:
             inputs = materialize_inputs(process, request.get("inputs", []), work, self.settings.inputs)
             arguments = stage_inputs(process, spec, inputs, paths.inputs, work)
-            prepare_outputs_dir(paths.outputs, user)
+            prepare_mounts(paths, user)
             volumes = None
             spec = dataclasses.replace(spec, command=tuple(render_command(spec.command, arguments)))
         client = make_client(docker)
@@ -367,11 +429,20 @@ class DockerExecutor(Executor):
             image_id = resolve_image(client, spec.image, docker.images)
             labels = {LABEL_JOB: job_id, LABEL_PROCESS: process.identifier, LABEL_MODE: "async"}
             options = create_options(spec, docker, relax, limits, paths, labels)
-            if volumes is not None:
+            progress = paths.progress_file
+            if volumes is not None:  # a Python process: its launcher reports progress into status.json
                 options["volumes"] = volumes
+                del options["environment"][PROGRESS_ENV]
+                progress = job_dir / STATUS_FILE
 
             def record(container: Any) -> None:
-                info = {"id": container.id, "memory": limits.memory, "walltime": limits.walltime}
+                info = {
+                    "id": container.id,
+                    "memory": limits.memory,
+                    "cores": limits.cores,
+                    "walltime": limits.walltime,
+                    "progress": str(progress.relative_to(job_dir)),
+                }
                 write_json(job_dir / CONTAINER_FILE, info | {"deadline": time.time() + limits.walltime})
 
             start_container(client, image_id, list(spec.command), options, record)
@@ -461,7 +532,10 @@ class DockerExecutor(Executor):
         spec = container_spec(process)
         limits = limits_for(spec, self.docker)
         limits = Limits(
-            info.get("memory", limits.memory), limits.cores, limits.pids, info.get("walltime", limits.walltime)
+            info.get("memory", limits.memory),
+            info.get("cores", limits.cores),
+            limits.pids,
+            info.get("walltime", limits.walltime),
         )
         try:
             killed: str | None = (job_dir / KILLED_FILE).read_text(encoding="utf-8").strip() or None

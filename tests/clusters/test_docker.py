@@ -8,7 +8,10 @@ is down (``scripts/podman.sh start``); in CI they fail.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -97,12 +100,48 @@ command = ["sh", "-c", 'if nc -w 2 "$1" "$2" </dev/null; then echo reached; else
 inputs = [{ identifier = "host" }, { identifier = "port", type = "integer" }]
 outputs = [{ identifier = "result", from = "stdout" }]
 relax = { network = "bridge" }
+
+[[process]]
+identifier = "t_limits"
+title = "Reports its memory, CPU and time limits"
+image = "localhost/hpc-wps/busybox:latest"
+command = ["sh", "-c", '''
+echo "memory $(cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null)"
+echo "cpu $(cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us))"
+sleep "$1"
+''', "t_limits", "{seconds}"]
+inputs = [{ identifier = "seconds", type = "integer", minimum = 0, maximum = 60 }]
+outputs = [{ identifier = "report", formats = ["text/plain"], from = "stdout" }]
+resources = { memory = "48MB", cores = 0.5 }
 """
+
+
+# The same progress reporter asynchronously in the docker executor and, as t_progress_local, in the local pool.
+PROGRESS_PROCESS = r"""
+[[process]]
+identifier = "t_progress"
+title = "Reports progress in both forms of the progress file"
+image = "localhost/hpc-wps/busybox:latest"
+command = ["sh", "-c", '''
+echo "40 reading the grid" > "$HPC_WPS_PROGRESS"
+sleep "$1"
+printf '{{"percent": 175, "message": "writing\033[31m the result"}}' > "$HPC_WPS_PROGRESS"
+sleep "$1"
+echo done
+''', "t_progress", "{seconds}"]
+inputs = [{ identifier = "seconds", type = "integer", minimum = 0, maximum = 60 }]
+outputs = [{ identifier = "said", from = "stdout" }]
+"""
+TEST_PROCESSES += PROGRESS_PROCESS + PROGRESS_PROCESS.replace(
+    'identifier = "t_progress"', 'identifier = "t_progress_local"'
+)
 
 
 def docker_config(docker_url: str, processes: Path) -> str:
     return (
         "[processing]\n"
+        "[scheduler]\n"
+        "local_processes = t_progress_local\n"
         "[docker]\n"
         f"url = {docker_url}\n"
         f"processes = {processes}\n"
@@ -110,6 +149,9 @@ def docker_config(docker_url: str, processes: Path) -> str:
         "memory = 64MB\n"
         "walltime = 120\n"
         "max_containers = 4\n"
+        "max_memory = 256MB\n"
+        "max_cores = 2\n"
+        "max_walltime = 600\n"
     )
 
 
@@ -197,6 +239,11 @@ def job_dir(server: LiveServer, job_id: str) -> Path:
     return server.workdir / "var" / "jobs" / job_id
 
 
+def job_dirs(server: LiveServer) -> list[str]:
+    jobs = server.workdir / "var" / "jobs"
+    return sorted(p.name for p in jobs.iterdir()) if jobs.is_dir() else []
+
+
 # -- the shipped examples --------------------------------------------------------------------------------
 
 TEXT = "The quick brown fox jumps over the lazy dog.\nThe dog sleeps; the fox runs!\n"
@@ -274,6 +321,82 @@ def test_dismiss_kills_and_removes_a_running_container(server, docker_client):
     wait_for(lambda: not containers_of(docker_client, job_id), 30)
     assert status(server, job_id) == "Dismissed"
     wait_for(lambda: not job_dir(server, job_id).exists(), 30)
+
+
+# -- progress and requested resources ----------------------------------------------------------------------
+
+
+def progress(server: LiveServer, job_id: str) -> tuple[str | None, str | None]:
+    """The percentage of WPS 2.0 GetStatus and the message of the WPS 1.0.0 status document (a job
+    submitted through WPS 2.0 shows its message in ProcessAccepted there)."""
+    percent = kvp(server, request="GetStatus", jobId=job_id).findtext(f"{{{WPS20}}}PercentCompleted")
+    root = validate(requests.get(f"{server.url}/jobs/{job_id}", timeout=HTTP_TIMEOUT).content)
+    return percent, root.find(f"{{{WPS10}}}Status")[0].text
+
+
+@pytest.mark.parametrize("identifier", ["t_progress", "t_progress_local"])
+def test_a_container_reports_progress_through_its_progress_file(server, identifier):
+    job_id = submit(server, identifier, literals={"seconds": "4"})
+    assert wait_for(lambda: progress(server, job_id) == ("40", "reading the grid"), 30, 0.1)
+    # The JSON form; its percentage is kept within 0..100, its message loses the control character.
+    assert wait_for(lambda: progress(server, job_id) == ("100", "writing[31m the result"), 30, 0.1)
+    assert wait_final(server, job_id) == "Succeeded"
+    assert outputs(server, job_id) == {"said": "done"}
+
+
+def limits_report(server: LiveServer, literals: dict[str, str | list[str]]) -> list[str]:
+    job_id = submit(server, "t_limits", literals={"seconds": "0", **literals})
+    assert wait_final(server, job_id) == "Succeeded"
+    return outputs(server, job_id)["report"].splitlines()
+
+
+def test_requested_resources_set_the_container_limits(server):
+    # The process's own limits (48 MB, half a core) when the request asks for none...
+    assert limits_report(server, {}) == [f"memory {48 * 1024**2}", "cpu 50000 100000"]
+    # ... and the request's, in fractions of a core too, within [docker] max_memory and max_cores.
+    asked = {"resources.memory": "100MB", "resources.cores": "1.5"}
+    assert limits_report(server, asked) == [f"memory {100 * 1024**2}", "cpu 150000 100000"]
+
+
+def test_requested_walltime_ends_the_container(server, docker_client):
+    job_id = submit(server, "t_limits", literals={"seconds": "60", "resources.walltime": "2"})
+    assert wait_final(server, job_id, 40) == "Failed"
+    assert failure_message(server, job_id) == "the container exceeded its time limit of 2 s and was killed"
+    wait_for(lambda: not containers_of(docker_client, job_id))
+
+
+def test_requested_walltime_ends_a_synchronous_container(server, docker_client):
+    before = docker_client.containers.list(all=True, filters={"label": "hpc-wps.process=t_limits"}, sparse=True)
+    query = "service=WPS&version=1.0.0&request=Execute&identifier=t_limits&DataInputs=seconds=60;resources.walltime=2"
+    started = time.monotonic()
+    response = requests.get(f"{server.url}?{query}", timeout=HTTP_TIMEOUT)
+    assert time.monotonic() - started < 30
+    root = validate(response.content)
+    assert (
+        root.findtext(f".//{{{OWS11}}}ExceptionText") == "the container exceeded its time limit of 2 s and was killed"
+    )
+    after = docker_client.containers.list(all=True, filters={"label": "hpc-wps.process=t_limits"}, sparse=True)
+    assert len(after) == len(before)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("memory", "1GB"), ("cores", "2.5"), ("walltime", "601"), ("cores", "0"), ("queue", "long")]
+)
+def test_resources_beyond_the_docker_maxima_are_refused_before_a_job_exists(server, docker_client, name, value):
+    before = docker_client.containers.list(all=True, filters={"label": "hpc-wps.process=t_limits"}, sparse=True)
+    jobs = job_dirs(server)
+    response = requests.post(
+        server.url,
+        data=execute20("t_limits", {"seconds": "0", f"resources.{name}": value}, {}, "async"),
+        headers={"Content-Type": "text/xml"},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert response.status_code == 400, response.text
+    found = validate(response.content).find("{*}Exception")
+    assert (found.get("exceptionCode"), found.get("locator")) == ("InvalidParameterValue", f"resources.{name}")
+    assert job_dirs(server) == jobs
+    after = docker_client.containers.list(all=True, filters={"label": "hpc-wps.process=t_limits"}, sparse=True)
+    assert len(after) == len(before)
 
 
 # -- isolation ---------------------------------------------------------------------------------------------
@@ -386,6 +509,50 @@ def test_restart_while_a_container_runs_reattaches_and_finalizes_once(docker_url
         assert "Traceback" not in (tmp_path / "server.log").read_text()
     finally:
         second.stop()
+
+
+# -- a synchronous run whose web worker is killed ------------------------------------------------------------
+
+
+def sync_sleeps(docker_client) -> list:  # type: ignore[no-untyped-def]
+    return docker_client.containers.list(
+        all=True, filters={"label": ["hpc-wps.mode=sync", "hpc-wps.process=t_sleep"]}, sparse=True
+    )
+
+
+def test_a_killed_web_worker_leaves_no_synchronous_container_behind(docker_url, docker_client, tmp_path):
+    """kill -9 of the gunicorn worker waiting on a synchronous container: the dispatcher's sweep fails the
+    job (its worker is gone) and removes the container, labelled with the job and this service's jobs."""
+    live = make_server(tmp_path, docker_url).start()
+    answers: list[object] = []
+
+    def execute() -> None:
+        query = "service=WPS&version=1.0.0&request=Execute&identifier=t_sleep&DataInputs=seconds=300"
+        try:
+            answers.append(requests.get(f"{live.url}?{query}", timeout=120).status_code)
+        except requests.RequestException as exc:
+            answers.append(exc)
+
+    client = threading.Thread(target=execute, daemon=True)
+    earlier = sync_sleeps(docker_client)
+    try:
+        client.start()
+        running = wait_for(lambda: [c for c in sync_sleeps(docker_client) if c not in earlier], 30)
+        job_id = running[0].attrs["Labels"]["hpc-wps.job"]
+        with sqlite3.connect(tmp_path / "var" / "jobs.sqlite") as db:
+            (holder,) = db.execute("SELECT claimed_by FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        worker = int(holder.split("/", 1)[1].split(":", 1)[0])  # host/pid:starttime|pidnamespace
+        assert status(live, job_id) == "Running"
+        os.kill(worker, signal.SIGKILL)
+        client.join(30)
+        assert answers and isinstance(answers[0], requests.ConnectionError)  # the client's answer died with it
+        # Gone within the sweep interval (30 s), and the job failed with the true reason.
+        wait_for(lambda: not containers_of(docker_client, job_id), 45, 0.5)
+        assert status(live, job_id) == "Failed"
+        assert failure_message(live, job_id) == "interrupted: the web worker running it stopped before it ended"
+        assert "removing the container its stopped run left" in (tmp_path / "server.log").read_text()
+    finally:
+        live.stop()
 
 
 # -- the executor in this process: images ------------------------------------------------------------------

@@ -17,7 +17,7 @@ import requests
 
 from tests.clusters.test_docker import containers_of, kvp, outputs, wait_final
 from tests.conftest import LOCAL_HOSTS, LiveServer, free_port, need_backend, serve_directory, wait_for
-from tests.xsd import ROOT, WPS10, validate
+from tests.xsd import ROOT, WPS10, WPS20, validate
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def test_mode_docker_runs_python_processes_in_the_service_image(service_image, d
             data=(
                 '<wps:Execute xmlns:wps="http://www.opengis.net/wps/2.0" xmlns:ows="http://www.opengis.net/ows/2.0" '
                 'service="WPS" version="2.0.0" mode="async" response="document"><ows:Identifier>sleep</ows:Identifier>'
-                '<wps:Input id="delay"><wps:Data><wps:LiteralValue>2</wps:LiteralValue></wps:Data></wps:Input>'
+                '<wps:Input id="delay"><wps:Data><wps:LiteralValue>4</wps:LiteralValue></wps:Data></wps:Input>'
                 "</wps:Execute>"
             ),
             headers={"Content-Type": "text/xml"},
@@ -134,8 +134,12 @@ def test_mode_docker_runs_python_processes_in_the_service_image(service_image, d
         job_id = validate(response.content).findtext("{http://www.opengis.net/wps/2.0}JobID")
         running = wait_for(lambda: containers_of(docker_client, job_id), 30)
         assert running[0].attrs["Labels"]["hpc-wps.process"] == "sleep"
+        # Its progress, written by the launcher in the container into status.json, reaches GetStatus.
+        percent = f"{{{WPS20}}}PercentCompleted"
+        steps = ("20", "40", "60", "80")
+        wait_for(lambda: kvp(server, request="GetStatus", jobId=job_id).findtext(percent) in steps, 30, 0.1)
         assert wait_final(server, job_id, 90) == "Succeeded"
-        assert outputs(server, job_id) == {"sleep_output": "slept for 2.0 seconds"}
+        assert outputs(server, job_id) == {"sleep_output": "slept for 4.0 seconds"}
         wait_for(lambda: not containers_of(docker_client, job_id), 30)
 
         # An input by reference is fetched before the container starts: the container has no network.

@@ -217,6 +217,15 @@ def test_failure_messages(tmp_path):
 # -- hardening -------------------------------------------------------------------------------------------------
 
 
+def test_requested_resources_come_before_the_process_own_and_the_defaults():
+    docker = DockerSettings()
+    spec = PROCESS.resources["container"]
+    asked = {"memory": 100 * 1024**2, "cores": 1.5, "walltime": 60.0, "account": "ignored"}
+    assert limits_for(spec, docker, asked) == Limits(memory=100 * 1024**2, cores=1.5, pids=16, walltime=60.0)
+    assert limits_for(spec, docker, {"cores": 2.0}) == Limits(32 * 1024**2, 2.0, 16, docker.walltime)
+    assert limits_for(None, docker, {"walltime": 5.0}) == Limits(docker.memory, docker.cores, docker.pids, 5.0)
+
+
 def test_options_are_hardened_by_default(tmp_path):
     docker = DockerSettings()
     spec = PROCESS.resources["container"]
@@ -236,7 +245,9 @@ def test_options_are_hardened_by_default(tmp_path):
     assert options["volumes"] == {
         str(tmp_path / "container" / "inputs"): {"bind": "/inputs", "mode": "ro"},
         str(tmp_path / "container" / "outputs"): {"bind": "/outputs", "mode": "rw"},
+        str(tmp_path / "container" / "progress"): {"bind": "/progress", "mode": "rw"},
     }
+    assert options["environment"]["HPC_WPS_PROGRESS"] == "/progress/status"
     assert options["labels"] == {"hpc-wps.job": "j"}
     assert options["working_dir"] == "/outputs"
 

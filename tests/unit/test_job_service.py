@@ -156,6 +156,41 @@ def test_resources_beyond_the_limits_are_refused_before_a_job_exists(jobs, resou
     assert jobs.resolve_resources({"cores": "4", "walltime": "60"}) == {"cores": 4, "walltime": 60.0}
 
 
+@pytest.fixture
+def container_jobs(job_settings: JobSettings):  # type: ignore[no-untyped-def]
+    """A job service offering one container process and one Python process, [docker] max_* set."""
+    from processes.container import container_process
+    from processes.container.settings import DockerSettings
+
+    box = container_process("boxed", "Boxed", "localhost/hpc-wps/busybox:latest", ["true"])
+    settings = dataclasses.replace(
+        job_settings, docker=DockerSettings(max_cores=2.0, max_memory=256 * 1024**2, max_walltime=600.0)
+    )
+    engine = make_engine(settings.database_url)
+    yield JobService(settings, engine, Registry([box, *build_registry(True, [])]))
+    engine.dispose()
+
+
+def test_a_container_job_asks_within_the_docker_maxima(container_jobs):
+    box = container_jobs.process("boxed")
+    asked = {"cores": "1.5", "memory": "100MB", "walltime": "60"}
+    job = container_jobs.submit(box, "2.0.0", request(resources=asked))
+    assert job.request["resources"] == {"cores": 1.5, "memory": 100 * 1024**2, "walltime": 60.0}
+    refused = [({"cores": "4"}, "cores"), ({"memory": "1GB"}, "memory"), ({"walltime": "601"}, "walltime")]
+    refused += [({"cores": "0"}, "cores"), ({"queue": "long"}, "queue")]
+    for resources, name in refused:
+        for start in (container_jobs.submit, container_jobs.run):
+            with pytest.raises(InvalidResource) as raised:
+                start(box, "2.0.0", request(resources=resources))
+            assert raised.value.input_id == f"resources.{name}"
+    assert count_jobs(container_jobs) == 1
+    # A Python process in the local pool keeps the [scheduler] limits: whole cores, up to 16.
+    with pytest.raises(InvalidResource):
+        container_jobs.submit(container_jobs.process("sleep"), "2.0.0", request(resources={"cores": "1.5"}))
+    sleep = container_jobs.submit(container_jobs.process("sleep"), "2.0.0", request(resources={"cores": "8"}))
+    assert sleep.request["resources"] == {"cores": 8}
+
+
 # -- running synchronously -------------------------------------------------------------------------------
 
 
