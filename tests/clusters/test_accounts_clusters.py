@@ -168,7 +168,12 @@ def test_slurm_charges_the_users_default_account_with_its_qos(slurm_client):
     native_id = slurm_client.native_id(job_id)
     assert slurm_account(native_id) == "proj-a|wps-high"
     slurm_client.wait(job_id, "Succeeded")
-    assert run(["sacct", "-n", "-P", "-X", "-j", native_id, "-o", "Account,QOS"]).stdout.strip() == "proj-a|wps-high"
+
+    def accounted() -> str | None:  # slurmctld sends the job's record to slurmdbd a moment after it ends
+        listed = run(["sacct", "-n", "-P", "-X", "-j", native_id, "-o", "Account,QOS"]).stdout.strip()
+        return listed if listed == "proj-a|wps-high" else None
+
+    assert wait_for(accounted, timeout=30, interval=0.5) == "proj-a|wps-high"
     resources = slurm_client.jobs_show(job_id)["request"]["resources"]
     assert (resources["account"], resources["qos"]) == ("proj-a", "wps-high")
 
