@@ -23,7 +23,26 @@ from app.settings import ENV_CONFIG, Settings, SettingsError, check_process_name
 
 log = logging.getLogger("hpc_wps")
 
-DISPATCHER_RESTART_DELAY = 1.0
+
+class RestartBackoff:
+    """How long ``serve`` waits before it starts a dead dispatcher again: 1 s after a dispatcher that ran
+    a while, then twice as long after each one that died young, up to a minute. A dispatcher that dies
+    at once (a database out of reach, a broken executor) would otherwise be started every second for
+    ever, flooding the log and the job table with its start-up work; one that ran for ``settled``
+    seconds was not in a loop, and is restarted at once."""
+
+    def __init__(self, first: float = 1.0, longest: float = 60.0, settled: float = 120.0) -> None:
+        self.first, self.longest, self.settled = first, longest, settled
+        self.next = first
+
+    def delay(self, ran_for: float) -> float:
+        """The wait before the next start, for a dispatcher that ran ``ran_for`` seconds."""
+        if ran_for >= self.settled:
+            self.next = self.first
+        wait, self.next = self.next, min(self.next * 2, self.longest)
+        return wait
+
+
 WORKER_TIMEOUT = 30  # seconds, gunicorn's --timeout
 
 
@@ -230,7 +249,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     dispatcher_cmd = [sys.executable, "-m", "app.cli", "dispatcher"]
     web = subprocess.Popen(_gunicorn_command(settings))
-    dispatcher = subprocess.Popen(dispatcher_cmd)
+    dispatcher, started = subprocess.Popen(dispatcher_cmd), time.monotonic()
+    backoff, restart_at = RestartBackoff(), None
     log.info("hpc-wps serving %s (configuration: %s)", settings.server.url, settings.source)
     code = 0
     while not stopping.is_set():
@@ -238,10 +258,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             code = web.returncode or 1
             log.error("gunicorn exited with code %s; stopping", web.returncode)
             break
-        if dispatcher.poll() is not None:
-            log.error("dispatcher exited with code %s; restarting it", dispatcher.returncode)
-            time.sleep(DISPATCHER_RESTART_DELAY)
-            dispatcher = subprocess.Popen(dispatcher_cmd)
+        if restart_at is None and dispatcher.poll() is not None:
+            wait = backoff.delay(time.monotonic() - started)
+            log.error("dispatcher exited with code %s; restarting it in %g s", dispatcher.returncode, wait)
+            restart_at = time.monotonic() + wait
+        if restart_at is not None and time.monotonic() >= restart_at:
+            dispatcher, started, restart_at = subprocess.Popen(dispatcher_cmd), time.monotonic(), None
         stopping.wait(0.5)
     for child in (web, dispatcher):
         if child.poll() is None:
