@@ -141,9 +141,21 @@ def job_id_from_location(location):
 # ------------------------------------------------------- async jobs ----
 
 
-def submit_jobs(url, count, threads, timeout=30.0, deadline_s=300.0):
-    """Submits `count` async Execute requests (GET `url`) from `threads`
-    threads. Returns a dict with per-submission results."""
+def wps_submit(url):
+    """A WPS 1.0.0 asynchronous Execute as a KVP GET of ``url``: what submit_jobs sends by default."""
+
+    def send(timeout):
+        status, body = http_get(url, timeout=timeout)
+        return status, body, status_location(body) if status == 200 else None
+
+    return send
+
+
+def submit_jobs(url, count, threads, timeout=30.0, deadline_s=300.0, send=None):
+    """Submits `count` asynchronous executions from `threads` threads: `send(timeout)` answers (HTTP
+    status, body, the job's location or None); by default a WPS 1.0.0 KVP GET of `url`. Returns a dict
+    with per-submission results."""
+    send = send or wps_submit(url)
     todo = queue.Queue()
     for i in range(count):
         todo.put(i)
@@ -158,19 +170,18 @@ def submit_jobs(url, count, threads, timeout=30.0, deadline_s=300.0):
                 return
             t0 = time.perf_counter()
             try:
-                status, body = http_get(url, timeout=timeout)
+                status, body, location = send(timeout)
                 err = None
             except (OSError, http.client.HTTPException) as e:
-                status, body, err = None, b"", str(e)
+                status, body, location, err = None, b"", None, str(e)
             t1 = time.perf_counter()
             results[i] = {
                 "t0": t0,
                 "t1": t1,
                 "http": status,
                 "error": err,
-                "location": status_location(body) if status == 200 else None,
-                "state": job_state(body) if body else None,
-                "body_head": None if status == 200 else body[:300].decode("utf-8", "replace"),
+                "location": location,
+                "body_head": None if location else body[:300].decode("utf-8", "replace"),
             }
 
     ts = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
@@ -195,9 +206,10 @@ def submit_jobs(url, count, threads, timeout=30.0, deadline_s=300.0):
     }
 
 
-def poll_jobs(locations, threads=4, round_pause=0.1, timeout_s=300.0):
+def poll_jobs(locations, threads=4, round_pause=0.1, timeout_s=300.0, state_of=job_state):
     """Polls every status location until its job succeeded or failed (or
-    `timeout_s` passed). Returns {location: (state, perf_counter when seen)},
+    `timeout_s` passed); `state_of(body)` reads a status document (WPS 1.0.0's
+    by default). Returns {location: (state, perf_counter when seen)},
     the number of polls made and {location: last answer} of the unfinished."""
     pending = list(dict.fromkeys(locations))
     final = {}
@@ -223,7 +235,7 @@ def poll_jobs(locations, threads=4, round_pause=0.1, timeout_s=300.0):
                     last[loc] = f"{type(e).__name__}: {e}"
                     continue
                 seen = time.perf_counter()
-                state = job_state(body) if status == 200 else None
+                state = state_of(body) if status == 200 else None
                 with lock:
                     polls += 1
                     if state in ("succeeded", "failed"):
@@ -242,12 +254,13 @@ def poll_jobs(locations, threads=4, round_pause=0.1, timeout_s=300.0):
     return final, polls, {loc: last.get(loc) for loc in pending}
 
 
-def async_jobs(url, count, submit_threads=16, poll_threads=4, timeout_s=300.0):
-    """The 500-async-jobs scenario: submit all, then poll all to the end."""
-    sub = submit_jobs(url, count, submit_threads, deadline_s=timeout_s)
+def async_jobs(url, count, submit_threads=16, poll_threads=4, timeout_s=300.0, send=None, state_of=job_state):
+    """The 500-async-jobs scenario: submit all, then poll all to the end (`send` and `state_of` as
+    submit_jobs and poll_jobs take them)."""
+    sub = submit_jobs(url, count, submit_threads, deadline_s=timeout_s, send=send)
     locations = [r["location"] for r in sub["results"] if r and r["location"]]
     remaining = max(10.0, timeout_s - (time.perf_counter() - sub["first_t0"])) if sub["first_t0"] else 0
-    final, polls, unfinished = poll_jobs(locations, threads=poll_threads, timeout_s=remaining)
+    final, polls, unfinished = poll_jobs(locations, threads=poll_threads, timeout_s=remaining, state_of=state_of)
     succeeded = sum(1 for s, _ in final.values() if s == "succeeded")
     failed = sum(1 for s, _ in final.values() if s == "failed")
     last_done = max((t for _, t in final.values()), default=None)

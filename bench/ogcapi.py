@@ -14,11 +14,9 @@ import argparse
 import datetime
 import json
 import os
-import queue
 import shutil
 import sys
 import tempfile
-import threading
 import time
 
 import jobfill
@@ -88,76 +86,29 @@ def rates(label, urls, cfg, script=None):
 
 
 def execute_async(server):
-    """One asynchronous execution: (seconds to the 201, the job's URL)."""
+    """load.submit_jobs's ``send`` for one asynchronous execution: (HTTP status, body, the job's URL)."""
     url = f"{root(server)}/processes/{HELLO[server.name]}/execution"
     body = json.dumps({"inputs": {"name": "World"}}).encode()
     headers = {"Content-Type": "application/json", "Prefer": "respond-async", "Accept": "application/json"}
-    started = time.perf_counter()
-    status, answer, content = load.http_exchange("POST", url, body, headers)
-    took = time.perf_counter() - started
-    if status != 201 or not answer.get("Location"):
-        raise RuntimeError(f"{server.name}: HTTP {status} {content[:200]!r}")
-    return took, answer["Location"]
+
+    def send(timeout):
+        status, answer, content = load.http_exchange("POST", url, body, headers, timeout)
+        return status, content, answer.get("Location") if status == 201 else None
+
+    return send
 
 
-def job_status(location):
-    status, body = load.http_request("GET", location, headers={"Accept": "application/json"})
-    return json.loads(body).get("status") if status == 200 else None
+def job_state(body):
+    """A statusInfo's status in load.poll_jobs's words: 'succeeded', 'failed' or what it says."""
+    status = json.loads(body).get("status")
+    return {"successful": "succeeded", "dismissed": "failed"}.get(status, status)
 
 
 def async_jobs(server, count, threads):
     """``count`` jobs submitted from ``threads`` threads, then every job followed to its end."""
-    todo = queue.Queue()
-    for _ in range(count):
-        todo.put(None)
-    latencies, locations, errors = [], [], []
-    lock = threading.Lock()
-    first = time.perf_counter()
-
-    def submit():
-        while True:
-            try:
-                todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                took, location = execute_async(server)
-            except Exception as e:  # counted and shown
-                with lock:
-                    errors.append(str(e))
-                continue
-            with lock:
-                latencies.append(took)
-                locations.append(location)
-
-    workers = [threading.Thread(target=submit) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    pending, ended = list(locations), {}
-    deadline = time.monotonic() + 600
-    while pending and time.monotonic() < deadline:
-        for location in list(pending):
-            state = job_status(location)
-            if state in ("successful", "failed", "dismissed"):
-                ended[location] = (state, time.perf_counter())
-                pending.remove(location)
-        time.sleep(0.05)
-    last = max((t for _, t in ended.values()), default=None)
-    span = (last - first) if last else None
-    out = {
-        "submitted": len(locations),
-        "errors": errors[:5],
-        "succeeded": sum(1 for s, _ in ended.values() if s == "successful"),
-        "unfinished": len(pending),
-        "latency_p50_ms": round(load._ms(load.percentile(latencies, 50)), 1),
-        "latency_p99_ms": round(load._ms(load.percentile(latencies, 99)), 1),
-        "completed_jobs_per_s": len(ended) / span if span else None,
-        "locations": locations,
-    }
+    out = load.async_jobs(f"{root(server)}/processes", count, threads, send=execute_async(server), state_of=job_state)
     log(
-        "  {:9s} {} jobs: submit p50 {} / p99 {} ms; {} succeeded, {} unfinished; {:.1f} jobs/s".format(
+        "  {:9s} {} jobs: submit p50 {:.1f} / p99 {:.1f} ms; {} succeeded, {} unfinished; {:.1f} jobs/s".format(
             server.name,
             count,
             out["latency_p50_ms"],
@@ -262,8 +213,8 @@ def table(res, cfg):
     rows.append(
         row(
             "async submission p99 ms",
-            f"{a['pygeoapi']['latency_p99_ms']}",
-            f"{a['ours']['latency_p99_ms']}",
+            f"{a['pygeoapi']['latency_p99_ms']:.1f}",
+            f"{a['ours']['latency_p99_ms']:.1f}",
             "",
             None,
             "ours < 50 ms",
