@@ -171,6 +171,15 @@ class JobService:
             "resources": resources,
         }
 
+    def _prepare(
+        self, process: Process, request: dict[str, Any], caller: Caller, subscribers: Subscribers | None, here: bool
+    ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+        """What every new job is checked and turned into before it has a row: the caller may run the
+        process, the request as the table keeps it (``_stored``; ``here``: run in this process), and its
+        subscribers as sealed for the dispatcher."""
+        self._allowed(process, caller)
+        return self._stored(request, caller, process, here), subscribers_stored(subscribers, self.settings.jobs_dir)
+
     def _allowed(self, process: Process, caller: Caller) -> None:
         """Checked again on submission: a binding may hold a Process it did not get from :meth:`process`."""
         if not self.settings.access.allows(caller, process.identifier):
@@ -193,9 +202,7 @@ class JobService:
         :class:`QueueFull`, :class:`InvalidSubscriber`, and :class:`QuotaExceeded` beyond
         ``queued_per_user``, ``sync_per_user`` or ``storage_per_user``.
         """
-        self._allowed(process, caller)
-        stored = self._stored(request, caller, process, process.inline_async)
-        notify = subscribers_stored(subscribers, self.settings.jobs_dir)
+        stored, notify = self._prepare(process, request, caller, subscribers, process.inline_async)
         if queries.count_waiting(self.engine) >= self.settings.processing.queue_length:
             raise QueueFull()
         self.check_storage(caller.name)
@@ -233,9 +240,7 @@ class JobService:
         without an output asked for :class:`OutputNotProduced` (the job is recorded as failed all the
         same). Raises :class:`SyncSlotsBusy` when no slot frees in time (no job is created then), and
         :class:`QuotaExceeded` beyond ``sync_per_user`` or ``storage_per_user``."""
-        self._allowed(process, caller)
-        stored = self._stored(request, caller, process, True)
-        notify = subscribers_stored(subscribers, self.settings.jobs_dir)
+        stored, notify = self._prepare(process, request, caller, subscribers, True)
         self.check_storage(caller.name)
         with self._sync_slot():
             job_id = self._create_running(process, version, JobMode.SYNC, stored, caller.name, notify)
