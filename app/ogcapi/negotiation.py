@@ -54,7 +54,23 @@ def respond(
     more: More | None = None,
 ) -> Response:
     body, content_type = ENCODINGS[chosen()][1](resource, document, more)
+    return encoded(body, content_type, status, headers)
+
+
+def encoded(body: bytes, content_type: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A response of a document already encoded (``respond``, or bytes a view keeps)."""
     response = Response(body, status=status, content_type=content_type)
     response.headers.update(headers or {})
     response.vary.add("Accept")
     return response
+
+
+def respond_kept(resource: str, kept: dict[Any, bytes], key: Any, document: Callable[[], Any]) -> Response:
+    """As ``respond`` for a document that only changes with ``key``: its JSON is encoded once and kept
+    in ``kept``; other encodings are rendered each time."""
+    if chosen() != "json":
+        return respond(resource, document())
+    body = kept.get(key)
+    if body is None:
+        body = kept[key] = _json(resource, document(), None)[0]
+    return encoded(body, JSON)

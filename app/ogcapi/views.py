@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -27,7 +27,7 @@ from app.ogcapi import html, landing, openapi, pages, processes, results
 from app.ogcapi import jobs as job_docs
 from app.ogcapi.errors import PROBLEM, ApiError, from_ows, from_service
 from app.ogcapi.execute import execution_mode, parse_execute
-from app.ogcapi.negotiation import respond
+from app.ogcapi.negotiation import respond, respond_kept
 from app.ogcapi.urls import OPENAPI, Urls
 from app.served import NOSNIFF
 from app.settings import Settings
@@ -61,6 +61,9 @@ class Binding:
     description: str
     megabytes: int  # what a complex input that declares no maximum may hold
     api: bytes  # the OpenAPI document, rendered once
+    # The process list's JSON by the processes a caller sees: the registry and URLs are fixed, so a
+    # list is encoded once per distinct set of processes ([processes] roles make a few), not per request.
+    process_lists: dict[tuple[str, ...], bytes] = field(default_factory=dict)
 
 
 def init_app(app: Flask, settings: Settings, jobs: JobService, auth: Authenticator) -> None:
@@ -123,7 +126,9 @@ def api_document() -> Response:
 @bp.route("/processes", methods=["GET"])
 def process_list() -> Response:
     api = binding()
-    return respond("processes", processes.process_list(api.jobs.processes(caller("GetCapabilities")), api.urls))
+    offered = api.jobs.processes(caller("GetCapabilities"))
+    key = tuple(p.identifier for p in offered)
+    return respond_kept("processes", api.process_lists, key, lambda: processes.process_list(offered, api.urls))
 
 
 @bp.route("/processes/<process_id>", methods=["GET"])

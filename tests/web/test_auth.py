@@ -217,6 +217,20 @@ def test_a_process_is_hidden_from_users_without_its_role(users):
     assert allowed.status_code == 200
 
 
+def test_the_api_process_list_shows_each_caller_its_own_processes_whatever_was_asked_before(users):
+    """The list's JSON is encoded once per set of processes: a role's list never reaches another caller."""
+
+    def listed(headers: dict[str, str]) -> set[str]:
+        response = users.get("/processes", headers=headers)
+        assert response.status_code == 200
+        return {p["id"] for p in response.get_json()["processes"]}
+
+    for _ in range(2):  # the second round answers from what the first encoded
+        assert "say_hello" in listed(BOB) and "say_hello" in listed(ADMIN)
+        assert "say_hello" not in listed(ALICE) and "say_hello" not in listed({})
+        assert "echo" in listed(ALICE) and listed(ALICE) == listed({}) == listed(BOB) - {"say_hello"}
+
+
 # -- mode = header -------------------------------------------------------------------------------------
 
 
