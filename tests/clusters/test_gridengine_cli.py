@@ -40,7 +40,10 @@ JOB = 90  # seconds for a short job on a busy two-core node whose two slots othe
 
 
 def config(extra: str = "") -> str:
-    return "[processing]\nmode = scheduler\n[scheduler]\nsystem = gridengine\npoll_interval = 0.5\nwalltime = 120\n" + extra
+    return (
+        "[processing]\nmode = scheduler\n[scheduler]\nsystem = gridengine\npoll_interval = 0.5\nwalltime = 120\n"
+        + extra
+    )
 
 
 class GridServer(Server):
