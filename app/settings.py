@@ -333,11 +333,11 @@ def _check_accounts(settings: Settings) -> None:
 
 
 def check_remote(settings: Settings) -> None:
-    """``[scheduler] remote`` drives the command-line executor (DRMAA is a library on this host), and
+    """``[scheduler] remote`` drives a command-line executor (DRMAA is a library on this host), and
     SFTP staging needs a directory on the login host whose path sftp's batch language can carry."""
     scheduler, where = settings.scheduler, f"{settings.source}: [scheduler]"
-    if scheduler.remote and scheduler.system != "slurm":
-        raise SettingsError(f"{where} remote: runs the command-line executor only; set system = slurm")
+    if scheduler.remote and scheduler.system == "drmaa":
+        raise SettingsError(f"{where} remote: runs the command-line executors only; set system = slurm or gridengine")
     for key in ("ssh_key", "ssh_known_hosts"):  # ssh splits option values at blanks and expands % tokens
         if re.search(r"[\s\"'%\\]", getattr(scheduler, key)):
             raise SettingsError(f"{where} {key}: a path without blanks, quotes, backslashes or %")

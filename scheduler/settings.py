@@ -112,7 +112,11 @@ class ProcessingSettings:
 
 @dataclass(frozen=True)
 class SchedulerSettings:
-    system: str = setting("slurm", "how batch jobs are submitted", choices=("slurm", "drmaa"))
+    system: str = setting(
+        "slurm",
+        "how batch jobs are submitted: slurm (sbatch, squeue), gridengine (qsub, qstat) or drmaa (a DRMAA library)",
+        choices=("slurm", "gridengine", "drmaa"),
+    )
     workdir: Path = setting(  # noqa: RUF009
         Path(""), "job directories the compute nodes can read and write; empty: the server workdir"
     )
@@ -153,7 +157,7 @@ class SchedulerSettings:
     remote: str = setting(
         "",
         "ssh://user@login-host[:port]: run the scheduler's commands on that login host over one multiplexed "
-        "SSH connection (key authentication; system = slurm only); empty: on this host",
+        "SSH connection (key authentication; system = slurm or gridengine); empty: on this host",
         parse=parse_remote,
     )
     ssh_key: str = setting("", "with remote: the private key file SSH authenticates with; empty: ssh's own defaults")

@@ -46,6 +46,12 @@ def _slurm(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> Exe
     return SlurmExecutor(settings.scheduler, settings.jobs_dir)
 
 
+def _gridengine(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> Executor:
+    from scheduler.executors.batch.gridengine_cli import GridEngineExecutor
+
+    return GridEngineExecutor(settings.scheduler, settings.jobs_dir)
+
+
 def _drmaa(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> Executor:
     from scheduler.executors.batch.drmaa import DrmaaExecutor
 
@@ -59,7 +65,7 @@ def _docker(settings: JobSettings, processes: Registry, hooks: LocalHooks) -> Ex
 
 
 # The executor of each ``[scheduler] system``, and of every name a job's ``executor`` column may hold but ``web``.
-BATCH_SYSTEMS: dict[str, Builder] = {"slurm": _slurm, "drmaa": _drmaa}
+BATCH_SYSTEMS: dict[str, Builder] = {"slurm": _slurm, "gridengine": _gridengine, "drmaa": _drmaa}
 EXECUTORS: dict[str, Builder] = {LOCAL: _local, **BATCH_SYSTEMS, DOCKER: _docker}
 
 
@@ -75,6 +81,7 @@ class Packages:
 # dill writes a batch job's payload (and a Python process's run in a container); drmaa is the DRMAA binding.
 PACKAGES: dict[str, Packages] = {
     "slurm": Packages(("dill",), "scheduler"),
+    "gridengine": Packages(("dill",), "scheduler"),
     "drmaa": Packages(("dill", "drmaa"), "scheduler"),
     DOCKER: Packages(("docker", "dill"), "docker"),
 }

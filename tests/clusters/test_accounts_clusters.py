@@ -4,7 +4,8 @@ trusted proxy's header and an ``[accounts]`` section, driven over HTTP as a clie
 Slurm (scripts/clusters.sh start: accounting in slurmdbd with ``AccountingStorageEnforce=associations``)
 gets an account ``proj-a`` with a QoS ``wps-high`` that root (who submits) is associated with, made
 here with sacctmgr; squeue and sacct must show a job's account and QoS, and Slurm itself refuses an
-account root has no association with. Grid Engine gets a project ``proj-a`` made here with qconf;
+account root has no association with. Grid Engine (through DRMAA, and through qsub with ``system =
+gridengine``) gets a project ``proj-a`` made here with qconf;
 ``qstat -j`` and ``qacct`` must show a job's project, and Grid Engine refuses one it does not know. An
 account the user may not charge is refused by the service before any job exists, on both.
 """
@@ -192,7 +193,7 @@ def test_slurm_an_account_the_user_may_not_charge_is_refused_before_a_job_exists
     refused_before_a_job_exists(slurm_client)
 
 
-# -- Grid Engine, through DRMAA -----------------------------------------------------------------------
+# -- Grid Engine, through DRMAA and through its commands (system = gridengine) ------------------------
 
 
 @pytest.fixture(scope="module")
@@ -207,13 +208,15 @@ def project(grid_engine: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     assert run(["qconf", "-sprj", "proj-x"]).returncode != 0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["drmaa", "gridengine"])
 def gridengine_client(
+    request: pytest.FixtureRequest,
     grid_engine: dict[str, str],  # noqa: F811
     project: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Client]:
-    client = Client(tmp_path_factory.mktemp("accounts-sge"), config(grid_engine) + USERS)
+    system = config(grid_engine).replace("system = drmaa", f"system = {request.param}")
+    client = Client(tmp_path_factory.mktemp("accounts-sge"), system + USERS)
     yield client
     client.stop()
 

@@ -54,7 +54,7 @@ def test_bad_destinations(url: str, expected: str):
     ("text", "expected"),
     [
         ("[scheduler]\nremote = ssh://login\n", "[scheduler] remote: 'ssh://login': name the user"),
-        (f"[scheduler]\nsystem = drmaa\nremote = {REMOTE}\n", "remote: runs the command-line executor only"),
+        (f"[scheduler]\nsystem = drmaa\nremote = {REMOTE}\n", "remote: runs the command-line executors only"),
         ("[scheduler]\nstaging = sftp\n", "staging = sftp: needs remote and remote_workdir"),
         (f"[scheduler]\nremote = {REMOTE}\nstaging = sftp\n", "staging = sftp: needs remote and remote_workdir"),
         (f"[scheduler]\nremote = {REMOTE}\nstaging = sftp\nremote_workdir = /s/*\n", "remote_workdir: '/s/*'"),

@@ -42,6 +42,9 @@ _STATE_LETTERS: dict[str, NativeState | None] = {
 FAILED_NONE = 0  # the job ran: its exit_status says how it ended
 FAILED_LIMIT = 37  # the qmaster enforced a limit (h_rt: with SIGKILL)
 FAILED_AFTER_JOB = 100  # "assumedly after job": with an exit_status of 128 + N, ended by signal N
+# qdel of a running job: the execd kills it with SIGKILL and the record says failed 100, exit status 137;
+# a SIGKILL from anything else (the kernel, a user on the node) leaves failed 0 (seen on 8.1.9).
+DELETED_EXIT_STATUS = 128 + 9
 
 # The words for what Grid Engine did to a job.
 QDEL = "was deleted on Grid Engine (qdel)"
@@ -124,7 +127,9 @@ def status_from_qacct(record: Mapping[str, str]) -> NativeStatus:
         return NativeStatus(NativeState.ENDED, H_RT)
     if failed == FAILED_NONE:
         return NativeStatus(NativeState.ENDED, f"exited with code {exit_status} on {GRID_ENGINE}")
-    if failed == FAILED_AFTER_JOB and exit_status > 128:  # qdel, a limit enforced on the node, kill
+    if failed == FAILED_AFTER_JOB and exit_status == DELETED_EXIT_STATUS:
+        return NativeStatus(NativeState.ENDED, QDEL)
+    if failed == FAILED_AFTER_JOB and exit_status > 128:  # a limit enforced on the node, another kill
         name = signal_name(exit_status - 128)
         return NativeStatus(NativeState.ENDED, f"was killed by {name} on {GRID_ENGINE} (deleted, or over a limit)")
     if record.get("start_time", "-/-") in ("-/-", ""):
