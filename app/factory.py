@@ -48,7 +48,7 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_size
     registry = service_registry(settings)
     check_process_names(settings, {p.identifier for p in registry})
-    jobs = JobService(settings.jobs, make_engine(settings.database_url), registry)
+    jobs = JobService(settings.jobs, make_engine(settings.database_url, settings.server.threads), registry)
     app.extensions[JOBS_EXTENSION] = jobs
     auth = Authenticator(settings.auth)
     wps.init_app(app, settings, jobs, auth)

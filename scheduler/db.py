@@ -28,16 +28,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, threads: int = 1) -> Engine:
+    """An engine for ``url`` whose pool keeps a connection for each of ``threads`` threads that use it
+    at once (a web worker's request threads): beyond its pool an engine opens a connection for one
+    use and closes it, which costs a PostgreSQL connection set-up, or SQLite's pragmas, per request."""
+    pool = {"pool_size": max(5, threads + 1), "max_overflow": 10}
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}, **pool
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         os.register_at_fork(before=_closing_before_fork(engine))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def _closing_before_fork(engine: Engine) -> Callable[[], None]:
