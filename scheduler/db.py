@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 
+from scheduler import sqlite_turns
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # What the job table's reads and writes run on: an Engine (a transaction of their own) or an open
 # Connection (the caller's transaction, so that a dispatcher cycle takes one write lock, not many).
@@ -19,8 +21,9 @@ Bind = Engine | Connection
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; the busy timeout makes writers wait for each other
-    # instead of failing with "database is locked"; NORMAL sync is durable in WAL mode across crashes
-    # of the process (not of the machine), which is the trade every job queue on SQLite makes.
+    # instead of failing with "database is locked" (they take turns first, ``sqlite_turns``); NORMAL
+    # sync is durable in WAL mode across crashes of the process (not of the machine), which is the
+    # trade every job queue on SQLite makes.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -35,11 +38,13 @@ def make_engine(url: str, threads: int = 1) -> Engine:
     pool = {"pool_size": max(5, threads + 1), "max_overflow": 10}
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}, **pool
         )
+        if path and path != ":memory:":
+            path = os.path.abspath(path)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            sqlite_turns.install(engine, path + ".writers", SQLITE_BUSY_TIMEOUT_MS / 1000)
         event.listen(engine, "connect", _sqlite_pragmas)
         os.register_at_fork(before=_closing_before_fork(engine))
         return engine
