@@ -39,7 +39,7 @@ import os
 import re
 import sysconfig
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -336,6 +336,15 @@ class DrmaaExecutor(BatchExecutor):
     def submit(self, spec: JobSpec) -> str:
         self.session()  # the library and the system first: without them no job is looked for or sent
         return super().submit(spec)
+
+    def submit_many(self, specs: Sequence[JobSpec]) -> Iterator[str | SubmitError]:
+        try:
+            self.session()
+        except SubmitError as exc:  # no library or system: every job is told why
+            for _spec in specs:
+                yield exc
+            return
+        yield from super().submit_many(specs)
 
     def submit_job(self, spec: JobSpec) -> str:
         session, drmaa = self.session(), self._drmaa
