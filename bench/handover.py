@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -184,11 +185,8 @@ def main() -> int:
         try:
             results.append(measure("slurm over ssh", n, None, ssh_environ, ["scancel"]))
         finally:
-            subprocess.run(
-                f"rm -rf {shlex.quote(sshd['HPC_WPS_TEST_SSH_SHARED'])}/bench-hpc-wps-handover-*",
-                shell=True,
-                check=False,
-            )
+            for leftover in Path(sshd["HPC_WPS_TEST_SSH_SHARED"]).glob("bench-hpc-wps-handover-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
     if "gridengine" in systems:
 
         def ge_environ(workdir: str) -> dict[str, str]:
