@@ -5,7 +5,7 @@ followed, dismissed, deleted from outside and re-attached as a job is.
 To hand several jobs over in one cycle, the server's ``qstat`` (the dispatcher's one listing per poll)
 is a wrapper that waits while a gate file exists: the test closes the gate, waits until a poll is
 held in it, submits its jobs, and opens the gate; the dispatcher's next submit step claims them all.
-A blocker job keeps one job active so that polls run; it is dismissed once the arrays are handed over.
+A blocker job keeps one job active so that polls run; it is dismissed once the jobs are handed over.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from tests.clusters.test_drmaa import (
     record_id,
     wait_launched,
 )
+from tests.clusters.test_drmaa import grid_engine as grid_engine  # the fixture, re-used
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow
@@ -56,7 +57,10 @@ class Gate:
         wrapper.chmod(0o755)
 
     def one_cycle(self, server: Server, submissions: list[tuple[str, str]]) -> list[str]:
-        """Submit these jobs while the dispatcher waits in a poll, so that one cycle hands them all over."""
+        """Submit these jobs while the dispatcher waits in a poll, so that one cycle hands them all over.
+        A blocker job, handed over first, makes the polls run; it is dismissed after."""
+        blocker = server.submit10("sleep", "delay=300")
+        server.native_id(blocker)
         self.held.unlink(missing_ok=True)
         self.closed.touch()
         try:
@@ -66,16 +70,18 @@ class Gate:
             self.closed.unlink()
         for job_id in job_ids:
             server.native_id(job_id)
+        assert server.dismiss(blocker) == "Dismissed"
         return job_ids
 
 
 @pytest.fixture(scope="module")
-def gated(grid_engine, tmp_path_factory) -> Iterator[tuple[Server, Gate]]:  # type: ignore[no-untyped-def]
+def gated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Gate]]:
+    env = request.getfixturevalue("grid_engine")
     base = tmp_path_factory.mktemp("drmaa-arrays")
     gate = Gate(base / "tools")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", f"{gate.dir}:{os.environ['PATH']}")
-        server = Server(base / "server", config(grid_engine))
+        server = Server(base / "server", config(env))
         try:
             yield server, gate
         finally:
@@ -89,8 +95,6 @@ def gated(grid_engine, tmp_path_factory) -> Iterator[tuple[Server, Gate]]:  # ty
 @pytest.fixture(scope="module")
 def arrays(gated: tuple[Server, Gate]) -> dict[str, str]:
     server, gate = gated
-    blocker = server.submit10("sleep", "delay=300")
-    wait_launched(server, blocker)
     names = ("short", "hello", "dismissed", "deleted", "over", "within")
     job_ids = gate.one_cycle(
         server,
@@ -103,7 +107,6 @@ def arrays(gated: tuple[Server, Gate]) -> dict[str, str]:
             ("sleep", "delay=1;resources.walltime=5"),
         ],
     )
-    assert server.dismiss(blocker) == "Dismissed"
     return dict(zip(names, job_ids, strict=True))
 
 
