@@ -354,23 +354,34 @@ class Dispatcher:
         return claims
 
     def _submit_claimed(self, executor: Executor, rows: list[RowMapping], later: list[RowMapping]) -> None:
-        """Hand claimed jobs to their executor; ``later``: the claims of the next executors."""
+        """Hand claimed jobs to their executor, all in one ``submit_many`` (a job array on batch systems);
+        ``later``: the claims of the next executors."""
         submitted: list[Submitted] = []
+        prepared: list[tuple[RowMapping, JobSpec]] = []
         for index, row in enumerate(rows):
             with job_context(row["id"]):
-                reached = False  # whether the executor was asked: the job may then have started
                 try:
-                    spec = self._prepare(executor, row)
-                    reached = True
-                    submitted.append((row["id"], executor.submit(spec), None))
-                except SubmitError as exc:
-                    submitted.append((row["id"], None, exc))
+                    prepared.append((row, self._prepare(executor, row)))
                 except (OSError, ValueError) as exc:
                     submitted.append((row["id"], None, SubmitError(f"cannot prepare the job: {exc}", retry=False)))
                 except Exception as exc:
-                    self._record(executor, submitted)
-                    self._stop_handing_over(executor, row, exc, reached, rows[index + 1 :] + later)
+                    self._stop_handing_over(
+                        executor, row, exc, False, [r for r, _ in prepared] + rows[index + 1 :] + later
+                    )
                     raise
+        results = executor.submit_many([spec for _row, spec in prepared])
+        for index, (row, _spec) in enumerate(prepared):
+            with job_context(row["id"]):
+                try:
+                    result = next(results)
+                except Exception as exc:  # the executor was asked: the job may have started
+                    self._record(executor, submitted)
+                    self._stop_handing_over(executor, row, exc, True, [r for r, _ in prepared[index + 1 :]] + later)
+                    raise
+                if isinstance(result, SubmitError):
+                    submitted.append((row["id"], None, result))
+                else:
+                    submitted.append((row["id"], result, None))
         self._record(executor, submitted)
 
     def _record(self, executor: Executor, submitted: list[Submitted]) -> None:

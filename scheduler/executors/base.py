@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,6 +66,16 @@ class Executor(ABC):
     @abstractmethod
     def submit(self, spec: JobSpec) -> str:
         """Start the job and return its native id; raise :class:`SubmitError` when it cannot."""
+
+    def submit_many(self, specs: Sequence[JobSpec]) -> Iterator[str | SubmitError]:
+        """Start several jobs, yielding each one's native id or :class:`SubmitError`, in order. Batch
+        systems hand them over in one request (a job array); by default one :meth:`submit` each. A
+        generator: what it yielded before an unexpected exception is recorded by the dispatcher."""
+        for spec in specs:
+            try:
+                yield self.submit(spec)
+            except SubmitError as exc:
+                yield exc
 
     @abstractmethod
     def poll_many(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:

@@ -24,14 +24,15 @@ from lxml import etree
 
 from scheduler import queries
 from scheduler.db import make_engine
-from scheduler.executors.batch.gridengine import parse_qacct
+from scheduler.executors.batch.gridengine import parse_qacct, task_numbers
 from tests.conftest import LiveServer, wait_for
 from tests.xsd import IN_CI, OWS11, ROOT, WPS10, WPS20, validate
 
 NS = {"wps": WPS10, "ows": OWS11, "wps2": WPS20}
 W2 = 'xmlns:wps="http://www.opengis.net/wps/2.0" xmlns:ows="http://www.opengis.net/ows/2.0"'
 CLUSTERS = ROOT / "scripts" / "clusters.sh"
-QUEUED = re.compile(r"^queued on Grid Engine as job (\d+)$")
+# A job, or a task of a task array ("12.3"): jobs handed over in one dispatcher cycle go as one array.
+QUEUED = re.compile(r"^queued on Grid Engine as job (\d+(?:\.\d+)?)$")
 
 pytestmark = pytest.mark.slow
 
@@ -219,17 +220,31 @@ def failure_text(status: etree._Element) -> str:
 
 
 def qstat() -> dict[str, str]:
-    """Grid Engine's state letters of every job it lists, by job number, read here from its own XML."""
+    """Grid Engine's state letters of every job it lists, by job number, and of every task of a task
+    array by "NUMBER.TASK", read here from its own XML."""
     done = subprocess.run(["qstat", "-xml"], capture_output=True, text=True, timeout=30, check=True)
-    jobs = etree.fromstring(done.stdout.encode()).iter("job_list")
-    return {job.findtext("JB_job_number").strip(): job.findtext("state").strip() for job in jobs}
+    listed = {}
+    for job in etree.fromstring(done.stdout.encode()).iter("job_list"):
+        number, state = job.findtext("JB_job_number").strip(), job.findtext("state").strip()
+        listed[number] = state
+        listed |= {f"{number}.{task}": state for task in task_numbers(job.findtext("tasks") or "")}
+    return listed
 
 
-def qacct(job_id: str) -> list[dict[str, str]]:
+def qacct(job_id: str, native_id: str = "") -> list[dict[str, str]]:
     """Accounting records of a WPS job's Grid Engine jobs, by job name (job numbers may repeat after a
-    qmaster restart, names do not); none for a job that never ran."""
-    done = subprocess.run(["qacct", "-j", f"wps-{job_id}"], capture_output=True, text=True, timeout=30)
+    qmaster restart, names do not); a task of an array ("12.3", named as its array) by number and task;
+    none for a job that never ran."""
+    number, _, task = native_id.partition(".")
+    argv = ["qacct", "-j", number, "-t", task] if task else ["qacct", "-j", f"wps-{job_id}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     return parse_qacct(done.stdout) if done.returncode == 0 else []
+
+
+def record_id(record: dict[str, str]) -> str:
+    """The native id of an accounting record: its job number, and its task's where it is one."""
+    task = record.get("taskid", "undefined")
+    return record["jobnumber"] if task == "undefined" else f"{record['jobnumber']}.{task}"
 
 
 def gone_from_grid_engine(native_id: str) -> bool:
@@ -289,8 +304,8 @@ def test_sleep_and_wordcounter_succeed_in_both_versions(server):
 
     for job_id in (sleep_id, count_id):  # real Grid Engine jobs, named after the WPS job, that exited 0
         native_id = server.native_id(job_id)
-        (record,) = wait_for(lambda j=job_id: qacct(j), timeout=20)
-        assert record["jobnumber"] == native_id
+        (record,) = wait_for(lambda j=job_id, n=native_id: qacct(j, n), timeout=20)
+        assert record_id(record) == native_id
         assert record["failed"] == "0" and record["exit_status"].split()[0] == "0"
         assert (server.job_dir(job_id) / "stdout").exists() and (server.job_dir(job_id) / "stderr").exists()
         wait_for(lambda j=job_id: not server.row(j)["native_active"], timeout=20)  # the dispatcher saw its end
@@ -377,8 +392,8 @@ def test_restart_reattaches_running_and_queued_jobs(held):
     held.wait10(running, "ProcessSucceeded", timeout=60)
     assert held.state20(running) == "Succeeded"
     wait_for(lambda: not held.row(running)["native_active"], timeout=30)  # the new dispatcher saw it end
-    (record,) = qacct(running)  # submitted once, ran once, and the restart did not touch it
-    assert record["jobnumber"] == running_native and record["failed"] == "0"
+    (record,) = qacct(running, running_native)  # submitted once, ran once, and the restart did not touch it
+    assert record_id(record) == running_native and record["failed"] == "0"
 
     assert held.status10(waiting).text == f"queued on Grid Engine as job {waiting_native}"
     # The new dispatcher names the system its library drives as it takes the jobs up, before any poll.
@@ -386,7 +401,7 @@ def test_restart_reattaches_running_and_queued_jobs(held):
     assert held.dismiss(waiting) == "Dismissed"
     wait_for(lambda: not held.row(waiting)["native_active"], timeout=30)
     assert gone_from_grid_engine(waiting_native)
-    assert qacct(waiting) == []
+    assert qacct(waiting, waiting_native) == []
     assert not held.job_dir(waiting).exists()
 
 

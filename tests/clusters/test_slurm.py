@@ -235,15 +235,16 @@ def squeue(*args: str) -> str:
 
 def slurm_view(native_id: str) -> dict[str, str]:
     """What squeue says of one job (finished jobs included, for MinJobAge); once it has left squeue,
-    what sacct says (the same fields but Comment, TimeLimit as sacct prints it)."""
-    fields = ("JobID", "Name", "State", "Reason", "TimeLimit", "Partition", "Comment", "WorkDir")
-    line = squeue("-t", "all", "-j", native_id, "-O", ",".join(f"{f}:|" for f in fields)).strip()
+    what sacct says (the same fields but Comment, TimeLimit as sacct prints it). A task of an array
+    ("12_3") is listed on its own (-r) under that id."""
+    fields = ("JobArrayID", "Name", "State", "Reason", "TimeLimit", "Partition", "Comment", "WorkDir")
+    line = squeue("-r", "-t", "all", "-j", native_id, "-O", ",".join(f"{f}:|" for f in fields)).strip()
     if line:
         return dict(zip(fields, line.removesuffix("|").split("|", len(fields) - 1), strict=False))
     return sacct_view(native_id)
 
 
-SACCT_VIEW = {"JobID": "JobIDRaw", "Name": "JobName", "State": "State", "Reason": "Reason"}
+SACCT_VIEW = {"JobArrayID": "JobID", "Name": "JobName", "State": "State", "Reason": "Reason"}
 SACCT_VIEW |= {"TimeLimit": "Timelimit", "Partition": "Partition", "WorkDir": "WorkDir"}
 
 
@@ -263,6 +264,16 @@ def sacct_view(native_id: str) -> dict[str, str]:
     view = dict(zip(SACCT_VIEW, line.split("|", len(SACCT_VIEW) - 1), strict=False))
     view["State"] = view["State"].split()[0]
     return view
+
+
+def slurm_job_dir(native_id: str) -> Path:
+    """The job directory of a Slurm job of ours, as Slurm shows it: its working directory, named after
+    it; for a task of an array, the array directory's link named by the task's index."""
+    view = slurm_view(native_id)
+    workdir = Path(view["WorkDir"])
+    _array, _, task = native_id.partition("_")
+    assert view["Name"] == f"hpc-wps-{workdir.name[:8]}"
+    return (workdir / task).resolve() if task else workdir
 
 
 def slurm_state(native_id: str) -> str:
@@ -408,10 +419,8 @@ def test_sleep_and_wordcounter_in_both_versions(service, walltime_job, diagnose)
             f'<wps:Input id="text"><wps:Data mimeType="text/plain">{TEXT}</wps:Data></wps:Input>',
         ),
     }
-    for job_id in [*jobs10.values(), *jobs20.values()]:  # every job is a Slurm job of ours
-        view = slurm_view(service.native_id(job_id))
-        assert view["Name"] == f"hpc-wps-{job_id[:8]}"
-        assert view["WorkDir"] == str(service.jobs_dir / job_id)
+    for job_id in [*jobs10.values(), *jobs20.values()]:  # every job is a Slurm job (or task) of ours
+        assert slurm_job_dir(service.native_id(job_id)) == service.jobs_dir / job_id
     for job_id in jobs10.values():
         wait10(service, job_id, "ProcessSucceeded")
     document = document10(service, jobs10["sleep"])

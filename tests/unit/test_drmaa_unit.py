@@ -456,7 +456,7 @@ Job id            Name             User              Time Use S Queue
 def test_listing_commands():
     assert listing_command(GRID_ENGINE, "wps") == ["qstat", "-xml", "-u", "wps"]
     squeue = listing_command(SLURM, "wps")
-    assert squeue[:6] == ["squeue", "-h", "-t", "all", "-u", "wps"] and squeue[-2] == "-O"
+    assert squeue[:7] == ["squeue", "-h", "-r", "-t", "all", "-u", "wps"] and squeue[-2] == "-O"
     assert listing_command(PBS, "wps") == ["qstat", "-x"]
 
 

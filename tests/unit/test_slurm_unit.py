@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from scheduler.executors.batch.slurm import (
     parse_sacct,
     parse_squeue,
     sbatch_quote,
+    task_id,
 )
 from scheduler.resources import Resources
 
@@ -516,3 +518,126 @@ def test_the_command_line_never_passes_through_a_shell(tmp_path, monkeypatch):
     executor(tmp_path).submit(job)
     assert fake.calls[0][-1] == str(job.job_dir / "slurm.sh")
     assert re.search(r"exec .* scheduler\.run_job '", (job.job_dir / "slurm.sh").read_text())
+
+
+# -- job arrays ---------------------------------------------------------------------------------------
+
+
+def specs(tmp_path: Path, count: int, resources: Resources | None = None) -> list[JobSpec]:
+    jobs = []
+    for index in range(count):
+        job_id = f"{index:08d}-cd6a-4c30-b894-2dfe6a5f30eb"
+        (tmp_path / job_id).mkdir()
+        jobs.append(JobSpec(job_id, "sleep", tmp_path / job_id, {}, resources))
+    return jobs
+
+
+def test_array_task_lines_as_states_and_reasons(tmp_path):
+    """squeue -r lists each task as ARRAY_TASK with the array's directory; a task's error output is
+    read through the array directory's link named by its index."""
+    (tmp_path / "job").mkdir()
+    (tmp_path / "3").symlink_to("job")
+    (tmp_path / "job" / "slurm-12_3.err").write_text("Traceback\nValueError: no\n", encoding="utf-8")
+    output = f"12_3|FAILED|NonZeroExitCode|256|1:00|1G|{tmp_path}|\n12_4|TIMEOUT|TimeLimit|15|1:00|1G|{tmp_path}|\n"
+    assert parse_squeue(output) == {
+        "12_3": NativeStatus(
+            ENDED, "failed on Slurm with exit code 1; its error output ends: Traceback | ValueError: no"
+        ),
+        "12_4": NativeStatus(ENDED, "exceeded its time limit of 0:01:00 on Slurm"),
+    }
+    assert parse_sacct("12_5|CANCELLED by 0|None|0:15|00:01:00|1G|/w\n") == {
+        "12_5": NativeStatus(ENDED, "was cancelled on Slurm (scancel)")
+    }
+
+
+def test_task_ids():
+    assert task_id("12_3", 5) == "12_5"
+    assert task_id("12_[0-9]", 7) == "12_7"
+    assert task_id("12_[0-2,5]%4", 0) == "12_0"
+
+
+def test_jobs_of_one_cycle_go_as_one_array(tmp_path, monkeypatch):
+    fake = FakeSlurm(monkeypatch)
+    fake.answer("sbatch", (0, "12\n", ""))
+    slurm = executor(tmp_path)
+    jobs = specs(tmp_path, 3)
+    assert list(slurm.submit_many(jobs)) == ["12_0", "12_1", "12_2"]
+    assert [argv[:3] for argv in fake.calls] == [["sbatch", "--parsable", "--array=0-2"]]
+    script = Path(fake.calls[0][3])
+    batch = script.parent
+    assert batch.parent == tmp_path / "arrays"
+    for index, job in enumerate(jobs):
+        assert (batch / str(index)).resolve() == job.job_dir
+        assert (job.job_dir / "batch.submitted").read_text() == f"12_{index}"
+    options = sbatch_options(script.read_text())
+    assert f"--chdir={batch}" in options and f"--output={batch}/%a/slurm-%A_%a.out" in options
+    assert script.read_text().rstrip().endswith('-m scheduler.run_job "$SLURM_ARRAY_TASK_ID"')
+    assert slurm.queries == 1
+
+
+def test_a_task_runs_the_launcher_in_its_own_job_directory(tmp_path, monkeypatch):
+    """The array's script as the shell runs it for task 1: the launcher gets the link to job 1's directory."""
+    fake = FakeSlurm(monkeypatch)
+    fake.answer("sbatch", (0, "12\n", ""))
+    slurm = executor(
+        tmp_path, python=f"{sys.executable} -c 'import sys, pathlib; print(pathlib.Path(sys.argv[-1]).resolve())'"
+    )
+    jobs = specs(tmp_path, 2)
+    list(slurm.submit_many(jobs))
+    script = Path(fake.calls[0][3])
+    shell = subprocess.Popen(  # not subprocess.run, which the fake replaces
+        ["sh", str(script)], cwd=script.parent, env={"SLURM_ARRAY_TASK_ID": "1"}, stdout=subprocess.PIPE, text=True
+    )
+    printed, _ = shell.communicate(timeout=30)
+    assert printed.strip() == str(jobs[1].job_dir)
+
+
+def test_jobs_asking_for_other_resources_go_in_their_own_array(tmp_path, monkeypatch):
+    fake = FakeSlurm(monkeypatch)
+    fake.answer("sbatch", (0, "12\n", ""), (0, "13\n", ""))
+    jobs = specs(tmp_path, 3)
+    jobs[1] = JobSpec(jobs[1].job_id, "sleep", jobs[1].job_dir, {}, Resources(1, 1024**3, 60))
+    assert list(executor(tmp_path).submit_many(jobs)) == ["12_0", "13", "12_1"]
+    assert [argv[2].startswith("--array") for argv in fake.calls] == [True, False]
+
+
+def test_no_arrays_when_job_directories_are_staged(tmp_path, monkeypatch):
+    fake = FakeSlurm(monkeypatch)
+    slurm = executor(tmp_path)
+    monkeypatch.setattr(slurm.runner, "shared", False)
+    fake.answer("sbatch", (0, "12\n", ""), (0, "13\n", ""))
+    assert list(slurm.submit_many(specs(tmp_path, 2))) == ["12", "13"]
+
+
+def test_a_refused_array_fails_every_job_and_leaves_no_marker(tmp_path, monkeypatch):
+    FakeSlurm(monkeypatch).answer("sbatch", (1, "", "sbatch: error: invalid partition specified: nope\n"))
+    jobs = specs(tmp_path, 2)
+    results = list(executor(tmp_path).submit_many(jobs))
+    assert all(isinstance(r, SubmitError) and not r.retry and "invalid partition" in str(r) for r in results)
+    assert not any((job.job_dir / "batch.submitted").exists() for job in jobs)
+
+
+def test_a_task_whose_array_answer_was_lost_is_found_not_submitted_again(tmp_path, monkeypatch):
+    fake = FakeSlurm(monkeypatch)
+    fake.answer("sbatch", subprocess.TimeoutExpired("sbatch", 30))
+    jobs = specs(tmp_path, 3)
+    assert all(isinstance(r, SubmitError) and r.retry for r in executor(tmp_path).submit_many(jobs))
+    batch = next((tmp_path / "arrays").iterdir())
+    # A restarted dispatcher: the array waits with its tasks unsplit, squeue shows it so.
+    fake.answer("squeue", (0, f"12_[0-2]|{batch}|\n", ""))
+    assert list(executor(tmp_path).submit_many(jobs[1:])) == ["12_1", "12_2"]
+    assert fake.names() == ["sbatch", "squeue", "squeue"]
+    assert fake.calls[1][fake.calls[1].index("-n") + 1] == f"hpc-wps-{batch.name[:8]}"
+
+
+def test_array_directories_go_once_their_jobs_have(tmp_path, monkeypatch):
+    FakeSlurm(monkeypatch).answer("sbatch", (0, "12\n", ""), (0, "13\n", ""))
+    slurm = executor(tmp_path)
+    first, second = specs(tmp_path, 4)[:2], specs(tmp_path / "more", 0)
+    list(slurm.submit_many(first))
+    shutil.rmtree(first[0].job_dir)
+    slurm.remove_leftovers(lambda ids: set())
+    assert len(list((tmp_path / "arrays").iterdir())) == 1
+    shutil.rmtree(first[1].job_dir)
+    slurm.remove_leftovers(lambda ids: set())
+    assert list((tmp_path / "arrays").iterdir()) == [] and not second

@@ -17,12 +17,14 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -45,6 +47,11 @@ VANISH_GRACE = 60.0
 # known: a retried submission (after a timeout, or a dispatcher killed between submitting and recording
 # the id) looks for the job it may already have submitted instead of submitting it twice.
 SUBMITTED_FILE = "batch.submitted"
+# Job arrays: in the jobs directory, one directory per array, holding a link per task, named by its
+# index, to the task's job directory (a task runs there, and the system writes its logs through it);
+# in a task's job directory, its array's directory name and its index, written before the submission.
+ARRAYS = "arrays"
+ARRAY_NOTE = "batch.array"
 TAIL_LINES = 3
 TAIL_CHARS = 400
 
@@ -179,7 +186,64 @@ class BatchExecutor(Executor):
 
     # -- the Executor interface ---------------------------------------------------------------------
 
+    def array_key(self, spec: JobSpec) -> Hashable | None:
+        """Jobs with the same key can go to the system as one job array (they ask for the same
+        resources); None: this one goes alone. No arrays by default."""
+        return None
+
+    def submit_array(self, specs: Sequence[JobSpec]) -> list[str]:
+        """Hand several jobs of one :meth:`array_key` to the system as one job array and return their
+        native ids in order; raises as :meth:`submit_job` does, for them all."""
+        raise NotImplementedError
+
     def submit(self, spec: JobSpec) -> str:
+        found = self.submitted_before(spec)
+        if found:
+            return found
+        result = self.hand_over([spec], lambda: [self.submit_job(spec)])[spec.job_id]
+        if isinstance(result, SubmitError):
+            raise result
+        return result
+
+    def submit_many(self, specs: Sequence[JobSpec]) -> Iterator[str | SubmitError]:
+        """Jobs of one :meth:`array_key` go as one array (one request, however many), the others one by
+        one; every job's marker tells, as for a single job, whether it may have been submitted before."""
+        groups: dict[Hashable, list[JobSpec]] = {}
+        group_of: dict[str, list[JobSpec]] = {}
+        for spec in specs:
+            key = self.array_key(spec)
+            group = [spec] if key is None else groups.setdefault(key, [])
+            if key is not None:
+                group.append(spec)
+            group_of[spec.job_id] = group
+        results: dict[str, str | SubmitError] = {}
+        for spec in specs:
+            if spec.job_id not in results:
+                results.update(self._submit_group(group_of[spec.job_id]))
+            yield results.pop(spec.job_id)
+
+    def _submit_group(self, specs: list[JobSpec]) -> dict[str, str | SubmitError]:
+        results: dict[str, str | SubmitError] = {}
+        fresh = []
+        for spec in specs:
+            try:
+                found = self.submitted_before(spec)
+            except SubmitError as exc:
+                results[spec.job_id] = exc
+                continue
+            if found:
+                results[spec.job_id] = found
+            else:
+                fresh.append(spec)
+        if len(fresh) == 1:
+            results.update(self.hand_over(fresh, lambda: [self.submit_job(fresh[0])]))
+        elif fresh:
+            results.update(self.hand_over(fresh, lambda: self.submit_array(fresh)))
+        return results
+
+    def submitted_before(self, spec: JobSpec) -> str | None:
+        """The native id of an earlier submission of this job that its marker records or the system
+        shows; None when there was none, or none reached the system."""
         marker = spec.job_dir / self.submitted_file
         try:
             earlier: str | None = marker.read_text(encoding="ascii").strip()
@@ -194,21 +258,61 @@ class BatchExecutor(Executor):
                 log.info("job %s: found as %s job %s from an earlier submission", spec.job_id, self.name, found)
                 marker.write_text(found, encoding="ascii")
                 return found
-        marker.write_text("", encoding="ascii")
+        return None
+
+    def hand_over(self, specs: Sequence[JobSpec], send: Callable[[], list[str]]) -> dict[str, str | SubmitError]:
+        """``send`` the jobs to the system, each marked first as possibly submitted and then with its
+        native id; a failure is every job's, and leaves the marks only where the jobs may have got there."""
+        markers = [spec.job_dir / self.submitted_file for spec in specs]
+        for spec, marker in zip(specs, markers, strict=True):
+            marker.write_text("", encoding="ascii")
+            (spec.job_dir / ARRAY_NOTE).unlink(missing_ok=True)  # of an array that never reached the system
+        error: SubmitError
         try:
-            native_id = self.submit_job(spec)
-        except ValueError as exc:  # the job cannot be put to this system: nothing was sent
-            marker.unlink(missing_ok=True)
-            raise SubmitError(str(exc), retry=False) from None
+            native_ids = send()
+        except ValueError as exc:  # the jobs cannot be put to this system: nothing was sent
+            error = SubmitError(str(exc), retry=False)
         except SchedulerUnavailable as exc:
-            if exc.certain:
+            error = exc
+        except SubmitError as exc:  # refused: nothing reached the system
+            error = exc
+        else:
+            for marker, native_id in zip(markers, native_ids, strict=True):
+                marker.write_text(native_id, encoding="ascii")
+            return {spec.job_id: native_id for spec, native_id in zip(specs, native_ids, strict=True)}
+        if not isinstance(error, SchedulerUnavailable) or error.certain:
+            for marker in markers:
                 marker.unlink(missing_ok=True)
-            raise
-        except SubmitError:
-            marker.unlink(missing_ok=True)  # refused: nothing reached the system
-            raise
-        marker.write_text(native_id, encoding="ascii")
-        return native_id
+        return {spec.job_id: error for spec in specs}
+
+    def array_directory(self, specs: Sequence[JobSpec], first: int) -> Path:
+        """A new array's directory, its tasks numbered from ``first`` (ARRAYS, ARRAY_NOTE)."""
+        batch = self.jobs_dir / ARRAYS / uuid.uuid4().hex
+        batch.mkdir(parents=True)
+        for index, spec in enumerate(specs, first):
+            (batch / str(index)).symlink_to(os.path.relpath(spec.job_dir, batch))
+            (spec.job_dir / ARRAY_NOTE).write_text(f"{batch.name} {index}\n", encoding="ascii")
+        return batch
+
+    def array_task(self, spec: JobSpec) -> tuple[Path, int] | None:
+        """The array directory and index of the job's task, if it went in an array; else None."""
+        try:
+            name, index = (spec.job_dir / ARRAY_NOTE).read_text(encoding="ascii").split()
+            return self.jobs_dir / ARRAYS / name, int(index)
+        except (OSError, ValueError):
+            return None
+
+    def remove_leftovers(self, still_active: Callable[[Collection[str]], set[str]]) -> None:
+        """Array directories none of whose job directories is left: their tasks have ended and been
+        removed (a task whose job directory is gone has nowhere to write anyway)."""
+        try:
+            batches = list((self.jobs_dir / ARRAYS).iterdir())
+        except OSError:
+            return
+        for batch in batches:
+            links = [entry for entry in batch.iterdir() if entry.is_symlink()]
+            if links and not any(link.exists() for link in links):
+                shutil.rmtree(batch, ignore_errors=True)
 
     def poll_many(self, native_ids: Sequence[str]) -> dict[str, NativeStatus]:
         if not native_ids:

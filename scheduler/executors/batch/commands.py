@@ -58,6 +58,8 @@ def run_here(argv: list[str], timeout: float, stdin: str | None = None) -> subpr
 class LocalRunner:
     """Commands on this host, job directories where this host has them."""
 
+    shared = True  # the nodes see this host's job directories at the same paths (job arrays rely on it)
+
     def __init__(self) -> None:
         self.user = str(os.getuid())  # whose jobs a listing asks for
 

@@ -33,19 +33,20 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import functools
 import getpass
 import logging
 import os
 import re
 import sysconfig
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import scheduler
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.executors.batch.base import BatchExecutor, Listed, UnknownListing, tail
+from scheduler.executors.batch.base import ARRAYS, BatchExecutor, Listed, UnknownListing, tail
 from scheduler.executors.batch.commands import CommandNotFound, SchedulerUnavailable
 from scheduler.executors.batch.drmaa_endings import deleted_reason, ending_reason, is_no_rusage
 from scheduler.executors.batch.gridengine import (
@@ -238,6 +239,17 @@ def drmaa_message(exc: BaseException) -> str:
 
 # -- the executor --------------------------------------------------------------------------------
 
+Sender = Callable[[Any, Any], list[str]]  # (session, job template) -> the native ids of what it submitted
+
+
+def _run_job(session: Any, template: Any) -> list[str]:
+    return [str(session.runJob(template))]
+
+
+def _run_bulk_jobs(session: Any, template: Any, count: int) -> list[str]:
+    """Tasks 1 to ``count`` of one task array."""
+    return [str(native_id) for native_id in session.runBulkJobs(template, 1, count, 1)]
+
 
 class DrmaaExecutor(BatchExecutor):
     name = "drmaa"
@@ -337,37 +349,77 @@ class DrmaaExecutor(BatchExecutor):
         self.session()  # the library and the system first: without them no job is looked for or sent
         return super().submit(spec)
 
+    def submit_many(self, specs: Sequence[JobSpec]) -> Iterator[str | SubmitError]:
+        try:
+            self.session()
+        except SubmitError as exc:  # no library or system: every job is told why
+            for _spec in specs:
+                yield exc
+            return
+        yield from super().submit_many(specs)
+
     def submit_job(self, spec: JobSpec) -> str:
+        job_dir = str(spec.job_dir)
+        name = self.job_name(spec.job_id)
+        native_id = self._submit(self.resources(spec), name, job_dir, job_dir, "runJob", _run_job)[0]
+        self._job_dirs[native_id] = spec.job_dir
+        return native_id
+
+    def array_key(self, spec: JobSpec) -> Hashable | None:
+        """On Grid Engine, jobs with the same native specification go as one task array (runBulkJobs)."""
+        if self.system != GRID_ENGINE:
+            return None
+        try:
+            return native_specification(self.resources(spec), self.system, self.settings.parallel_environment)
+        except ValueError:
+            return None  # submitted alone, where the reason becomes the job's
+
+    def submit_array(self, specs: Sequence[JobSpec]) -> list[str]:
+        """One ``runBulkJobs`` (a Grid Engine task array, ``qsub -t 1-N``): task T runs in the array
+        directory's link T to its job directory (DRMAA's parametric index in the working directory
+        and log paths), where the launcher takes its working directory as the job's."""
+        batch = self.array_directory(specs, 1)
+        task_dir = f"{batch}/{self._drmaa.JobTemplate.PARAMETRIC_INDEX}"
+        name = self.job_name(batch.name)
+        tasks = functools.partial(_run_bulk_jobs, count=len(specs))
+        native_ids = self._submit(self.resources(specs[0]), name, task_dir, ".", "runBulkJobs", tasks)
+        for native_id, spec in zip(native_ids, specs, strict=True):
+            self._job_dirs[native_id] = spec.job_dir
+        return native_ids
+
+    def _submit(
+        self, resources: Resources, name: str, job_dir: str, launcher_dir: str, call: str, send: Sender
+    ) -> list[str]:
+        """``send`` a template that runs the launcher on ``launcher_dir`` in ``job_dir`` with these
+        resources (through the session's ``call``); the native ids it gives."""
         session, drmaa = self.session(), self._drmaa
-        resources = self.resources(spec)
         native = native_specification(resources, self.system, self.settings.parallel_environment)
         try:
             template = session.createJobTemplate()
         except drmaa.errors.DrmaaException as exc:
             raise self._submit_error(exc, reached=False) from None
-        running_job = False  # whether runJob was called: then the job may have reached the system
+        running_job = False  # whether the job was sent: then it may have reached the system
         try:
-            job_dir = str(spec.job_dir)
             template.remoteCommand = self.python[0]
-            template.args = [*self.python[1:], "-m", RUN_JOB, job_dir]
-            template.jobName = self.job_name(spec.job_id)
+            template.args = [*self.python[1:], "-m", RUN_JOB, launcher_dir]
+            template.jobName = name
             template.workingDirectory = job_dir
             template.outputPath = f":{job_dir}/stdout"
             template.errorPath = f":{job_dir}/stderr"
             template.joinFiles = False
             template.jobEnvironment = self.environment
             template.nativeSpecification = native
-            self.count("runJob")
+            self.count(call)
             running_job = True
-            native_id = str(session.runJob(template))
+            native_ids = send(session, template)
         except drmaa.errors.DrmaaException as exc:
             raise self._submit_error(exc, reached=running_job) from None
         finally:
             with contextlib.suppress(drmaa.errors.DrmaaException):
                 session.deleteJobTemplate(template)
-        self._walltime[native_id] = resources.walltime
-        self._job_dirs[native_id] = spec.job_dir
-        return native_id
+        for native_id in native_ids:
+            self._walltime[native_id] = resources.walltime
+        return native_ids
 
     def _submit_error(self, exc: Exception, reached: bool) -> SubmitError:
         errors = self._drmaa.errors
@@ -390,7 +442,13 @@ class DrmaaExecutor(BatchExecutor):
         """Grid Engine's listing, then its accounting, by the job's name. Elsewhere nothing is asked."""
         if self.system != GRID_ENGINE:
             return None
-        name = self.job_name(spec.job_id)
+        task = self.array_task(spec)
+        name = self.job_name(spec.job_id if task is None else task[0].name)
+        number = self._find_number(name)
+        return number if task is None or number is None else f"{number}.{task[1]}"
+
+    def _find_number(self, name: str) -> str | None:
+        """The number of the job (or task array) of this name, from the listing or the accounting."""
         listing = self._output(qstat_xml_command(getpass.getuser()))
         if listing is not None:
             with contextlib.suppress(UnknownListing):
@@ -469,7 +527,7 @@ class DrmaaExecutor(BatchExecutor):
     ) -> dict[str, NativeStatus]:
         statuses = {}
         for native_id in native_ids:
-            job = listed.get(job_key(native_id))
+            job = listed.get(native_id if self.system == GRID_ENGINE else job_key(native_id))
             if job is not None:
                 self._note_job_dir(native_id, job)
                 if job.state is not ENDED:
@@ -512,7 +570,12 @@ class DrmaaExecutor(BatchExecutor):
         if job.workdir:
             self._job_dirs[native_id] = Path(job.workdir)
         elif job.name.startswith(self.job_name_prefix) and Path(job.name).name == job.name:
-            self._job_dirs[native_id] = self.jobs_dir / job.name.removeprefix(self.job_name_prefix)
+            named = job.name.removeprefix(self.job_name_prefix)
+            _number, _, task = native_id.partition(".")
+            if self.system == GRID_ENGINE and task.isdigit():  # a task of an array: named after its directory
+                self._job_dirs[native_id] = (self.jobs_dir / ARRAYS / named / task).resolve()
+            else:
+                self._job_dirs[native_id] = self.jobs_dir / named
 
     def _left(
         self, session: Any, native_id: str, listed: Listed | None, now: float, listed_gone: bool = True

@@ -65,9 +65,21 @@ def status_from_qstat(letters: str) -> NativeState:
     return QUEUED if any(_STATE_LETTERS.get(letter) is QUEUED for letter in letters) else RUNNING
 
 
+def task_numbers(tasks: str) -> list[int]:
+    """The task ids of a task array's ``tasks`` as qstat shows them: "3", "2,3", "1-10:1", "4-10:2,12"."""
+    numbers = []
+    for part in tasks.split(","):
+        span, _, step = part.strip().partition(":")
+        first, _, last = span.partition("-")
+        if first.isdigit() and (not last or last.isdigit()) and (not step or step.isdigit()):
+            numbers.extend(range(int(first), int(last or first) + 1, int(step or 1) or 1))
+    return numbers
+
+
 def parse_qstat_xml(text: str) -> dict[str, Listed]:
-    """``qstat -xml``: every job listed, by job number, with its state and name; UnknownListing if the
-    output is no XML (an error message)."""
+    """``qstat -xml``: every job listed, by job number, with its state and name, and every task of a
+    task array also by its own id, "NUMBER.TASK" (as DRMAA names it); UnknownListing if the output is
+    no XML (an error message)."""
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
@@ -77,21 +89,26 @@ def parse_qstat_xml(text: str) -> dict[str, Listed]:
         number = (job.findtext("JB_job_number") or "").strip()
         if number:
             letters = (job.findtext("state") or "").strip()
-            listed[number] = Listed(status_from_qstat(letters), "", (job.findtext("JB_name") or "").strip())
+            entry = Listed(status_from_qstat(letters), "", (job.findtext("JB_name") or "").strip())
+            listed[number] = entry
+            for task in task_numbers(job.findtext("tasks") or ""):
+                listed[f"{number}.{task}"] = entry
     return listed
 
 
 def qstat_names(text: str) -> dict[str, str]:
     """``qstat -xml``: job name -> job number (the last listed of each name)."""
-    return {job.name: number for number, job in parse_qstat_xml(text).items()}
+    return {job.name: number.partition(".")[0] for number, job in parse_qstat_xml(text).items()}
 
 
 # -- qacct ------------------------------------------------------------------------------------------
 
 
 def accounting_command(job: str) -> list[str]:
-    """The accounting records of a job, by number or name: one process, which reads the whole file."""
-    return ["qacct", "-j", job]
+    """The accounting records of a job, by number or name, or of one task ("NUMBER.TASK"): one process,
+    which reads the whole file."""
+    number, _, task = job.partition(".")
+    return ["qacct", "-j", number, "-t", task] if task.isdigit() and number.isdigit() else ["qacct", "-j", job]
 
 
 def parse_qacct(text: str) -> list[dict[str, str]]:

@@ -2,6 +2,9 @@
 
 A job is a script written into its job directory (``slurm.sh``, beside this module) that runs
 ``python -m scheduler.run_job DIR`` on the node; ``sbatch --parsable`` submits it and prints the id.
+The jobs one dispatcher cycle hands over that ask for the same resources go as one job array instead
+(``sbatch --array``: one request whatever their number, and one submission for sites that cap them);
+each task's native id is ``ARRAY_TASK``, which squeue, sacct and scancel take as a job's id.
 Every poll is one ``squeue`` for all jobs (``--states=all``, so jobs that ended within Slurm's
 MinJobAge are still listed with their final state, exit code and time limit); jobs squeue no longer
 lists are looked up with one ``sacct`` when accounting storage is enabled (checked once, then
@@ -21,7 +24,7 @@ import shlex
 import signal
 import string
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
@@ -66,11 +69,13 @@ _STATE_MAP: dict[str, tuple[NativeState, str]] = {
 # Slurm reasons that say nothing beyond the state and the exit code.
 _PLAIN_REASONS = frozenset({"", "None", "NonZeroExitCode"})
 
-# One line per job: every field ends with "|" and is never padded nor cut; WorkDir (which may hold
+# One line per job, and per task of a job array (squeue -r; JobArrayID is "ARRAY_TASK" for a task,
+# the plain id otherwise): every field ends with "|" and is never padded nor cut; WorkDir (which may hold
 # any character but a line break) comes last.
-SQUEUE_FIELDS = ("JobID", "State", "Reason", "exit_code", "TimeLimit", "MinMemory", "WorkDir")
+SQUEUE_FIELDS = ("JobArrayID", "State", "Reason", "exit_code", "TimeLimit", "MinMemory", "WorkDir")
 SQUEUE_FORMAT = ",".join(f"{field}:|" for field in SQUEUE_FIELDS)
-SACCT_FIELDS = ("JobIDRaw", "State", "Reason", "ExitCode", "Timelimit", "ReqMem", "WorkDir")
+# sacct's JobID names a task as squeue does ("ARRAY_TASK"); JobIDRaw would be its own number.
+SACCT_FIELDS = ("JobID", "State", "Reason", "ExitCode", "Timelimit", "ReqMem", "WorkDir")
 # More ids than this are not listed on squeue's command line: all our user's jobs are asked for.
 MAX_LISTED_IDS = 2000
 
@@ -88,6 +93,8 @@ _REFUSED = re.compile(
     r"exceed|not permitted|access denied|not allowed|no such|is not supported|illegal|bad ",
     re.IGNORECASE,
 )
+# The script's values that are each job's own; jobs whose other values are equal form one array.
+_PER_JOB = frozenset({"job_name", "chdir", "output", "error", "command"})
 _CANCEL_ENDED = re.compile(r"already completing or completed|invalid job id", re.IGNORECASE)
 _INVALID_ID = re.compile(r"invalid job id", re.IGNORECASE)
 _ACCOUNTING_OFF = re.compile(r"accounting storage is disabled|slurmdbd|not running a supported", re.IGNORECASE)
@@ -140,6 +147,19 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
+def error_log(workdir: Path, native_id: str) -> Path:
+    """A job's error output: in its directory; for a task of an array (``ARRAY_TASK``, whose working
+    directory is the array's), through the array directory's link named by the task's index."""
+    _array, _, task = native_id.partition("_")
+    return (workdir / task if task else workdir) / f"slurm-{native_id}.err"
+
+
+def task_id(listed_id: str, task: int) -> str:
+    """The id of one task of the array that a listing shows as ``listed_id`` ("12_3", or "12_[0-9]"
+    while its tasks wait together)."""
+    return f"{listed_id.partition('_')[0]}_{task}"
+
+
 def describe_failure(exit_code: str, reason: str, error_tail: str) -> str:
     code, sig = exit_status(exit_code)
     if sig:
@@ -169,7 +189,7 @@ def native_status(
         return NativeStatus(native_state)
     details = {"failed": "", "limit": "", "memory": ""}
     if "{failed}" in template:
-        error_tail = tail(Path(workdir) / f"slurm-{native_id}.err") if workdir else ""
+        error_tail = tail(error_log(Path(workdir), native_id)) if workdir else ""
         details["failed"] = describe_failure(exit_code, reason, error_tail)
     limit = hms(limit)
     if limit and limit[0].isdigit():
@@ -206,7 +226,7 @@ def parse_sacct(output: str) -> dict[str, NativeStatus]:
 
 def squeue_listing_command(user: str) -> list[str]:
     """For slurm-drmaa sites: every job of ``user`` in SQUEUE_FORMAT, finished ones within MinJobAge too."""
-    return ["squeue", "-h", "-t", "all", "-u", user, "-O", SQUEUE_FORMAT]
+    return ["squeue", "-h", "-r", "-t", "all", "-u", user, "-O", SQUEUE_FORMAT]
 
 
 def squeue_listing(output: str) -> dict[str, Listed]:
@@ -284,11 +304,46 @@ class SlurmExecutor(BatchExecutor):
     def render_script(self, spec: JobSpec) -> str:
         return self._template.substitute(self.script_values(spec))
 
+    def array_key(self, spec: JobSpec) -> Hashable | None:
+        """Jobs whose scripts differ only in their own name, directory and logs go as one array, where
+        the nodes see the array directory at the path this host does (not with ``staging = sftp``)."""
+        if not self.runner.shared:
+            return None
+        try:
+            values = self.script_values(spec)
+        except ValueError:
+            return None  # submitted alone, where the reason becomes the job's
+        return tuple(sorted((k, v) for k, v in values.items() if k not in _PER_JOB))
+
+    def submit_array(self, specs: Sequence[JobSpec]) -> list[str]:
+        """One ``sbatch --array=0-N`` for all the jobs. The array's directory (``array_directory``) holds
+        its script and a link per task to the task's job directory: the task runs the launcher on that
+        link, and Slurm writes its logs through it into the job directory as ``slurm-ARRAY_TASK.out``
+        and ``.err``. A restarted dispatcher finds a task by its array's name and directory."""
+        batch = self.array_directory(specs, 0)
+        where = self.runner.path(batch)
+        logs = where.replace("%", "%%")
+        values = self.script_values(specs[0]) | {
+            "job_name": sbatch_quote(self.job_name(batch.name)),
+            "chdir": sbatch_quote(where),
+            "output": sbatch_quote(f"{logs}/%a/slurm-%A_%a.out"),
+            "error": sbatch_quote(f"{logs}/%a/slurm-%A_%a.err"),
+            "command": shlex.join([*self.python, "-m", RUN_JOB]) + ' "$SLURM_ARRAY_TASK_ID"',
+        }
+        script = batch / "slurm.sh"
+        script.write_text(self._template.substitute(values), encoding="utf-8")
+        array = self._sbatch([f"--array=0-{len(specs) - 1}", str(PurePosixPath(where, script.name))])
+        return [f"{array}_{index}" for index in range(len(specs))]
+
     def submit_job(self, spec: JobSpec) -> str:
         script = spec.job_dir / "slurm.sh"
         script.write_text(self.render_script(spec), encoding="utf-8")
         self.runner.stage_in(spec.job_dir)
-        done = self.run(["sbatch", "--parsable", str(PurePosixPath(self.runner.path(spec.job_dir), script.name))])
+        return self._sbatch([str(PurePosixPath(self.runner.path(spec.job_dir), script.name))])
+
+    def _sbatch(self, arguments: list[str]) -> str:
+        """``sbatch --parsable`` with these arguments: the job's (or array's) id, or the errors of submit_job."""
+        done = self.run(["sbatch", "--parsable", *arguments])
         if done.returncode == 0:
             native_id = done.stdout.strip().split(";")[0]  # "id;cluster" on a multi-cluster site
             if native_id.isdigit():
@@ -303,31 +358,41 @@ class SlurmExecutor(BatchExecutor):
 
     def find_submitted(self, spec: JobSpec) -> str | None:
         """squeue by the job's name and directory; then accounting, which still knows a job that ran
-        and left squeue (MinJobAge) while the dispatcher was away."""
-        name = self.job_name(spec.job_id)
-        done = self.run(["squeue", "-h", "-t", "all", "-n", name, "-O", "JobID:|,WorkDir:|"])
+        and left squeue (MinJobAge) while the dispatcher was away. A task of an array is found as its
+        array, by the array's name and directory (ARRAY_NOTE in the job directory names them)."""
+        task = self.array_task(spec)
+        if task is None:
+            return self._find(self.job_name(spec.job_id), spec.job_dir, spec.job_dir / self.submitted_file)
+        batch, index = task
+        found = self._find(self.job_name(batch.name), batch, batch / "slurm.sh")
+        return task_id(found, index) if found else None
+
+    def _find(self, name: str, job_dir: Path, written: Path) -> str | None:
+        """The id listed for a job (or array) of this name in this directory; ``written`` was written
+        just before the earlier sbatch."""
+        done = self.run(["squeue", "-h", "-r", "-t", "all", "-n", name, "-O", "JobArrayID:|,WorkDir:|"])
         if done.returncode != 0:
             raise SchedulerUnavailable(f"Slurm is unavailable: {error_text(done.stderr)}")
-        job_dir = self.runner.path(spec.job_dir)
-        found = _in_directory(done.stdout, job_dir)
+        where = self.runner.path(job_dir)
+        found = _in_directory(done.stdout, where)
         if found or self.accounting is False:
             return found
-        try:  # the marker was written just before the earlier sbatch: that job started after it
-            since = (spec.job_dir / self.submitted_file).stat().st_mtime - 60
+        try:  # that job started after ``written`` was
+            since = written.stat().st_mtime - 60
         except OSError:
             since = time.time() - 7 * 86400
         start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
-        done = self.run(["sacct", "-n", "-P", "-X", "--name", name, "-S", start, "-o", "JobIDRaw,WorkDir"])
+        done = self.run(["sacct", "-n", "-P", "-X", "--name", name, "-S", start, "-o", "JobID,WorkDir"])
         if done.returncode != 0:
             log.info("sacct cannot look for %s: %s", name, error_text(done.stderr))
             return None
-        return _in_directory(done.stdout, job_dir)
+        return _in_directory(done.stdout, where)
 
     # -- following ----------------------------------------------------------------------------------
 
     def _squeue(self, selection: list[str]) -> str | None:
         """squeue's output, or None when it answers that none of the listed ids is known."""
-        done = self.run(["squeue", "-h", "-t", "all", "-O", SQUEUE_FORMAT, *selection])
+        done = self.run(["squeue", "-h", "-r", "-t", "all", "-O", SQUEUE_FORMAT, *selection])
         if done.returncode == 0:
             return done.stdout
         if _INVALID_ID.search(done.stderr):

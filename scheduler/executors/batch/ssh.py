@@ -108,6 +108,11 @@ class SshRunner:
 
     # -- job directories ----------------------------------------------------------------------------
 
+    @property
+    def shared(self) -> bool:
+        """Whether the nodes see job directories at this host's paths (not with ``staging = sftp``)."""
+        return self.staging != "sftp"
+
     def path(self, job_dir: Path) -> str:
         """The job directory on the login host: the same path when shared, in remote_workdir when staged."""
         if self.staging == "sftp":
