@@ -7,7 +7,7 @@ or a job message with markup is shown as text.
 
 The pages run no inline script and load nothing from elsewhere: their one script and stylesheet are
 served by the service itself (``ASSETS``, from ``static/``), and ``PAGE_POLICY`` (a Content-Security-Policy set on every
-page) lets the browser run and load only those, and fetch only from this service.
+page, ``secured``) lets the browser run and load only those, and fetch only from this service.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, render_template
+
+from app.served import NOSNIFF
 
 MEDIA_TYPE = "text/html"
 PAGE_POLICY = (
@@ -30,3 +32,12 @@ def page(resource: str, document: Any, more: Callable[[], Mapping[str, Any]] | N
     extra = dict(more()) if more is not None else {}
     body = render_template(f"ogcapi/{resource}.html", doc=document, resource=resource, **extra)
     return body.encode("utf-8"), f"{MEDIA_TYPE}; charset=utf-8"
+
+
+def secured(response: Response) -> Response:
+    """nosniff on every answer of the API, and the pages' policy on a page (an error's page included,
+    which the app may answer outside the API's blueprint: ``app/errors.py``)."""
+    response.headers.update(NOSNIFF)
+    if response.mimetype == MEDIA_TYPE:
+        response.headers["Content-Security-Policy"] = PAGE_POLICY
+    return response
