@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.auth.browser import MAX_COOKIE_TOKEN, MONITOR_HEADER, cookie_counts, cookie_token
+from app.auth.browser import COMPACT_JWT, MAX_COOKIE_TOKEN, MONITOR_HEADER, cookie_counts, cookie_token
 from app.auth.settings import AuthSettings
 from app.auth.tokens import KeySet, KeysUnavailable, TokenError, TokenVerifier, claim, fetch_jwks, read_jwks_file
 from scheduler.access import ANONYMOUS_CALLER, Caller
@@ -98,6 +98,8 @@ class Authenticator:
         if len(token) > MAX_COOKIE_TOKEN:
             text = f"the token is longer than a browser keeps in a cookie ({MAX_COOKIE_TOKEN} bytes)"
             raise Refusal(400, text, "token")
+        if not COMPACT_JWT.match(token):
+            raise Refusal(400, "the token is not a JWT (header.payload.signature in base64url)", "token")
         caller, claims = self._verified(token)
         lifetime = int(float(claims["exp"]) - time.time())
         if lifetime <= 0:  # accepted within the leeway, but a cookie of no lifetime keeps nothing

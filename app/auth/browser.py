@@ -12,6 +12,7 @@ cannot send one without a CORS preflight this service never grants (CSRF).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from werkzeug.http import parse_cookie
@@ -22,6 +23,9 @@ MONITOR_VALUE = "hpc-wps-monitor"
 # Browsers keep a cookie of at most 4096 bytes, name and attributes included: a longer token would
 # be dropped without a word, so the sign-in refuses it instead.
 MAX_COOKIE_TOKEN = 3800
+# A JWT in its compact form and nothing else: PyJWT's base64 decoding skips stray characters, which a
+# cookie (and its Set-Cookie header) is better off never holding.
+COMPACT_JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 READING = frozenset({"GetCapabilities", "DescribeProcess", "GetStatus", "GetResult"})
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, Response, g, render_template
 
 from app.served import NOSNIFF
+from scheduler.access import ANONYMOUS_CALLER, Caller
 
 MEDIA_TYPE = "text/html"
 PAGE_POLICY = (
@@ -26,6 +27,22 @@ PAGE_POLICY = (
 )
 # The monitor's script and stylesheet: a blueprint of their own, as they are no resource of the API.
 ASSETS = Blueprint("monitor", __name__, static_folder="static", static_url_path="/static/monitor")
+CALLER = "hpc_wps_caller"  # the request's caller in ``flask.g``, for the pages' header
+
+
+def remember(who: Caller) -> Caller:
+    """Keep the caller of this request for the pages' header (``page_header``)."""
+    setattr(g, CALLER, who)
+    return who
+
+
+def page_header(mode: str) -> dict[str, Any]:
+    """What every page's header shows, with users on (``[auth] mode``): who is signed in (None: no one
+    yet, or the request was refused before anyone was found), and with ``oidc`` the way to sign in or
+    out (``signin.py``); with ``header`` the proxy signs users in."""
+    who: Caller | None = g.get(CALLER)
+    user = who.name if who is not None and who != ANONYMOUS_CALLER else None
+    return {"auth_mode": mode, "signed_in": user}
 
 
 def page(resource: str, document: Any, more: Callable[[], Mapping[str, Any]] | None) -> tuple[bytes, str]:

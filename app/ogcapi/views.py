@@ -9,12 +9,11 @@ Every error under these routes is an RFC 7807 problem document (``errors.py``); 
 wrong path or method below the API's prefixes with it too (``app/errors.py``). A request that
 negotiated HTML (a browser following a link) gets the same problem as a page of the job monitor, with
 the same status and headers. With ``[auth] mode = oidc`` a browser signs in at ``/signin``
-(``signin.py``).
+(``signin.py``, a blueprint of its own: the monitor's, not a resource of the API's document).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -26,9 +25,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import errors
 from app.auth import Authenticator, Refusal
-from app.auth.browser import MONITOR_HEADER, from_monitor
 from app.client import disconnect_check
-from app.ogcapi import html, landing, openapi, pages, processes, results, signin
+from app.ogcapi import html, landing, openapi, pages, processes, results
 from app.ogcapi import jobs as job_docs
 from app.ogcapi.errors import PROBLEM, ApiError, from_ows, from_service
 from app.ogcapi.execute import execution_mode, parse_execute
@@ -51,15 +49,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("ogcapi", __name__, template_folder="templates")
 
 EXTENSION = "hpc_wps.ogcapi"
-PREFIXES = (
-    "/",
-    "/processes",
-    "/jobs",
-    "/conformance",
-    "/api",
-    "/signin",
-    "/signout",
-)  # what the API answers for (/ itself only)
+PREFIXES = ("/", "/processes", "/jobs", "/conformance", "/api")  # what the API answers for (/ itself only)
 JOB_VERSION = "ogcapi/1"  # recorded with the jobs this binding creates (the job table's version column)
 ACCEPT_POST = "application/json"
 
@@ -86,7 +76,7 @@ def init_app(app: Flask, settings: Settings, jobs: JobService, auth: Authenticat
     app.extensions[EXTENSION] = Binding(jobs, urls, auth, title, description, megabytes, api)
     app.register_blueprint(bp)
     app.register_blueprint(html.ASSETS)
-    app.context_processor(lambda: signin.shown(auth.auth.mode))
+    app.context_processor(lambda: html.page_header(auth.auth.mode))
 
 
 def app_version() -> str:
@@ -103,12 +93,12 @@ def binding() -> Binding:
 def caller(operation: str) -> Caller:
     """The caller of this request, as WPS finds it (``app/auth``), for the WPS operation it amounts to."""
     try:
-        return signin.remember(binding().auth.caller(operation, request.headers, request.remote_addr, request.method))
+        return html.remember(binding().auth.caller(operation, request.headers, request.remote_addr, request.method))
     except Refusal as refusal:
-        raise _refused(refusal) from None
+        raise refused(refusal) from None
 
 
-def _refused(refusal: Refusal) -> ApiError:
+def refused(refusal: Refusal) -> ApiError:
     return ApiError(refusal.status, refusal.text, locator=refusal.locator, headers=refusal.headers)
 
 
@@ -259,54 +249,6 @@ def job_results(job_id: str) -> Response:
     api, who = binding(), caller("GetResult")
     job = api.jobs.result(_job_id(job_id), who)
     return respond("results", results.results(job, api.urls, api.jobs.outputs_dir(job.id)))
-
-
-# -- signing in to the monitor (signin.py) ---------------------------------------------------------
-
-
-def _signing_in() -> Binding:
-    """The binding, when this service signs browsers in itself (``mode = oidc``); 404 otherwise."""
-    api = binding()
-    if api.auth.auth.mode != "oidc":
-        raise ApiError(404, f"signing in is for [auth] mode = oidc; this service's mode is {api.auth.auth.mode}")
-    return api
-
-
-def _from_monitor() -> None:
-    """A POST of the monitor's own script (``app/auth/browser.py``): the sign-in, the sign-out."""
-    if not from_monitor(request.headers):
-        raise ApiError(403, "sign in and out from the job monitor's page, with its script on", locator=MONITOR_HEADER)
-
-
-@bp.route("/signin", methods=["GET"])
-def sign_in_page() -> Response:
-    api = _signing_in()
-    with contextlib.suppress(ApiError):  # a stale cookie is what one signs in again for, not an error here
-        caller("GetCapabilities")  # the header then shows who is signed in already
-    document = {"title": "Sign in", "issuer": api.auth.auth.issuer}
-    return respond("signin", document)
-
-
-@bp.route("/signin", methods=["POST"])
-def sign_in() -> Response:
-    api = _signing_in()
-    _from_monitor()
-    token = request.form.get("token", "").strip()
-    if not token:
-        raise ApiError(400, "paste an access token of the identity provider", locator="token")
-    try:
-        who, lifetime = api.auth.sign_in(token)
-    except Refusal as refusal:
-        raise _refused(refusal) from None
-    document = {"user": who.name, "expiresIn": lifetime}
-    return signin.keep(Response(json.dumps(document), content_type="application/json"), token, lifetime, api.urls)
-
-
-@bp.route("/signout", methods=["POST"])
-def sign_out() -> Response:
-    api = _signing_in()
-    _from_monitor()
-    return signin.forget(Response(status=204), api.urls)
 
 
 # -- errors ----------------------------------------------------------------------------------------

@@ -74,8 +74,7 @@ def test_tokens_refused_at_sign_in_say_why_and_set_no_cookie(users):
         PROVIDER.token("alice", iss="https://other.example.org/"): "not issued by the identity provider",
         PROVIDER.token("alice", aud="another-client"): "not meant for this service (aud)",
         Provider("other").token("alice"): "signed with a key the identity provider does not list",
-        unsigned(): "algorithm is not accepted",
-        "not a token": "not a JWT",
+        unsigned() + "AAAA": "algorithm is not accepted",
     }
     for token, reason in refused.items():
         response = _sign_in(users, token)
@@ -84,6 +83,11 @@ def test_tokens_refused_at_sign_in_say_why_and_set_no_cookie(users):
         assert "Set-Cookie" not in response.headers
     assert _sign_in(users, "x" * 5000).status_code == 400  # longer than a browser keeps
     assert _sign_in(users, "").status_code == 400
+    valid = PROVIDER.token("alice")
+    for malformed in ("not a token", f"{valid};Path=/x", f"{valid}\r\nX-Injected: 1", f"{valid}=="):
+        response = _sign_in(users, malformed)
+        assert response.status_code == 400 and "not a JWT" in response.get_json()["detail"], malformed
+        assert "Set-Cookie" not in response.headers
 
 
 def test_sign_in_and_out_are_the_monitor_scripts_only(users, caplog):
