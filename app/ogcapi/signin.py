@@ -18,6 +18,7 @@ they are a blueprint of their own, answering errors as the API does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,8 +73,8 @@ def sign_in() -> Response:
         raise ApiError(400, "paste an access token of the identity provider", locator="token")
     try:
         who, lifetime = api.auth.sign_in(token)
-    except Refusal as refusal:
-        raise views.refused(refusal) from None
+    except Refusal as refusal:  # the pasted token is at fault, not an Authorization header
+        raise views.refused(dataclasses.replace(refusal, locator="token")) from None
     body = json.dumps({"user": who.name, "expiresIn": lifetime})
     response = Response(body, content_type="application/json")
     response.set_cookie(COOKIE, token, max_age=lifetime, **_cookie(api.urls))

@@ -14,8 +14,9 @@ import pytest
 
 from app.auth.browser import COOKIE, MONITOR_HEADER, MONITOR_VALUE
 from app.settings import Settings
-from tests.conftest import ApiClient, client_of
+from tests.conftest import ApiClient, ValidatingClient, client_of
 from tests.tokens import AUDIENCE, ISSUER, Provider, bearer, unsigned
+from tests.web.test_auth import wordcounter_job
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 MONITOR = {MONITOR_HEADER: MONITOR_VALUE}
@@ -80,6 +81,7 @@ def test_tokens_refused_at_sign_in_say_why_and_set_no_cookie(users):
         response = _sign_in(users, token)
         assert (response.status_code, response.mimetype) == (401, "application/problem+json"), token
         assert reason in response.get_json()["detail"]
+        assert response.get_json()["locator"] == "token"
         assert "Set-Cookie" not in response.headers
     assert _sign_in(users, "x" * 5000).status_code == 400  # longer than a browser keeps
     assert _sign_in(users, "").status_code == 400
@@ -133,6 +135,15 @@ def test_the_cookie_reads_its_users_jobs_and_changes_them_only_beside_the_monito
     assert users.get("/processes").status_code == 401
 
 
+def test_the_cookie_opens_its_users_outputs_where_wps_serves_them(users):
+    alice = PROVIDER.token("alice")
+    job_id, filename = wordcounter_job(ValidatingClient(users.client), bearer(alice))
+    output = f"/wps/jobs/{job_id}/outputs/{filename}"  # the link on the monitor's job page
+    assert users.get(output).status_code == 401
+    assert _hold(users, PROVIDER.token("bob")).get(output).status_code == 404
+    assert _hold(users, alice).get(output).status_code == 200
+
+
 def test_signing_out_forgets_the_cookie(users):
     assert _sign_in(users, PROVIDER.token("alice")).status_code == 200  # the client keeps the cookie
     assert users.get("/jobs").status_code == 200
@@ -159,6 +170,13 @@ def test_pages_show_who_is_signed_in_as_text_and_refusals_as_pages(users):
     assert 'id="problem-signin"' in page.get_data(as_text=True)
     form = users.get("/signin", headers={"Accept": BROWSER}).get_data(as_text=True)
     assert 'id="signin" method="post"' in form and ISSUER in form
+
+
+def test_behind_a_proxy_the_header_names_its_user_and_offers_no_sign_in(header_client):
+    pages = ApiClient(header_client.client)
+    body = pages.get("/?f=html", headers={"X-Remote-User": "dave"}).get_data(as_text=True)
+    assert '<span id="user">dave</span>' in body and "signin" not in body and "signout" not in body
+    assert pages.get("/signin").status_code == 404
 
 
 def test_without_users_there_is_no_sign_in(api):
