@@ -107,9 +107,9 @@ def problem_response(error: ApiError) -> Response:
     if error_encoding() == "html":
         body, content_type = html.page("error", error.document(), None)
         response = html.secured(Response(body, status=error.status, content_type=content_type))
-        response.vary.add("Accept")
     else:
         response = Response(json.dumps(error.document()), status=error.status, content_type=PROBLEM)
+    response.vary.add("Accept")
     response.headers.update(error.headers)
     return response
 

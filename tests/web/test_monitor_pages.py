@@ -203,6 +203,7 @@ def _error_page(client: ApiClient, path: str, status: int, method: str = "GET") 
     assert {"/jobs?f=html", "/?f=html"} <= hrefs  # the way back
     json_answer = client.open(path.replace("f=html", "f=json"), method=method, headers={"Accept": "application/json"})
     assert (json_answer.status_code, json_answer.mimetype) == (status, "application/problem+json")
+    assert "Accept" in response.vary and "Accept" in json_answer.vary
     assert json_answer.get_json()["detail"] in "".join(page.text)
     return page
 
