@@ -10,6 +10,7 @@ from flask import Flask
 
 from app import errors, ops
 from app.auth import Authenticator
+from app.ogcapi import signin
 from app.ogcapi import views as ogcapi
 from app.settings import Settings, check_process_names, load_settings
 from app.wps import views as wps
@@ -53,7 +54,8 @@ def build_app(settings: Settings | None = None) -> Flask:
     auth = Authenticator(settings.auth)
     wps.init_app(app, settings, jobs, auth)
     ogcapi.init_app(app, settings, jobs, auth)
+    signin.init_app(app)
     ops.init_app(app, settings, jobs.engine)
-    owners = {wps.PREFIX: wps.error_response} | dict.fromkeys(ogcapi.PREFIXES, ogcapi.error_response)
+    owners = {wps.PREFIX: wps.error_response} | dict.fromkeys(ogcapi.PREFIXES + signin.PREFIXES, ogcapi.error_response)
     errors.init_app(app, owners)
     return app

@@ -7,7 +7,9 @@ its own exception format.
 
 - oidc: ``Authorization: Bearer <JWT>`` (``tokens.py``). No token: 401 with ``WWW-Authenticate:
   Bearer``; a bad one: 401 with ``error="invalid_token"``, on every operation, even one allowed
-  anonymously, so a client learns at once that its token expired.
+  anonymously, so a client learns at once that its token expired. A browser's token is the job
+  monitor's sign-in cookie instead (``browser.py``: when it counts, and why a change needs a header
+  beside it); :meth:`Authenticator.sign_in` verifies the token it keeps, as any Bearer token.
 - header: the user name a reverse proxy sets in ``[auth] header``, believed only from
   ``trusted_proxies``; the header from any other address is a 403 (someone tries to name a user), as is
   a request without a user for an operation that needs one (the proxy authenticates, not this service,
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.auth.browser import COMPACT_JWT, MAX_COOKIE_TOKEN, MONITOR_HEADER, cookie_counts, cookie_token
 from app.auth.settings import AuthSettings
 from app.auth.tokens import KeySet, KeysUnavailable, TokenError, TokenVerifier, claim, fetch_jwks, read_jwks_file
 from scheduler.access import ANONYMOUS_CALLER, Caller
@@ -55,10 +59,11 @@ class Authenticator:
             self.verifier = TokenVerifier(keys, auth.issuer, auth.audience, auth.leeway)
         self.proxies = [ipaddress.ip_network(entry, strict=False) for entry in auth.trusted_proxies]
 
-    def caller(self, operation: str, headers: Mapping[str, str], remote_addr: str | None) -> Caller:
-        """The caller of ``operation`` (a name of ``app.auth.settings.OPERATIONS``), or a :class:`Refusal`."""
+    def caller(self, operation: str, headers: Mapping[str, str], remote_addr: str | None, method: str = "") -> Caller:
+        """The caller of ``operation`` (a name of ``app.auth.settings.OPERATIONS``), or a :class:`Refusal`.
+        ``method`` is the request's HTTP method: without it the sign-in cookie never counts on its own."""
         if self.auth.mode == "oidc":
-            return self._from_token(operation, headers.get("Authorization"))
+            return self._from_token(operation, self._token(operation, headers, method))
         if self.auth.mode == "header":
             return self._from_proxy(operation, headers.get(self.auth.header), remote_addr)
         return ANONYMOUS_CALLER
@@ -68,17 +73,44 @@ class Authenticator:
             return ANONYMOUS_CALLER
         raise refusal
 
-    def _from_token(self, operation: str, authorization: str | None) -> Caller:
-        match = BEARER.match(authorization or "")
-        if match is None:  # no token (another scheme is no token either)
+    def _token(self, operation: str, headers: Mapping[str, str], method: str) -> str | None:
+        """The Bearer token of the Authorization header, else of the sign-in cookie where it counts."""
+        match = BEARER.match(headers.get("Authorization") or "")
+        if match is not None:
+            return match.group(1)
+        token = cookie_token(headers)  # another scheme is no token either
+        if token is not None and not cookie_counts(operation, method, headers):
+            text = f"{operation} with the sign-in cookie is accepted from the job monitor's own pages only"
+            raise Refusal(403, text, MONITOR_HEADER)
+        return token
+
+    def _from_token(self, operation: str, token: str | None) -> Caller:
+        if token is None:
             challenge = {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
             return self._anonymous(
                 operation, Refusal(401, f"{operation} needs a Bearer token", "Authorization", challenge)
             )
+        return self._verified(token)[0]
+
+    def sign_in(self, token: str) -> tuple[Caller, int]:
+        """The caller a token names, verified as a Bearer token, and the seconds it stays valid: how
+        long the monitor's cookie may keep it. Only with ``mode = oidc``."""
+        if len(token) > MAX_COOKIE_TOKEN:
+            text = f"the token is longer than a browser keeps in a cookie ({MAX_COOKIE_TOKEN} bytes)"
+            raise Refusal(400, text, "token")
+        if not COMPACT_JWT.match(token):
+            raise Refusal(400, "the token is not a JWT (header.payload.signature in base64url)", "token")
+        caller, claims = self._verified(token)
+        lifetime = int(float(claims["exp"]) - time.time())
+        if lifetime <= 0:  # accepted within the leeway, but a cookie of no lifetime keeps nothing
+            raise Refusal(401, "the token has expired", "token")
+        return caller, lifetime
+
+    def _verified(self, token: str) -> tuple[Caller, Mapping[str, Any]]:
         assert self.verifier is not None
         try:
-            claims = self.verifier.claims(match.group(1))
-            return self._caller(claims)
+            claims = self.verifier.claims(token)
+            return self._caller(claims), claims
         except TokenError as exc:
             challenge = f'Bearer realm="{REALM}", error="invalid_token", error_description="{exc}"'
             raise Refusal(401, str(exc), "Authorization", {"WWW-Authenticate": challenge}) from None

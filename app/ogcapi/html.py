@@ -7,7 +7,7 @@ or a job message with markup is shown as text.
 
 The pages run no inline script and load nothing from elsewhere: their one script and stylesheet are
 served by the service itself (``ASSETS``, from ``static/``), and ``PAGE_POLICY`` (a Content-Security-Policy set on every
-page) lets the browser run and load only those, and fetch only from this service.
+page, ``secured``) lets the browser run and load only those, and fetch only from this service.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, g, render_template
+
+from app.served import NOSNIFF
+from scheduler.access import ANONYMOUS_CALLER, Caller
 
 MEDIA_TYPE = "text/html"
 PAGE_POLICY = (
@@ -24,9 +27,34 @@ PAGE_POLICY = (
 )
 # The monitor's script and stylesheet: a blueprint of their own, as they are no resource of the API.
 ASSETS = Blueprint("monitor", __name__, static_folder="static", static_url_path="/static/monitor")
+CALLER = "hpc_wps_caller"  # the request's caller in ``flask.g``, for the pages' header
+
+
+def remember(who: Caller) -> Caller:
+    """Keep the caller of this request for the pages' header (``page_header``)."""
+    setattr(g, CALLER, who)
+    return who
+
+
+def page_header(mode: str) -> dict[str, Any]:
+    """What every page's header shows, with users on (``[auth] mode``): who is signed in (None: no one
+    yet, or the request was refused before anyone was found), and with ``oidc`` the way to sign in or
+    out (``signin.py``); with ``header`` the proxy signs users in."""
+    who: Caller | None = g.get(CALLER)
+    user = who.name if who is not None and who != ANONYMOUS_CALLER else None
+    return {"auth_mode": mode, "signed_in": user}
 
 
 def page(resource: str, document: Any, more: Callable[[], Mapping[str, Any]] | None) -> tuple[bytes, str]:
     extra = dict(more()) if more is not None else {}
     body = render_template(f"ogcapi/{resource}.html", doc=document, resource=resource, **extra)
     return body.encode("utf-8"), f"{MEDIA_TYPE}; charset=utf-8"
+
+
+def secured(response: Response) -> Response:
+    """nosniff on every answer of the API, and the pages' policy on a page (an error's page included,
+    which the app may answer outside the API's blueprint: ``app/errors.py``)."""
+    response.headers.update(NOSNIFF)
+    if response.mimetype == MEDIA_TYPE:
+        response.headers["Content-Security-Policy"] = PAGE_POLICY
+    return response

@@ -41,6 +41,19 @@ def chosen() -> str:
         if asked not in ENCODINGS:
             raise bad_request(f"f is one of {', '.join(ENCODINGS)}", "f")
         return asked
+    return _by_accept()
+
+
+def error_encoding() -> str:
+    """The ``f`` value of an error's answer: as ``chosen``, but an ``f`` this service cannot meet gets
+    JSON (the problem that says so) rather than a second error."""
+    asked = request.args.get("f")
+    if asked is not None:
+        return asked if asked in ENCODINGS else next(iter(ENCODINGS))
+    return _by_accept()
+
+
+def _by_accept() -> str:
     by_type = {media_type: name for name, (media_type, _) in ENCODINGS.items()}
     best = request.accept_mimetypes.best_match(list(by_type))
     return by_type.get(best or "", next(iter(ENCODINGS)))

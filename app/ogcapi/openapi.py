@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.ogcapi import html
 from app.ogcapi.errors import PROBLEM
 from app.ogcapi.execute import RESPONSES, SUBSCRIBER_KEYS, TRANSMISSIONS
 from app.ogcapi.jobs import DEFAULT_LIMIT, MAX_LIMIT, STATES_OF, TYPES
@@ -139,7 +140,9 @@ def _encoded(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM: {"schema": ref("exception")}}}
+    """An RFC 7807 problem; as the monitor's page when HTML was negotiated (``f=html``, Accept)."""
+    content = {PROBLEM: {"schema": ref("exception")}, html.MEDIA_TYPE: {"schema": STRING}}
+    return {"description": description, "content": content}
 
 
 def _query(name: str, schema: dict[str, Any], description: str, explode: bool = True) -> dict[str, Any]:
@@ -164,7 +167,10 @@ JOB_ID = _path("jobId", "a job identifier")
 ERRORS = {
     "400": _problem("a request this API cannot carry out, with the part at fault in locator"),
     "401": _problem("a token is needed, or the one sent is not valid ([auth] mode = oidc)"),
-    "403": _problem("the user header is missing or not from the service's proxy ([auth] mode = header)"),
+    "403": _problem(
+        "the user header is missing or not from the service's proxy ([auth] mode = header), or the monitor's"
+        " sign-in cookie came without its X-Requested-With header on a change ([auth] mode = oidc)"
+    ),
     "503": _problem("the job table is out of reach, or the service is busy: try again (Retry-After)"),
     "default": _problem("any other error, as an RFC 7807 problem document"),
 }

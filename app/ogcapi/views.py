@@ -6,7 +6,10 @@ and dismissed through both. Who asks is found out once per request, as for WPS, 
 operation each route amounts to (``OPERATION``), so ``[auth] anonymous`` reads the same for both.
 
 Every error under these routes is an RFC 7807 problem document (``errors.py``); the app answers a
-wrong path or method below the API's prefixes with it too (``app/errors.py``).
+wrong path or method below the API's prefixes with it too (``app/errors.py``). A request that
+negotiated HTML (a browser following a link) gets the same problem as a page of the job monitor, with
+the same status and headers. With ``[auth] mode = oidc`` a browser signs in at ``/signin``
+(``signin.py``, a blueprint of its own: the monitor's, not a resource of the API's document).
 """
 
 from __future__ import annotations
@@ -27,9 +30,8 @@ from app.ogcapi import html, landing, openapi, pages, processes, results
 from app.ogcapi import jobs as job_docs
 from app.ogcapi.errors import PROBLEM, ApiError, from_ows, from_service
 from app.ogcapi.execute import execution_mode, parse_execute
-from app.ogcapi.negotiation import respond, respond_kept
+from app.ogcapi.negotiation import error_encoding, respond, respond_kept
 from app.ogcapi.urls import OPENAPI, Urls
-from app.served import NOSNIFF
 from app.settings import Settings
 from app.wps.errors import OWSException
 from app.wps.validate import job_request
@@ -74,6 +76,7 @@ def init_app(app: Flask, settings: Settings, jobs: JobService, auth: Authenticat
     app.extensions[EXTENSION] = Binding(jobs, urls, auth, title, description, megabytes, api)
     app.register_blueprint(bp)
     app.register_blueprint(html.ASSETS)
+    app.context_processor(lambda: html.page_header(auth.auth.mode))
 
 
 def app_version() -> str:
@@ -90,13 +93,23 @@ def binding() -> Binding:
 def caller(operation: str) -> Caller:
     """The caller of this request, as WPS finds it (``app/auth``), for the WPS operation it amounts to."""
     try:
-        return binding().auth.caller(operation, request.headers, request.remote_addr)
+        return html.remember(binding().auth.caller(operation, request.headers, request.remote_addr, request.method))
     except Refusal as refusal:
-        raise ApiError(refusal.status, refusal.text, locator=refusal.locator, headers=refusal.headers) from None
+        raise refused(refusal) from None
+
+
+def refused(refusal: Refusal) -> ApiError:
+    return ApiError(refusal.status, refusal.text, locator=refusal.locator, headers=refusal.headers)
 
 
 def problem_response(error: ApiError) -> Response:
-    response = Response(json.dumps(error.document()), status=error.status, content_type=PROBLEM)
+    """The problem document; as a page of the monitor when HTML was negotiated (same status and headers)."""
+    if error_encoding() == "html":
+        body, content_type = html.page("error", error.document(), None)
+        response = html.secured(Response(body, status=error.status, content_type=content_type))
+    else:
+        response = Response(json.dumps(error.document()), status=error.status, content_type=PROBLEM)
+    response.vary.add("Accept")
     response.headers.update(error.headers)
     return response
 
@@ -244,10 +257,7 @@ def job_results(job_id: str) -> Response:
 @bp.after_request
 def no_sniffing(response: Response) -> Response:
     """nosniff on everything; the monitor's pages run only the service's own script (``html.py``)."""
-    response.headers.update(NOSNIFF)
-    if response.mimetype == html.MEDIA_TYPE:
-        response.headers["Content-Security-Policy"] = html.PAGE_POLICY
-    return response
+    return html.secured(response)
 
 
 @bp.errorhandler(Exception)

@@ -42,6 +42,9 @@ ENDPOINTS = {
     "ogcapi.job_status": "api:GetStatus",
     "ogcapi.dismiss": "api:Dismiss",
     "ogcapi.job_results": "api:GetResult",
+    "signin.page": "api:signin",
+    "signin.sign_in": "api:signin",
+    "signin.sign_out": "api:signout",
 }
 
 REQUEST_SECONDS = Histogram(

@@ -187,3 +187,51 @@ def test_complex_and_bounding_box_inputs_get_their_fields(api):
     assert "text/plain" in text and "http://www.opengis.net/def/crs/EPSG/0/4326" in text
     body = api.get("/processes/echo?f=html").get_data(as_text=True)  # EPSG:4326 and its URN: one URI, once
     assert body.count("<option>http://www.opengis.net/def/crs/EPSG/0/4326</option>") == 1
+
+
+# -- errors: a page for a browser, the problem document for everyone else -------------------------
+
+
+def _error_page(client: ApiClient, path: str, status: int, method: str = "GET") -> _Page:
+    response = client.open(path, method=method, headers={"Accept": BROWSER})
+    assert (response.status_code, response.mimetype) == (status, "text/html"), response.get_data(as_text=True)
+    assert response.headers["Content-Security-Policy"] == PAGE_POLICY
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    page = _Page(response.get_data(as_text=True))
+    assert page.having("h1", id="problem", **{"data-status": str(status)})
+    hrefs = {a.get("href") for a in page.having("a")}
+    assert {"/jobs?f=html", "/?f=html"} <= hrefs  # the way back
+    json_answer = client.open(path.replace("f=html", "f=json"), method=method, headers={"Accept": "application/json"})
+    assert (json_answer.status_code, json_answer.mimetype) == (status, "application/problem+json")
+    assert "Accept" in response.vary and "Accept" in json_answer.vary
+    assert json_answer.get_json()["detail"] in "".join(page.text)
+    return page
+
+
+def test_an_unknown_job_is_a_404_page_with_the_id_as_text(api):
+    marked = '<img src=x onerror="alert(1)">'
+    response = api.get(f"/jobs/{marked}", headers={"Accept": BROWSER})
+    assert marked not in response.get_data(as_text=True)
+    page = _error_page(api, f"/jobs/{marked}", 404)
+    assert not page.having("img") and marked in "".join(page.text)
+    assert api.get(f"/jobs/{marked}").mimetype == "application/problem+json"  # no Accept: JSON, as before
+
+
+def test_a_bad_filter_is_a_400_page_with_the_value_as_text(api):
+    page = _error_page(api, f"/jobs?status={MARKUP}", 400)
+    assert not page.having("b") and len(page.having("script")) == 1  # the monitor's own, nothing else
+    assert MARKUP in "".join(page.text)
+    bad_f = api.get("/jobs?f=xml", headers={"Accept": BROWSER})  # an f no one serves: the problem in JSON
+    assert (bad_f.status_code, bad_f.mimetype) == (400, "application/problem+json")
+
+
+def test_a_dismissed_jobs_results_a_wrong_path_and_method_are_pages_with_their_headers(api):
+    job_id = _submit(api, "sleep", {"delay": 30})
+    assert api.delete(f"/jobs/{job_id}").get_json()["status"] == "dismissed"
+    _error_page(api, f"/jobs/{job_id}/results?f=html", 404)
+    _error_page(api, f"/jobs/{job_id}/no/such/thing", 404)
+    _error_page(api, "/processes/no-such-process", 404)
+    response = api.open("/jobs", method="PUT", headers={"Accept": BROWSER})
+    assert (response.status_code, response.mimetype) == (405, "text/html")
+    assert set(response.headers["Allow"].split(", ")) >= {"GET"}
+    _error_page(api, "/jobs", 405, method="PUT")

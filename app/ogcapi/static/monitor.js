@@ -2,10 +2,18 @@
 // It submits the execution form as the JSON execute request, dismisses a job, and keeps the job page
 // and the job list current by polling their JSON every second; when a job's status changes (or the
 // list gains a job), the part of the page that depends on it is fetched again as HTML and swapped in.
+// With users signed in through the sign-in page, it signs in and out; every request it sends carries
+// the header that lets the sign-in cookie count for a change (app/auth/browser.py).
 "use strict";
 
 const POLL_MS = 1000;
 const ENDED = ["successful", "failed", "dismissed"];
+const MONITOR = { "X-Requested-With": "hpc-wps-monitor" };
+
+// fetch, from the monitor: the cookie goes along (same origin), with the header beside it.
+function send(url, options = {}) {
+  return fetch(url, { ...options, headers: { ...MONITOR, ...(options.headers || {}) } });
+}
 
 function asJson(url) {
   const u = new URL(url, location.href);
@@ -99,7 +107,7 @@ async function submitJob(event) {
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
-    const response = await fetch(new URL(form.dataset.execution, location.href).pathname, {
+    const response = await send(new URL(form.dataset.execution, location.href).pathname, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json", Prefer: "respond-async" },
       body: JSON.stringify(executeRequest(form)),
@@ -136,7 +144,7 @@ function update(element, info) {
 }
 
 async function swapFromPage(ids) {
-  const response = await fetch(asHtml(location.href), { headers: { Accept: "text/html" } });
+  const response = await send(asHtml(location.href), { headers: { Accept: "text/html" } });
   if (!response.ok) return;
   const page = new DOMParser().parseFromString(await response.text(), "text/html");
   for (const id of ids) {
@@ -148,7 +156,7 @@ async function swapFromPage(ids) {
 }
 
 async function pollJob(element) {
-  const response = await fetch(asJson(location.href), { headers: { Accept: "application/json" } });
+  const response = await send(asJson(location.href), { headers: { Accept: "application/json" } });
   if (!response.ok) return true;
   const info = await response.json();
   const changed = info.status !== element.dataset.status;
@@ -158,7 +166,7 @@ async function pollJob(element) {
 }
 
 async function pollList(list) {
-  const response = await fetch(asJson(location.href), { headers: { Accept: "application/json" } });
+  const response = await send(asJson(location.href), { headers: { Accept: "application/json" } });
   if (!response.ok) return true;
   const page = await response.json();
   const shown = Array.from(list.querySelectorAll("[data-job]"), (row) => row.dataset.job);
@@ -191,7 +199,7 @@ function poll(id, step) {
 async function dismiss(event) {
   const button = event.target;
   button.disabled = true;
-  const response = await fetch(asJson(location.href), { method: "DELETE", headers: { Accept: "application/json" } });
+  const response = await send(asJson(location.href), { method: "DELETE", headers: { Accept: "application/json" } });
   if (!response.ok) {
     showError(document.getElementById("job-error"), await problemText(response));
     button.disabled = false;
@@ -199,6 +207,33 @@ async function dismiss(event) {
   }
   update(document.getElementById("job"), await response.json());
   await swapFromPage(["live"]);
+}
+
+// -- signing in and out (the token goes in a POST body, never in a URL) ----------------------------
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = event.target;
+  const error = document.getElementById("signin-error");
+  error.hidden = true;
+  const response = await send(new URL(form.action, location.href).pathname, {
+    method: "POST",
+    headers: { Accept: "application/json" },
+    body: new URLSearchParams(new FormData(form)),
+  });
+  if (!response.ok) {
+    showError(error, await problemText(response));
+    return;
+  }
+  form.reset();
+  location.assign(asHtml(new URL("jobs", new URL(form.action, location.href)).href));
+}
+
+async function signOut(event) {
+  event.preventDefault();
+  const form = event.target;
+  await send(new URL(form.action, location.href).pathname, { method: "POST" });
+  location.assign(asHtml(new URL("signin", new URL(form.action, location.href)).href));
 }
 
 // -- the filter form: empty fields are left out, not sent as empty filters ----------------------
@@ -221,6 +256,10 @@ function wire() {
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("execute");
   if (form) form.addEventListener("submit", submitJob);
+  const signin = document.getElementById("signin");
+  if (signin) signin.addEventListener("submit", signIn);
+  const signout = document.getElementById("signout");
+  if (signout) signout.addEventListener("submit", signOut);
   const filters = document.getElementById("filters");
   if (filters) filters.addEventListener("submit", dropEmpty);
   const job = document.getElementById("job");
