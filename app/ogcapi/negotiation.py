@@ -53,7 +53,13 @@ def error_encoding() -> str:
     return _by_accept()
 
 
+# Accept headers that get JSON without being parsed: none, anything, JSON itself (what clients send).
+PLAIN_JSON = frozenset(("", "*/*", JSON))
+
+
 def _by_accept() -> str:
+    if request.headers.get("Accept", "").strip() in PLAIN_JSON:
+        return "json"
     by_type = {media_type: name for name, (media_type, _) in ENCODINGS.items()}
     best = request.accept_mimetypes.best_match(list(by_type))
     return by_type.get(best or "", next(iter(ENCODINGS)))

@@ -87,22 +87,23 @@ def start() -> None:
 
 def finish(response: Response) -> Response:
     seconds = time.perf_counter() - g.get("ops_started", time.perf_counter())
-    operation, version, job_id = describe(request)
+    req = request._get_current_object()  # type: ignore[attr-defined]  # read a dozen times: once through the proxy
+    operation, version, job_id = describe(req)
     status = response.status_code
     REQUEST_SECONDS.labels(operation, version).observe(seconds)
     RESPONSES.labels(operation, str(status)).inc()
     # A decoded path can hold a line break: escaped, it cannot forge a log line.
-    path = request.path if request.path.isprintable() else request.path.encode("unicode_escape").decode("ascii")
+    path = req.path if req.path.isprintable() else req.path.encode("unicode_escape").decode("ascii")
     fields: dict[str, object] = {
-        "method": request.method,
+        "method": req.method,
         "path": path,
         "operation": operation,
         "version": version,
         "status": status,
         "duration_s": round(seconds, 6),
-        "remote_addr": request.remote_addr,
+        "remote_addr": req.remote_addr,
     }
     if job_id and JOB_ID.match(job_id):  # a client's text goes into the log only when it is a job id
         fields["job_id"] = job_id
-    log.info("%s %s %s %s %d %.3f s", request.method, path, operation, version or "-", status, seconds, extra=fields)
+    log.info("%s %s %s %s %d %.3f s", req.method, path, operation, version or "-", status, seconds, extra=fields)
     return response
