@@ -61,7 +61,6 @@ from scheduler.subscribers import NotificationBody, neutral_body
 
 log = logging.getLogger(__name__)
 
-BATCH = 64  # accepted jobs looked at per cycle and executor
 MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for abandoned and expired jobs
 HANDOVER_GRACE = 120.0  # seconds after its claim before a job without a native id counts as abandoned
 RUN_AGAIN_MARK = ".run-again"  # in a job directory: the job was already queued again once after a restart
@@ -326,14 +325,18 @@ class Dispatcher:
         ones; the conditional claim is what guarantees, on every database, that none runs twice.
         """
         capacities = {name: e.capacity() for name, e in self.executors.items()}
-        room = sum(BATCH if c is None else max(0, c) for c in capacities.values())
+        per_cycle = {name: e.per_cycle() for name, e in self.executors.items()}
+        room = min(
+            sum(per_cycle[name] if c is None else max(0, c) for name, c in capacities.items()),
+            max(per_cycle.values(), default=0),
+        )
         if room == 0:
             return {}
         claims: dict[str, list[RowMapping]] = {}
         with self.engine.begin() as conn:
             groups: dict[str, list[RowMapping]] = {}
             cap = self.settings.quotas.running_per_user
-            for row in queries.next_to_start(conn, min(room, BATCH), cap, lock=True):
+            for row in queries.next_to_start(conn, room, cap, lock=True):
                 process = self.registry.get(row["process_id"])
                 if process is None:
                     message = f"process {row['process_id']} is no longer offered"
@@ -345,8 +348,7 @@ class Dispatcher:
                 if self._backoff.get(name, (0.0, 0.0))[0] > time.monotonic():
                     continue
                 capacity = capacities[name]
-                if capacity is not None:
-                    rows = rows[: max(0, capacity)]
+                rows = rows[: per_cycle[name] if capacity is None else max(0, capacity)]
                 ids = [r["id"] for r in rows]
                 claimed = lifecycle.claim_many(conn, ids, name, executor.starts_now, self.identity)
                 if claimed:

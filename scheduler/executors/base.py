@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 from processes.container.progress import Progress
 from scheduler.resources import Resources
 
+PER_CYCLE = 64  # jobs one dispatcher cycle hands an executor that takes them one by one
+
 
 class NativeState(enum.StrEnum):
     QUEUED = "queued"  # the system holds the job but has not started it
@@ -62,6 +64,11 @@ class Executor(ABC):
     def capacity(self) -> int | None:
         """How many more jobs it takes now; None when the system keeps its own queue."""
         return None
+
+    def per_cycle(self) -> int:
+        """How many jobs one dispatcher cycle hands it at most, when :meth:`capacity` sets no bound: a
+        system that takes them one request each keeps the cycle short, so that polls come round."""
+        return PER_CYCLE
 
     @abstractmethod
     def submit(self, spec: JobSpec) -> str:

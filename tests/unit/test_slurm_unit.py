@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import load_settings
-from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
+from scheduler.executors.base import PER_CYCLE, JobSpec, NativeState, NativeStatus, SubmitError
 from scheduler.executors.batch import base as batch
 from scheduler.executors.batch.slurm import (
     _STATE_MAP,
@@ -607,6 +607,15 @@ def test_no_arrays_when_job_directories_are_staged(tmp_path, monkeypatch):
     monkeypatch.setattr(slurm.runner, "shared", False)
     fake.answer("sbatch", (0, "12\n", ""), (0, "13\n", ""))
     assert list(slurm.submit_many(specs(tmp_path, 2))) == ["12", "13"]
+
+
+def test_a_cycle_hands_over_more_jobs_where_they_go_as_arrays(tmp_path, monkeypatch):
+    """One sbatch (one SSH round trip with remote) for up to ARRAY_PER_CYCLE jobs; one by one, fewer,
+    so that a cycle of single submissions stays short."""
+    slurm = executor(tmp_path)
+    assert slurm.per_cycle() == batch.ARRAY_PER_CYCLE > PER_CYCLE
+    monkeypatch.setattr(slurm.runner, "shared", False)
+    assert slurm.per_cycle() == PER_CYCLE
 
 
 def test_a_refused_array_fails_every_job_and_leaves_no_marker(tmp_path, monkeypatch):

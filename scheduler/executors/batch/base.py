@@ -47,6 +47,7 @@ VANISH_GRACE = 60.0
 # known: a retried submission (after a timeout, or a dispatcher killed between submitting and recording
 # the id) looks for the job it may already have submitted instead of submitting it twice.
 SUBMITTED_FILE = "batch.submitted"
+ARRAY_PER_CYCLE = 256  # jobs one dispatcher cycle hands over where they go as job arrays
 # Job arrays: in the jobs directory, one directory per array, holding a link per task, named by its
 # index, to the task's job directory (a task runs there, and the system writes its logs through it);
 # in a task's job directory, its array's directory name and its index, written before the submission.
@@ -186,9 +187,19 @@ class BatchExecutor(Executor):
 
     # -- the Executor interface ---------------------------------------------------------------------
 
+    @property
+    def uses_arrays(self) -> bool:
+        """Whether jobs of one :meth:`array_key` go as job arrays here. No arrays by default."""
+        return False
+
+    def per_cycle(self) -> int:
+        """With arrays, a cycle's jobs cost one request whatever their number (one SSH round trip with
+        ``remote``): the more a cycle hands over, the less each job pays for it."""
+        return ARRAY_PER_CYCLE if self.uses_arrays else super().per_cycle()
+
     def array_key(self, spec: JobSpec) -> Hashable | None:
         """Jobs with the same key can go to the system as one job array (they ask for the same
-        resources); None: this one goes alone. No arrays by default."""
+        resources); None: this one goes alone (always, where :attr:`uses_arrays` is false)."""
         return None
 
     def submit_array(self, specs: Sequence[JobSpec]) -> list[str]:

@@ -365,9 +365,14 @@ class DrmaaExecutor(BatchExecutor):
         self._job_dirs[native_id] = spec.job_dir
         return native_id
 
+    @property
+    def uses_arrays(self) -> bool:
+        """On Grid Engine (runBulkJobs); slurm-drmaa and PBS take jobs one by one."""
+        return self.system == GRID_ENGINE
+
     def array_key(self, spec: JobSpec) -> Hashable | None:
-        """On Grid Engine, jobs with the same native specification go as one task array (runBulkJobs)."""
-        if self.system != GRID_ENGINE:
+        """Jobs with the same native specification go as one task array."""
+        if not self.uses_arrays:
             return None
         try:
             return native_specification(self.resources(spec), self.system, self.settings.parallel_environment)

@@ -304,10 +304,14 @@ class SlurmExecutor(BatchExecutor):
     def render_script(self, spec: JobSpec) -> str:
         return self._template.substitute(self.script_values(spec))
 
+    @property
+    def uses_arrays(self) -> bool:
+        """Where the nodes see the array directory at the path this host does (not with ``staging = sftp``)."""
+        return self.runner.shared
+
     def array_key(self, spec: JobSpec) -> Hashable | None:
-        """Jobs whose scripts differ only in their own name, directory and logs go as one array, where
-        the nodes see the array directory at the path this host does (not with ``staging = sftp``)."""
-        if not self.runner.shared:
+        """Jobs whose scripts differ only in their own name, directory and logs go as one array."""
+        if not self.uses_arrays:
             return None
         try:
             values = self.script_values(spec)
