@@ -38,10 +38,13 @@ def make_engine(url: str, threads: int = 1) -> Engine:
     pool = {"pool_size": max(5, threads + 1), "max_overflow": 10}
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
+        in_file = bool(path) and path != ":memory:"  # in memory, one connection is the database: no pool
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}, **pool
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **(pool if in_file else {}),
         )
-        if path and path != ":memory:":
+        if in_file:
             path = os.path.abspath(path)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             sqlite_turns.install(engine, path + ".writers", SQLITE_BUSY_TIMEOUT_MS / 1000)

@@ -119,3 +119,14 @@ def test_a_forked_child_takes_turns_of_its_own_not_its_parents(engine_and_turn):
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO t VALUES (3)"))
         assert sorted(conn.execute(text("SELECT x FROM t")).scalars()) == [1, 2, 3]
+
+
+def test_a_database_in_memory_has_no_pool_and_no_turns():
+    """What a container's launcher gets (``sqlite:///:memory:``): an engine that works, with nothing
+    beside it on disk."""
+    engine = make_engine("sqlite:///:memory:", threads=16)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        assert conn.execute(text("SELECT x FROM t")).scalar_one() == 1
+    assert engine not in sqlite_turns.INSTALLED
