@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast the dispatcher hands accepted jobs over to Slurm and Grid Engine, against a bare submit loop.
 
-    .venv/bin/python bench/handover.py [--jobs 200] [--systems slurm,ssh,gridengine]
+    .venv/bin/python bench/handover.py [--jobs 200] [--systems slurm,ssh,gridengine,qsub,qsub-ssh]
 
 Hand-over only, apart from completion: every job is submitted held (Slurm ``--hold``, Grid Engine
 ``-h``), so nothing runs and the single-node cluster's start rate (about 2 jobs every 3 s on Slurm)
@@ -12,14 +12,16 @@ shared cluster are left alone). In one run, for each system:
   ``qsub -terse -h -b y /bin/true``), one process per submission as a user's script would;
 - per job: the dispatcher's hand-over of N accepted jobs with job arrays switched off (one sbatch, or
   one DRMAA runJob, per job: the hand-over before job arrays);
-- arrays: the dispatcher's hand-over as it is (one ``sbatch --array`` / one DRMAA ``runBulkJobs`` per
-  dispatcher cycle).
+- arrays: the dispatcher's hand-over as it is (one ``sbatch --array`` / one DRMAA ``runBulkJobs`` /
+  one ``qsub -t`` per dispatcher cycle).
 
 A hand-over is timed from the first claim to every job recorded in the job table with its native id:
 the jobs are accepted (Execute through the WSGI app in this process, SQLite job table) before the
-clock starts, then a real Dispatcher runs its submit step until all are recorded. ``ssh`` is Slurm
-through ``[scheduler] remote`` on the test sshd (scripts/sshd.sh), where the per-job overhead is
-compared with the local one. Prints a table and the figures as JSON.
+clock starts, then a real Dispatcher runs its submit step until all are recorded. ``gridengine`` is
+Grid Engine through DRMAA, ``qsub`` through its command-line tools (``system = gridengine``). ``ssh``
+and ``qsub-ssh`` are Slurm and Grid Engine's tools through ``[scheduler] remote`` on the test sshd
+(scripts/sshd.sh, shared job directories), where the per-job overhead is compared with the local one.
+Prints a table and the figures as JSON.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ EXECUTE = (
 )
 SSHD = ROOT / "scripts" / "sshd.sh"
 TIMEOUT = 600.0  # seconds a hand-over may take before the run gives up
+GE_BARE = ["qsub", "-terse", "-h", "-b", "y", "-o", "/dev/null", "-e", "/dev/null", "/bin/true"]
 
 
 def bare_loop(argv: list[str], n: int) -> tuple[float, list[str]]:
@@ -149,11 +152,11 @@ def sshd_env() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--systems", default="slurm,ssh,gridengine")
+    parser.add_argument("--systems", default="slurm,ssh,gridengine,qsub,qsub-ssh")
     args = parser.parse_args()
     systems = args.systems.split(",")
     n = args.jobs
-    if "gridengine" in systems:
+    if {"gridengine", "qsub", "qsub-ssh"} & set(systems):
         ge = cluster_env()
         ensure_preloaded(ge)  # re-executes this script once, with libdrmaa's LD_PRELOAD
     results = []
@@ -167,26 +170,29 @@ def main() -> int:
             }
 
         results.append(measure("slurm", n, slurm_bare, slurm_environ, ["scancel"]))
-    if "ssh" in systems:
-        sshd = sshd_env()
+    sshd = sshd_env() if {"ssh", "qsub-ssh"} & set(systems) else {}
 
-        def ssh_environ(workdir: str) -> dict[str, str]:
-            jobs_dir = Path(sshd["HPC_WPS_TEST_SSH_SHARED"]) / f"bench-{Path(workdir).name}"
-            jobs_dir.mkdir()  # made with mkdir: the set-up's default ACL lets the login user in
-            return base_environ(workdir, n) | {
-                "HPC_WPS_SCHEDULER_SYSTEM": "slurm",
-                "HPC_WPS_SCHEDULER_NATIVE": "--hold",
-                "HPC_WPS_SCHEDULER_WORKDIR": str(jobs_dir),
-                "HPC_WPS_SCHEDULER_REMOTE": sshd["HPC_WPS_TEST_SSH_REMOTE"],
-                "HPC_WPS_SCHEDULER_SSH_KEY": sshd["HPC_WPS_TEST_SSH_KEY"],
-                "HPC_WPS_SCHEDULER_SSH_KNOWN_HOSTS": sshd["HPC_WPS_TEST_SSH_KNOWN_HOSTS"],
-            }
+    def ssh_environ(workdir: str, system: str, native: str) -> dict[str, str]:
+        jobs_dir = Path(sshd["HPC_WPS_TEST_SSH_SHARED"]) / f"bench-{Path(workdir).name}"
+        jobs_dir.mkdir()  # made with mkdir: the set-up's default ACL lets the login user in
+        return base_environ(workdir, n) | {
+            "HPC_WPS_SCHEDULER_SYSTEM": system,
+            "HPC_WPS_SCHEDULER_NATIVE": native,
+            "HPC_WPS_SCHEDULER_WORKDIR": str(jobs_dir),
+            "HPC_WPS_SCHEDULER_REMOTE": sshd["HPC_WPS_TEST_SSH_REMOTE"],
+            "HPC_WPS_SCHEDULER_SSH_KEY": sshd["HPC_WPS_TEST_SSH_KEY"],
+            "HPC_WPS_SCHEDULER_SSH_KNOWN_HOSTS": sshd["HPC_WPS_TEST_SSH_KNOWN_HOSTS"],
+        }
 
+    def over_ssh(name: str, system: str, native: str, cancel_with: list[str]) -> None:
         try:
-            results.append(measure("slurm over ssh", n, None, ssh_environ, ["scancel"]))
+            results.append(measure(name, n, None, lambda w: ssh_environ(w, system, native), cancel_with))
         finally:
             for leftover in Path(sshd["HPC_WPS_TEST_SSH_SHARED"]).glob("bench-hpc-wps-handover-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
+
+    if "ssh" in systems:
+        over_ssh("slurm over ssh", "slurm", "--hold", ["scancel"])
     if "gridengine" in systems:
 
         def ge_environ(workdir: str) -> dict[str, str]:
@@ -196,19 +202,30 @@ def main() -> int:
                 "HPC_WPS_SCHEDULER_NATIVE": "-h",
             }
 
-        ge_bare = ["qsub", "-terse", "-h", "-b", "y", "-o", "/dev/null", "-e", "/dev/null", "/bin/true"]
-        results.append(measure("gridengine", n, ge_bare, ge_environ, ["qdel"]))
-    local = next((r for r in results if r["system"] == "slurm"), None)
-    remote = next((r for r in results if r["system"] == "slurm over ssh"), None)
-    if local and remote:
-        for label in ("per_job", "arrays"):
-            remote[f"{label}_overhead_vs_local"] = round(
-                remote[f"{label}_ms_per_job"] / local[f"{label}_ms_per_job"], 2
-            )
-    print(f"{'system':16} {'bare/s':>8} {'per-job/s':>10} {'arrays/s':>9} {'per-job:bare':>13} {'arrays:bare':>12}")
+        results.append(measure("gridengine", n, GE_BARE, ge_environ, ["qdel"]))
+    if "qsub" in systems:
+
+        def qsub_environ(workdir: str) -> dict[str, str]:
+            return base_environ(workdir, n) | {
+                "HPC_WPS_SCHEDULER_SYSTEM": "gridengine",
+                "HPC_WPS_SCHEDULER_NATIVE": "-h",
+            }
+
+        results.append(measure("qsub", n, GE_BARE, qsub_environ, ["qdel"]))
+    if "qsub-ssh" in systems:
+        over_ssh("qsub over ssh", "gridengine", "-h", ["qdel"])
+    for local_name in ("slurm", "qsub"):
+        local = next((r for r in results if r["system"] == local_name), None)
+        remote = next((r for r in results if r["system"] == f"{local_name} over ssh"), None)
+        if local and remote:
+            for label in ("per_job", "arrays"):
+                remote[f"{label}_overhead_vs_local"] = round(
+                    remote[f"{label}_ms_per_job"] / local[f"{label}_ms_per_job"], 2
+                )
+    print(f"{'system':18} {'bare/s':>8} {'per-job/s':>10} {'arrays/s':>9} {'per-job:bare':>13} {'arrays:bare':>12}")
     for r in results:
         print(
-            f"{r['system']:16} {r.get('bare_jobs_per_s', '-'):>8} {r['per_job_jobs_per_s']:>10} "
+            f"{r['system']:18} {r.get('bare_jobs_per_s', '-'):>8} {r['per_job_jobs_per_s']:>10} "
             f"{r['arrays_jobs_per_s']:>9} {r.get('per_job_vs_bare', '-'):>13} {r.get('arrays_vs_bare', '-'):>12}"
         )
     print(json.dumps(results, indent=2))
