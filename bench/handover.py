@@ -46,6 +46,7 @@ EXECUTE = (
 )
 SSHD = ROOT / "scripts" / "sshd.sh"
 TIMEOUT = 600.0  # seconds a hand-over may take before the run gives up
+SLURM_BARE = ["sbatch", "--parsable", "--hold", "-o", "/dev/null", "--wrap", "true"]
 GE_BARE = ["qsub", "-terse", "-h", "-b", "y", "-o", "/dev/null", "-e", "/dev/null", "/bin/true"]
 
 
@@ -160,58 +161,41 @@ def main() -> int:
         ge = cluster_env()
         ensure_preloaded(ge)  # re-executes this script once, with libdrmaa's LD_PRELOAD
     results = []
-    slurm_bare = ["sbatch", "--parsable", "--hold", "-o", "/dev/null", "--wrap", "true"]
-    if "slurm" in systems:
 
-        def slurm_environ(workdir: str) -> dict[str, str]:
-            return base_environ(workdir, n) | {
-                "HPC_WPS_SCHEDULER_SYSTEM": "slurm",
-                "HPC_WPS_SCHEDULER_NATIVE": "--hold",
-            }
+    def environ(workdir: str, system: str, native: str) -> dict[str, str]:
+        return base_environ(workdir, n) | {"HPC_WPS_SCHEDULER_SYSTEM": system, "HPC_WPS_SCHEDULER_NATIVE": native}
 
-        results.append(measure("slurm", n, slurm_bare, slurm_environ, ["scancel"]))
+    def here(name: str, bare: list[str], system: str, native: str, cancel_with: list[str], **extra: str) -> None:
+        results.append(measure(name, n, bare, lambda w: environ(w, system, native) | extra, cancel_with))
+
     sshd = sshd_env() if {"ssh", "qsub-ssh"} & set(systems) else {}
 
-    def ssh_environ(workdir: str, system: str, native: str) -> dict[str, str]:
-        jobs_dir = Path(sshd["HPC_WPS_TEST_SSH_SHARED"]) / f"bench-{Path(workdir).name}"
-        jobs_dir.mkdir()  # made with mkdir: the set-up's default ACL lets the login user in
-        return base_environ(workdir, n) | {
-            "HPC_WPS_SCHEDULER_SYSTEM": system,
-            "HPC_WPS_SCHEDULER_NATIVE": native,
-            "HPC_WPS_SCHEDULER_WORKDIR": str(jobs_dir),
-            "HPC_WPS_SCHEDULER_REMOTE": sshd["HPC_WPS_TEST_SSH_REMOTE"],
-            "HPC_WPS_SCHEDULER_SSH_KEY": sshd["HPC_WPS_TEST_SSH_KEY"],
-            "HPC_WPS_SCHEDULER_SSH_KNOWN_HOSTS": sshd["HPC_WPS_TEST_SSH_KNOWN_HOSTS"],
-        }
-
     def over_ssh(name: str, system: str, native: str, cancel_with: list[str]) -> None:
+        def ssh_environ(workdir: str) -> dict[str, str]:
+            jobs_dir = Path(sshd["HPC_WPS_TEST_SSH_SHARED"]) / f"bench-{Path(workdir).name}"
+            jobs_dir.mkdir()  # made with mkdir: the set-up's default ACL lets the login user in
+            return environ(workdir, system, native) | {
+                "HPC_WPS_SCHEDULER_WORKDIR": str(jobs_dir),
+                "HPC_WPS_SCHEDULER_REMOTE": sshd["HPC_WPS_TEST_SSH_REMOTE"],
+                "HPC_WPS_SCHEDULER_SSH_KEY": sshd["HPC_WPS_TEST_SSH_KEY"],
+                "HPC_WPS_SCHEDULER_SSH_KNOWN_HOSTS": sshd["HPC_WPS_TEST_SSH_KNOWN_HOSTS"],
+            }
+
         try:
-            results.append(measure(name, n, None, lambda w: ssh_environ(w, system, native), cancel_with))
+            results.append(measure(name, n, None, ssh_environ, cancel_with))
         finally:
             for leftover in Path(sshd["HPC_WPS_TEST_SSH_SHARED"]).glob("bench-hpc-wps-handover-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
 
+    if "slurm" in systems:
+        here("slurm", SLURM_BARE, "slurm", "--hold", ["scancel"])
     if "ssh" in systems:
         over_ssh("slurm over ssh", "slurm", "--hold", ["scancel"])
     if "gridengine" in systems:
-
-        def ge_environ(workdir: str) -> dict[str, str]:
-            return base_environ(workdir, n) | {
-                "HPC_WPS_SCHEDULER_SYSTEM": "drmaa",
-                "HPC_WPS_SCHEDULER_DRMAA_LIBRARY": ge["DRMAA_LIBRARY_PATH"],
-                "HPC_WPS_SCHEDULER_NATIVE": "-h",
-            }
-
-        results.append(measure("gridengine", n, GE_BARE, ge_environ, ["qdel"]))
+        library = {"HPC_WPS_SCHEDULER_DRMAA_LIBRARY": ge["DRMAA_LIBRARY_PATH"]}
+        here("gridengine", GE_BARE, "drmaa", "-h", ["qdel"], **library)
     if "qsub" in systems:
-
-        def qsub_environ(workdir: str) -> dict[str, str]:
-            return base_environ(workdir, n) | {
-                "HPC_WPS_SCHEDULER_SYSTEM": "gridengine",
-                "HPC_WPS_SCHEDULER_NATIVE": "-h",
-            }
-
-        results.append(measure("qsub", n, GE_BARE, qsub_environ, ["qdel"]))
+        here("qsub", GE_BARE, "gridengine", "-h", ["qdel"])
     if "qsub-ssh" in systems:
         over_ssh("qsub over ssh", "gridengine", "-h", ["qdel"])
     for local_name in ("slurm", "qsub"):
