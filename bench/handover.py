@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast the dispatcher hands accepted jobs over to Slurm and Grid Engine, against a bare submit loop.
 
-    .venv/bin/python bench/handover.py [--jobs 200] [--systems slurm,ssh,gridengine]
+    .venv/bin/python bench/handover.py [--jobs 200] [--systems slurm,ssh,gridengine,qsub,qsub-ssh]
 
 Hand-over only, apart from completion: every job is submitted held (Slurm ``--hold``, Grid Engine
 ``-h``), so nothing runs and the single-node cluster's start rate (about 2 jobs every 3 s on Slurm)
@@ -12,15 +12,17 @@ shared cluster are left alone). In one run, for each system:
   ``qsub -terse -h -b y /bin/true``), one process per submission as a user's script would;
 - per job: the dispatcher's hand-over of N accepted jobs with job arrays switched off (one sbatch, or
   one DRMAA runJob, per job: the hand-over before job arrays);
-- arrays: the dispatcher's hand-over as it is (one ``sbatch --array`` / one DRMAA ``runBulkJobs`` per
-  dispatcher cycle).
+- arrays: the dispatcher's hand-over as it is (one ``sbatch --array`` / one DRMAA ``runBulkJobs`` /
+  one ``qsub -t`` per dispatcher cycle).
 
 A hand-over is timed from the first claim to every job recorded in the job table with its native id:
 the jobs are accepted (Execute through the WSGI app in this process, SQLite job table) before the
-clock starts, then a real Dispatcher runs its submit step until all are recorded. ``ssh`` is Slurm
-through ``[scheduler] remote`` on the test sshd (scripts/sshd.sh), where the per-job overhead is
-compared with local Slurm's on job directories in the same shared directory (``slurm, shared dir``),
-so that the comparison is of SSH alone. Prints a table and the figures as JSON.
+clock starts, then a real Dispatcher runs its submit step until all are recorded. ``gridengine`` is
+Grid Engine through DRMAA, ``qsub`` through its command-line tools (``system = gridengine``). ``ssh``
+and ``qsub-ssh`` are Slurm and Grid Engine's tools through ``[scheduler] remote`` on the test sshd
+(scripts/sshd.sh, shared job directories), where the per-job overhead is compared with the same
+system run locally on job directories in the same shared directory (``..., shared dir``).
+Prints a table and the figures as JSON.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ EXECUTE = (
 )
 SSHD = ROOT / "scripts" / "sshd.sh"
 TIMEOUT = 600.0  # seconds a hand-over may take before the run gives up
+SLURM_BARE = ["sbatch", "--parsable", "--hold", "-o", "/dev/null", "--wrap", "true"]
+GE_BARE = ["qsub", "-terse", "-h", "-b", "y", "-o", "/dev/null", "-e", "/dev/null", "/bin/true"]
 
 
 def bare_loop(argv: list[str], n: int) -> tuple[float, list[str]]:
@@ -150,37 +154,32 @@ def sshd_env() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--systems", default="slurm,ssh,gridengine")
+    parser.add_argument("--systems", default="slurm,ssh,gridengine,qsub,qsub-ssh")
     args = parser.parse_args()
     systems = args.systems.split(",")
     n = args.jobs
-    if "gridengine" in systems:
+    if {"gridengine", "qsub", "qsub-ssh"} & set(systems):
         ge = cluster_env()
         ensure_preloaded(ge)  # re-executes this script once, with libdrmaa's LD_PRELOAD
     results = []
-    slurm_bare = ["sbatch", "--parsable", "--hold", "-o", "/dev/null", "--wrap", "true"]
-    if "slurm" in systems:
 
-        def slurm_environ(workdir: str) -> dict[str, str]:
-            return base_environ(workdir, n) | {
-                "HPC_WPS_SCHEDULER_SYSTEM": "slurm",
-                "HPC_WPS_SCHEDULER_NATIVE": "--hold",
-            }
+    def environ(workdir: str, system: str, native: str) -> dict[str, str]:
+        return base_environ(workdir, n) | {"HPC_WPS_SCHEDULER_SYSTEM": system, "HPC_WPS_SCHEDULER_NATIVE": native}
 
-        results.append(measure("slurm", n, slurm_bare, slurm_environ, ["scancel"]))
-    if "ssh" in systems:
-        sshd = sshd_env()
+    def here(name: str, bare: list[str], system: str, native: str, cancel_with: list[str], **extra: str) -> None:
+        results.append(measure(name, n, bare, lambda w: environ(w, system, native) | extra, cancel_with))
+
+    sshd = sshd_env() if {"ssh", "qsub-ssh"} & set(systems) else {}
+
+    def over_ssh(local: str, system: str, native: str, cancel_with: list[str]) -> None:
+        """``local`` on job directories in the directory both sides see, then the same over SSH: the
+        remote figure is compared with that local one, not with job directories in /tmp (the shared
+        directory's default ACL makes every file cost more there, which is not SSH's doing)."""
 
         def shared_environ(workdir: str) -> dict[str, str]:
-            """Job directories in the directory both sides see, as with ``remote``: the local figure
-            to compare the remote one with (its default ACL makes every file cost more than in /tmp)."""
             jobs_dir = Path(sshd["HPC_WPS_TEST_SSH_SHARED"]) / f"bench-{Path(workdir).name}"
             jobs_dir.mkdir()  # made with mkdir: the set-up's default ACL lets the login user in
-            return base_environ(workdir, n) | {
-                "HPC_WPS_SCHEDULER_SYSTEM": "slurm",
-                "HPC_WPS_SCHEDULER_NATIVE": "--hold",
-                "HPC_WPS_SCHEDULER_WORKDIR": str(jobs_dir),
-            }
+            return environ(workdir, system, native) | {"HPC_WPS_SCHEDULER_WORKDIR": str(jobs_dir)}
 
         def ssh_environ(workdir: str) -> dict[str, str]:
             return shared_environ(workdir) | {
@@ -190,33 +189,35 @@ def main() -> int:
             }
 
         try:
-            results.append(measure("slurm, shared dir", n, None, shared_environ, ["scancel"]))
-            results.append(measure("slurm over ssh", n, None, ssh_environ, ["scancel"]))
+            results.append(measure(f"{local}, shared dir", n, None, shared_environ, cancel_with))
+            results.append(measure(f"{local} over ssh", n, None, ssh_environ, cancel_with))
         finally:
             for leftover in Path(sshd["HPC_WPS_TEST_SSH_SHARED"]).glob("bench-hpc-wps-handover-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
+
+    if "slurm" in systems:
+        here("slurm", SLURM_BARE, "slurm", "--hold", ["scancel"])
+    if "ssh" in systems:
+        over_ssh("slurm", "slurm", "--hold", ["scancel"])
     if "gridengine" in systems:
-
-        def ge_environ(workdir: str) -> dict[str, str]:
-            return base_environ(workdir, n) | {
-                "HPC_WPS_SCHEDULER_SYSTEM": "drmaa",
-                "HPC_WPS_SCHEDULER_DRMAA_LIBRARY": ge["DRMAA_LIBRARY_PATH"],
-                "HPC_WPS_SCHEDULER_NATIVE": "-h",
-            }
-
-        ge_bare = ["qsub", "-terse", "-h", "-b", "y", "-o", "/dev/null", "-e", "/dev/null", "/bin/true"]
-        results.append(measure("gridengine", n, ge_bare, ge_environ, ["qdel"]))
-    local = next((r for r in results if r["system"] == "slurm, shared dir"), None)
-    remote = next((r for r in results if r["system"] == "slurm over ssh"), None)
-    if local and remote:
-        for label in ("per_job", "arrays"):
-            remote[f"{label}_overhead_vs_local"] = round(
-                remote[f"{label}_ms_per_job"] / local[f"{label}_ms_per_job"], 2
-            )
-    print(f"{'system':16} {'bare/s':>8} {'per-job/s':>10} {'arrays/s':>9} {'per-job:bare':>13} {'arrays:bare':>12}")
+        library = {"HPC_WPS_SCHEDULER_DRMAA_LIBRARY": ge["DRMAA_LIBRARY_PATH"]}
+        here("gridengine", GE_BARE, "drmaa", "-h", ["qdel"], **library)
+    if "qsub" in systems:
+        here("qsub", GE_BARE, "gridengine", "-h", ["qdel"])
+    if "qsub-ssh" in systems:
+        over_ssh("qsub", "gridengine", "-h", ["qdel"])
+    for local_name in ("slurm", "qsub"):
+        local = next((r for r in results if r["system"] == f"{local_name}, shared dir"), None)
+        remote = next((r for r in results if r["system"] == f"{local_name} over ssh"), None)
+        if local and remote:
+            for label in ("per_job", "arrays"):
+                remote[f"{label}_overhead_vs_local"] = round(
+                    remote[f"{label}_ms_per_job"] / local[f"{label}_ms_per_job"], 2
+                )
+    print(f"{'system':18} {'bare/s':>8} {'per-job/s':>10} {'arrays/s':>9} {'per-job:bare':>13} {'arrays:bare':>12}")
     for r in results:
         print(
-            f"{r['system']:16} {r.get('bare_jobs_per_s', '-'):>8} {r['per_job_jobs_per_s']:>10} "
+            f"{r['system']:18} {r.get('bare_jobs_per_s', '-'):>8} {r['per_job_jobs_per_s']:>10} "
             f"{r['arrays_jobs_per_s']:>9} {r.get('per_job_vs_bare', '-'):>13} {r.get('arrays_vs_bare', '-'):>12}"
         )
     print(json.dumps(results, indent=2))

@@ -10,6 +10,7 @@ A blocker job keeps one job active so that polls run; it is dismissed once the j
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -74,14 +75,13 @@ class Gate:
         return job_ids
 
 
-@pytest.fixture(scope="module")
-def gated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Gate]]:
-    env = request.getfixturevalue("grid_engine")
-    base = tmp_path_factory.mktemp("drmaa-arrays")
+@contextlib.contextmanager
+def gated_server(base: Path, extra_config: str) -> Iterator[tuple[Server, Gate]]:
+    """A server with this configuration whose qstat is a Gate; our jobs left on Grid Engine are deleted after."""
     gate = Gate(base / "tools")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", f"{gate.dir}:{os.environ['PATH']}")
-        server = Server(base / "server", config(env))
+        server = Server(base / "server", extra_config)
         try:
             yield server, gate
         finally:
@@ -90,6 +90,13 @@ def gated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 words = line.split()
                 if words and words[0].isdigit() and "wps-" in line:
                     subprocess.run(["qdel", words[0]], capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def gated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Gate]]:
+    env = request.getfixturevalue("grid_engine")
+    with gated_server(tmp_path_factory.mktemp("drmaa-arrays"), config(env)) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from tests.clusters.test_drmaa import (
     gone_from_grid_engine,
     grid_engine,  # noqa: F401 (a fixture)
     qacct,
+    record_id,
     wait_launched,
 )
 from tests.clusters.test_remote_slurm import REMOTE_USER, remote_keys, restart_sshd, sessions, sshd  # noqa: F401
@@ -62,7 +63,8 @@ class GridServer(Server):
         )
 
     def assert_succeeded(self, job_id: str, owner: str) -> dict[str, str]:
-        """The job Succeeded with its output, and Grid Engine ran it once, for ``owner``: its record."""
+        """The job Succeeded with its output, and Grid Engine ran it once, for ``owner``: its record (jobs
+        submitted in one dispatcher cycle go as a task array)."""
         self.wait10(job_id, "ProcessSucceeded", timeout=JOB)
         assert self.state20(job_id) == "Succeeded"
         result = self.result20(job_id)
@@ -71,8 +73,9 @@ class GridServer(Server):
             assert json.loads(data.text) == COUNTS
         else:
             assert result.xpath("//wps2:LiteralValue/text()", namespaces=NS)[0].startswith("slept for ")
-        (record,) = wait_for(lambda: qacct(job_id), timeout=20)
-        assert record["jobnumber"] == self.native_id(job_id)
+        native_id = self.native_id(job_id)  # of a job, or of a task of an array ("NUMBER.TASK")
+        (record,) = wait_for(lambda: qacct(job_id, native_id), timeout=20)
+        assert record_id(record) == native_id
         assert record["failed"] == "0" and record["exit_status"].split()[0] == "0"
         assert record["owner"] == owner
         return record
@@ -128,6 +131,7 @@ def qdel(native_id: str) -> None:
 
 def test_jobs_succeed_with_their_outputs(local):
     sleep_id = local.submit10("sleep", "delay=2")
+    local.native_id(sleep_id)  # handed over alone, not in a task array with the next
     count_id = local.wordcounter()
     for job_id in (sleep_id, count_id):
         record = local.assert_succeeded(job_id, "root")

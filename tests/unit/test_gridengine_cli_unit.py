@@ -19,6 +19,7 @@ from scheduler.executors.batch.gridengine_cli import SCRIPT, GridEngineExecutor,
 from scheduler.launcher import RESULT_FILE
 from scheduler.resources import Resources
 from tests.unit.test_drmaa_unit import QSTAT_XML_EMPTY, qacct_record
+from tests.unit.test_slurm_unit import PRINT_JOB_DIR, launcher_dir, specs
 from tests.unit.test_slurm_unit import FakeSlurm as FakeTools
 
 JOB_ID = "039a0a55-cd6a-4c30-b894-2dfe6a5f30eb"
@@ -256,3 +257,131 @@ def test_cancel_is_qdel_and_an_ended_job_is_ignored(tmp_path, monkeypatch):
     grid = executor(tmp_path)
     assert grid.request_cancel("99") is True
     assert fake.calls == [["qdel", "99"]]
+
+
+# -- task arrays --------------------------------------------------------------------------------------
+
+# qstat -xml -u root with task 1 of array 40 running and its tasks 2 and 3 waiting (one entry for both).
+QSTAT_XML_ARRAY = """<?xml version='1.0'?>
+<job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
+  <queue_info>
+    <job_list state="running">
+      <JB_job_number>40</JB_job_number>
+      <JB_name>wps-{name}</JB_name>
+      <state>r</state>
+      <tasks>1</tasks>
+    </job_list>
+  </queue_info>
+  <job_info>
+    <job_list state="pending">
+      <JB_job_number>40</JB_job_number>
+      <JB_name>wps-{name}</JB_name>
+      <state>qw</state>
+      <tasks>2-3:1</tasks>
+    </job_list>
+  </job_info>
+</job_info>
+"""
+
+
+def submitted_array(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int = 3) -> tuple[FakeGridEngine, list]:
+    fake = FakeGridEngine(monkeypatch)
+    fake.answer("qsub", (0, f"40.1-{count}:1\n", ""))
+    jobs = specs(tmp_path, count)
+    assert list(executor(tmp_path).submit_many(jobs)) == [f"40.{task}" for task in range(1, count + 1)]
+    return fake, jobs
+
+
+def test_jobs_of_one_cycle_go_as_one_task_array(tmp_path, monkeypatch):
+    fake, jobs = submitted_array(tmp_path, monkeypatch)
+    (argv,) = fake.calls  # one qsub for the three
+    batch = Path(argv[-1]).parent
+    assert batch.parent == tmp_path / "arrays" and argv[-1] == f"{batch}/{SCRIPT}"
+    assert argv[argv.index("-t") + 1] == "1-3"
+    assert argv[argv.index("-N") + 1] == f"wps-{batch.name}"
+    assert argv[argv.index("-wd") + 1] == str(batch)
+    assert argv[argv.index("-o") + 1] == f":{batch}/$TASK_ID/stdout"  # Grid Engine's pseudo variable
+    assert argv[argv.index("-e") + 1] == f":{batch}/$TASK_ID/stderr"
+    assert argv[argv.index("-r") + 1] == "n"
+    for task, job in enumerate(jobs, 1):
+        assert (batch / str(task)).resolve() == job.job_dir
+        assert (job.job_dir / "batch.submitted").read_text() == f"40.{task}"
+    assert Path(argv[-1]).read_text().rstrip().endswith('-m scheduler.run_job "$SGE_TASK_ID"')
+
+
+def test_a_task_runs_the_launcher_in_its_own_job_directory(tmp_path, monkeypatch):
+    """The array's script as the shell runs it for task 2: the launcher gets the link to job 2's directory."""
+    fake = FakeGridEngine(monkeypatch)
+    fake.answer("qsub", (0, "40.1-2:1\n", ""))
+    jobs = specs(tmp_path, 2)
+    list(executor(tmp_path, python=PRINT_JOB_DIR).submit_many(jobs))
+    assert launcher_dir(Path(fake.calls[0][-1]), {"SGE_TASK_ID": "2"}) == str(jobs[1].job_dir)
+
+
+def test_jobs_asking_for_other_resources_or_staged_go_alone(tmp_path, monkeypatch):
+    fake = FakeGridEngine(monkeypatch)
+    fake.answer("qsub", (0, "40.1-2:1\n", ""), (0, "41\n", ""), (0, "42\n", ""), (0, "43\n", ""))
+    jobs = specs(tmp_path, 3)
+    jobs[1] = JobSpec(jobs[1].job_id, "sleep", jobs[1].job_dir, {}, Resources(1, GiB, 60))
+    grid = executor(tmp_path)
+    assert list(grid.submit_many(jobs)) == ["40.1", "41", "40.2"]
+    monkeypatch.setattr(grid.runner, "shared", False)  # staging = sftp: the nodes cannot see the links
+    (tmp_path / "staged").mkdir()
+    assert list(grid.submit_many(specs(tmp_path / "staged", 2))) == ["42", "43"]
+    assert ["-t" in argv for argv in fake.calls] == [True, False, False, False]
+
+
+def test_tasks_are_followed_by_one_qstat_and_their_directories_known_after_a_restart(tmp_path, monkeypatch):
+    fake, jobs = submitted_array(tmp_path, monkeypatch)
+    batch = next((tmp_path / "arrays").iterdir())
+    fake.answer("qstat", (0, QSTAT_XML_ARRAY.format(name=batch.name), ""), (0, QSTAT_XML_EMPTY, ""))
+    grid = executor(tmp_path)  # a restarted dispatcher: it knows the tasks by their ids only
+    ids = ["40.1", "40.2", "40.3"]
+    assert grid.poll_many(ids) == {
+        "40.1": NativeStatus(NativeState.RUNNING),
+        "40.2": NativeStatus(NativeState.QUEUED),
+        "40.3": NativeStatus(NativeState.QUEUED),
+    }
+    # Task 1 has left qstat with its result file in its job directory, found from the array's name.
+    (jobs[0].job_dir / RESULT_FILE).write_text('{"status": "succeeded", "message": ""}')
+    assert grid.poll_many(ids[:1]) == {"40.1": NativeStatus(NativeState.ENDED, "ended on Grid Engine")}
+    assert fake.names()[1:] == ["qstat", "qstat"]
+
+
+def test_an_ended_task_from_its_own_accounting_record(tmp_path, monkeypatch):
+    fake = FakeGridEngine(monkeypatch)
+    fake.answer("qstat", (0, QSTAT_XML_EMPTY, ""))
+    deleted = qacct_record("29").replace("exit_status  143                  (Terminated)", "exit_status  137")
+    fake.answers["qacct -j 40 -t 2"] = [deleted.replace("jobname      probe", "jobname      wps-0123")]
+    assert executor(tmp_path).poll_many(["40.2"]) == {"40.2": NativeStatus(NativeState.ENDED, QDEL)}
+    assert fake.calls[1] == ["qacct", "-j", "40", "-t", "2"]
+
+
+def test_cancelling_a_task_deletes_that_task_only(tmp_path, monkeypatch):
+    fake = FakeTools(monkeypatch)
+    assert executor(tmp_path).request_cancel("40.2") is True
+    assert fake.calls == [["qdel", "40", "-t", "2"]]
+
+
+def test_a_task_whose_array_answer_was_lost_is_found_not_submitted_again(tmp_path, monkeypatch):
+    fake = FakeGridEngine(monkeypatch)
+    fake.answer("qsub", subprocess.TimeoutExpired("qsub", 30))
+    jobs = specs(tmp_path, 3)
+    assert all(isinstance(r, SubmitError) and r.retry for r in executor(tmp_path).submit_many(jobs))
+    batch = next((tmp_path / "arrays").iterdir())
+    fake.answer("qstat", (0, QSTAT_XML_ARRAY.format(name=batch.name), ""))
+    assert list(executor(tmp_path).submit_many(jobs[1:])) == ["40.2", "40.3"]  # a restarted dispatcher
+    assert fake.names() == ["qsub", "qstat", "qstat"]
+
+
+def test_a_task_array_that_ran_while_the_dispatcher_was_away_is_found_in_accounting(tmp_path, monkeypatch):
+    fake = FakeGridEngine(monkeypatch)
+    fake.answer("qsub", subprocess.TimeoutExpired("qsub", 30))
+    jobs = specs(tmp_path, 2)
+    list(executor(tmp_path).submit_many(jobs))
+    batch = next((tmp_path / "arrays").iterdir())
+    fake.answer("qstat", (0, QSTAT_XML_EMPTY, ""))
+    fake.answers[f"qacct -j wps-{batch.name}"] = [
+        qacct_record("25").replace("jobname      probe", f"jobname      wps-{batch.name}")
+    ]
+    assert list(executor(tmp_path).submit_many(jobs[1:])) == ["25.2"]

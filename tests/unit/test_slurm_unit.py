@@ -575,21 +575,26 @@ def test_jobs_of_one_cycle_go_as_one_array(tmp_path, monkeypatch):
     assert slurm.queries == 1
 
 
+# A launcher that prints the job directory it is given, resolved ([scheduler] python).
+PRINT_JOB_DIR = f"{sys.executable} -c 'import sys, pathlib; print(pathlib.Path(sys.argv[-1]).resolve())'"
+
+
+def launcher_dir(script: Path, environment: dict[str, str]) -> str:
+    """The job directory an array's script, run by the shell in its directory, gives PRINT_JOB_DIR."""
+    shell = subprocess.Popen(  # not subprocess.run, which the fake replaces
+        ["sh", str(script)], cwd=script.parent, env=environment, stdout=subprocess.PIPE, text=True
+    )
+    printed, _ = shell.communicate(timeout=30)
+    return printed.strip()
+
+
 def test_a_task_runs_the_launcher_in_its_own_job_directory(tmp_path, monkeypatch):
     """The array's script as the shell runs it for task 1: the launcher gets the link to job 1's directory."""
     fake = FakeSlurm(monkeypatch)
     fake.answer("sbatch", (0, "12\n", ""))
-    slurm = executor(
-        tmp_path, python=f"{sys.executable} -c 'import sys, pathlib; print(pathlib.Path(sys.argv[-1]).resolve())'"
-    )
     jobs = specs(tmp_path, 2)
-    list(slurm.submit_many(jobs))
-    script = Path(fake.calls[0][3])
-    shell = subprocess.Popen(  # not subprocess.run, which the fake replaces
-        ["sh", str(script)], cwd=script.parent, env={"SLURM_ARRAY_TASK_ID": "1"}, stdout=subprocess.PIPE, text=True
-    )
-    printed, _ = shell.communicate(timeout=30)
-    assert printed.strip() == str(jobs[1].job_dir)
+    list(executor(tmp_path, python=PRINT_JOB_DIR).submit_many(jobs))
+    assert launcher_dir(Path(fake.calls[0][3]), {"SLURM_ARRAY_TASK_ID": "1"}) == str(jobs[1].job_dir)
 
 
 def test_jobs_asking_for_other_resources_go_in_their_own_array(tmp_path, monkeypatch):

@@ -199,8 +199,19 @@ class BatchExecutor(Executor):
 
     def array_key(self, spec: JobSpec) -> Hashable | None:
         """Jobs with the same key can go to the system as one job array (they ask for the same
-        resources); None: this one goes alone (always, where :attr:`uses_arrays` is false)."""
-        return None
+        resources: :meth:`array_options`); None: this one goes alone (always, where :attr:`uses_arrays`
+        is false; and where its options cannot be passed, so that the reason becomes the job's)."""
+        if not self.uses_arrays:
+            return None
+        try:
+            return self.array_options(spec)
+        except ValueError:
+            return None
+
+    def array_options(self, spec: JobSpec) -> Hashable:
+        """What the job's submission shares with the others of its array: all but its own name,
+        directory and logs. ValueError if a value cannot be passed."""
+        raise NotImplementedError
 
     def submit_array(self, specs: Sequence[JobSpec]) -> list[str]:
         """Hand several jobs of one :meth:`array_key` to the system as one job array and return their

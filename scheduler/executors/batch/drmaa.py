@@ -46,13 +46,15 @@ from typing import Any
 
 import scheduler
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.executors.batch.base import ARRAYS, BatchExecutor, Listed, UnknownListing, tail
+from scheduler.executors.batch.base import BatchExecutor, Listed, UnknownListing, tail
 from scheduler.executors.batch.commands import CommandNotFound, SchedulerUnavailable
 from scheduler.executors.batch.drmaa_endings import deleted_reason, ending_reason, is_no_rusage
 from scheduler.executors.batch.gridengine import (
     GRID_ENGINE,
     NO_RECORD,
     accounting_command,
+    delete_command,
+    named_job_dir,
     parse_qacct,
     parse_qstat_xml,
     qstat_names,
@@ -370,14 +372,9 @@ class DrmaaExecutor(BatchExecutor):
         """On Grid Engine (runBulkJobs); slurm-drmaa and PBS take jobs one by one."""
         return self.system == GRID_ENGINE
 
-    def array_key(self, spec: JobSpec) -> Hashable | None:
-        """Jobs with the same native specification go as one task array."""
-        if not self.uses_arrays:
-            return None
-        try:
-            return native_specification(self.resources(spec), self.system, self.settings.parallel_environment)
-        except ValueError:
-            return None  # submitted alone, where the reason becomes the job's
+    def array_options(self, spec: JobSpec) -> Hashable:
+        """The native specification."""
+        return native_specification(self.resources(spec), self.system, self.settings.parallel_environment)
 
     def submit_array(self, specs: Sequence[JobSpec]) -> list[str]:
         """One ``runBulkJobs`` (a Grid Engine task array, ``qsub -t 1-N``): task T runs in the array
@@ -574,13 +571,10 @@ class DrmaaExecutor(BatchExecutor):
             return
         if job.workdir:
             self._job_dirs[native_id] = Path(job.workdir)
-        elif job.name.startswith(self.job_name_prefix) and Path(job.name).name == job.name:
-            named = job.name.removeprefix(self.job_name_prefix)
-            _number, _, task = native_id.partition(".")
-            if self.system == GRID_ENGINE and task.isdigit():  # a task of an array: named after its directory
-                self._job_dirs[native_id] = (self.jobs_dir / ARRAYS / named / task).resolve()
-            else:
-                self._job_dirs[native_id] = self.jobs_dir / named
+        else:
+            job_dir = named_job_dir(self.jobs_dir, self.job_name_prefix, native_id, job.name)
+            if job_dir is not None:
+                self._job_dirs[native_id] = job_dir
 
     def _left(
         self, session: Any, native_id: str, listed: Listed | None, now: float, listed_gone: bool = True
@@ -727,7 +721,7 @@ class DrmaaExecutor(BatchExecutor):
         return super().request_cancel(native_id)
 
     def cancel_command(self, native_id: str) -> list[str]:
-        return ["scancel", native_id] if self.system == SLURM else ["qdel", native_id]
+        return ["scancel", native_id] if self.system == SLURM else delete_command(native_id)
 
     def cancel_ignorable(self, stderr: str) -> bool:
         return bool(_CANCEL_ENDED.search(stderr))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from pathlib import Path
 
 from scheduler.executors.base import NativeState, NativeStatus
-from scheduler.executors.batch.base import Listed, UnknownListing, signal_name
+from scheduler.executors.batch.base import ARRAYS, Listed, UnknownListing, signal_name
 
 GRID_ENGINE = "Grid Engine"
 
@@ -99,6 +100,23 @@ def parse_qstat_xml(text: str) -> dict[str, Listed]:
 def qstat_names(text: str) -> dict[str, str]:
     """``qstat -xml``: job name -> job number (the last listed of each name)."""
     return {job.name: number.partition(".")[0] for number, job in parse_qstat_xml(text).items()}
+
+
+def named_job_dir(jobs_dir: Path, prefix: str, native_id: str, name: str) -> Path | None:
+    """Where a listed job of ours runs, from its name (``prefix`` and the job id): its job directory; for
+    a task "NUMBER.TASK" of a task array (named after the array's directory), that directory's link T
+    to it. None for a name that is not one of ours."""
+    if not name.startswith(prefix) or Path(name).name != name:
+        return None
+    named = name.removeprefix(prefix)
+    _number, _, task = native_id.partition(".")
+    return (jobs_dir / ARRAYS / named / task).resolve() if task.isdigit() else jobs_dir / named
+
+
+def delete_command(native_id: str) -> list[str]:
+    """qdel of a job, or of one task ("NUMBER.TASK") of a task array, the others going on (qdel(1))."""
+    number, _, task = native_id.partition(".")
+    return ["qdel", number, "-t", task] if task.isdigit() and number.isdigit() else ["qdel", native_id]
 
 
 # -- qacct ------------------------------------------------------------------------------------------

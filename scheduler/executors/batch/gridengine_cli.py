@@ -4,7 +4,10 @@ so it runs where libdrmaa cannot, on a login host over SSH (``[scheduler] remote
 A job is a script written into its job directory (``gridengine.sh``, beside this module) that runs
 ``python -m scheduler.run_job DIR`` on the node; ``qsub -terse`` submits it with every option on its
 command line (the same options the DRMAA executor passes as its native specification:
-``drmaa.native_specification``) and prints the job number. Every poll is one ``qstat -xml -u USER``
+``drmaa.native_specification``) and prints the job number. The jobs one dispatcher cycle hands over
+that ask for the same resources go as one task array instead (``qsub -t 1-N``: one request whatever
+their number, one SSH round trip with ``remote``), whose task T is "NUMBER.T" as under DRMAA; qstat,
+qacct and qdel each take such a task on its own. Every poll is one ``qstat -xml -u USER``
 for all jobs (``gridengine.py`` reads it). qstat lists no finished job: a job that has left it ended
 with its result file where the service can read it (a shared job directory); otherwise its accounting
 record (``qacct -j``, one process per job, at most ACCOUNTING_PER_POLL per poll) says how, in the
@@ -20,7 +23,7 @@ import os
 import re
 import shlex
 import string
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path, PurePosixPath
 
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
@@ -32,6 +35,8 @@ from scheduler.executors.batch.gridengine import (
     GRID_ENGINE,
     NO_RECORD,
     accounting_command,
+    delete_command,
+    named_job_dir,
     parse_qacct,
     parse_qstat_xml,
     qstat_names,
@@ -103,53 +108,95 @@ class GridEngineExecutor(BatchExecutor):
     # -- submitting ---------------------------------------------------------------------------------
 
     def render_script(self, spec: JobSpec) -> str:
-        job_dir = self.runner.path(spec.job_dir)
-        exports = [f"export {key}={shlex.quote(value)}" for key, value in sorted(self.environment.items())]
-        return self._template.substitute(
-            environment="\n".join(exports), command=shlex.join([*self.python, "-m", RUN_JOB, job_dir])
-        )
+        return self._script(shlex.join([*self.python, "-m", RUN_JOB, self.runner.path(spec.job_dir)]))
 
-    def qsub_command(self, spec: JobSpec) -> list[str]:
-        """qsub's argv: the job's name, directory and output files, then the DRMAA executor's native
-        specification (resources, queue, project, the site's native options last). ValueError if a
-        value cannot be passed."""
-        job_dir = self.runner.path(spec.job_dir)
+    def _script(self, command: str) -> str:
+        """The job script running ``command`` (shell-quoted) with the job's environment."""
+        exports = [f"export {key}={shlex.quote(value)}" for key, value in sorted(self.environment.items())]
+        return self._template.substitute(environment="\n".join(exports), command=command)
+
+    def native_options(self, spec: JobSpec) -> list[str]:
+        """The DRMAA executor's native specification as qsub's words (resources, queue, project, the
+        site's native options last); ValueError if a value cannot be passed."""
         native = native_specification(self.resources(spec), GRID_ENGINE, self.settings.parallel_environment)
         try:
-            options = shlex.split(native)
+            return shlex.split(native)
         except ValueError as exc:
             raise ValueError(f"native Grid Engine options {native!r}: {exc}") from None
+
+    def qsub_command(self, spec: JobSpec) -> list[str]:
+        """qsub's argv: the job's name, directory and output files, then its native options. ValueError
+        if a value cannot be passed."""
+        job_dir = self.runner.path(spec.job_dir)
+        return self._qsub_argv(self.job_name(spec.job_id), job_dir, job_dir, self.native_options(spec), [])
+
+    def _qsub_argv(self, name: str, workdir: str, logs: str, options: list[str], array: list[str]) -> list[str]:
         return [
             "qsub",
             "-terse",
+            *array,
             "-N",
-            self.job_name(spec.job_id),
+            name,
             "-wd",
-            job_dir,
+            workdir,
             "-o",
-            output_path(job_dir, "stdout"),
+            output_path(logs, "stdout"),
             "-e",
-            output_path(job_dir, "stderr"),
+            output_path(logs, "stderr"),
             "-S",
             "/bin/sh",
             "-r",
             "n",  # not rerunnable: a job must never run twice; it ends, and its reason says why
             *options,
-            str(PurePosixPath(job_dir, SCRIPT)),
+            str(PurePosixPath(workdir, SCRIPT)),
         ]
 
     def submit_job(self, spec: JobSpec) -> str:
         argv = self.qsub_command(spec)
         (spec.job_dir / SCRIPT).write_text(self.render_script(spec), encoding="utf-8")
         self.runner.stage_in(spec.job_dir)
+        native_id = self._qsub(argv)
+        self._job_dirs[native_id] = spec.job_dir
+        return native_id
+
+    @property
+    def uses_arrays(self) -> bool:
+        """Where the nodes see the array directory at the path this host does (not with ``staging = sftp``)."""
+        return self.runner.shared
+
+    def array_options(self, spec: JobSpec) -> Hashable:
+        """qsub's options but the job's own name, directory and logs: its native options."""
+        return tuple(self.native_options(spec))
+
+    def submit_array(self, specs: Sequence[JobSpec]) -> list[str]:
+        """One ``qsub -t 1-N`` for all the jobs, run in the array's directory (``array_directory``), which
+        holds the script and a link per task to the task's job directory: task T runs the launcher on
+        link T ($SGE_TASK_ID), and Grid Engine writes its output files through it ($TASK_ID in -o and -e)
+        into the job directory. Task T's native id is "NUMBER.T", as DRMAA names it; a restarted
+        dispatcher finds a task by its array's name."""
+        batch = self.array_directory(specs, 1)
+        where = self.runner.path(batch)
+        (batch / SCRIPT).write_text(
+            self._script(shlex.join([*self.python, "-m", RUN_JOB]) + ' "$SGE_TASK_ID"'), encoding="utf-8"
+        )
+        options = ["-t", f"1-{len(specs)}"]
+        argv = self._qsub_argv(
+            self.job_name(batch.name), where, f"{where}/$TASK_ID", self.native_options(specs[0]), options
+        )
+        number = self._qsub(argv)
+        native_ids = [f"{number}.{task}" for task in range(1, len(specs) + 1)]
+        for native_id, spec in zip(native_ids, specs, strict=True):
+            self._job_dirs[native_id] = spec.job_dir
+        return native_ids
+
+    def _qsub(self, argv: list[str]) -> str:
+        """Run qsub: the job (or task array) number, or the errors of submit_job."""
         done = self.run(argv)
         if done.returncode == 0:
             try:
-                native_id = parse_terse(done.stdout)
+                return parse_terse(done.stdout)
             except ValueError as exc:
                 raise SchedulerUnavailable(str(exc)) from None
-            self._job_dirs[native_id] = spec.job_dir
-            return native_id
         message = error_text(done.stderr) or error_text(done.stdout) or f"qsub exited with code {done.returncode}"
         if _UNREACHABLE.search(message):
             raise SchedulerUnavailable(f"Grid Engine is unavailable: {message}", bool(_CONNECT_REFUSED.search(message)))
@@ -159,11 +206,15 @@ class GridEngineExecutor(BatchExecutor):
 
     def find_submitted(self, spec: JobSpec) -> str | None:
         """qstat by the job's name; then the accounting, which knows a job that ran and ended while the
-        dispatcher was away."""
-        name = self.job_name(spec.job_id)
-        listing = self._qstat()
+        dispatcher was away. A task of an array is found as its array, by the array's name (ARRAY_NOTE
+        in the job directory names it), and its index."""
+        task = self.array_task(spec)
+        number = self._find_number(self.job_name(spec.job_id if task is None else task[0].name))
+        return number if task is None or number is None else f"{number}.{task[1]}"
+
+    def _find_number(self, name: str) -> str | None:
         try:
-            number = qstat_names(listing).get(name)
+            number = qstat_names(self._qstat()).get(name)
         except UnknownListing as exc:
             raise SchedulerUnavailable(f"Grid Engine is unavailable: {exc}") from None
         if number:
@@ -192,8 +243,10 @@ class GridEngineExecutor(BatchExecutor):
         for native_id in native_ids:
             job = listed.get(native_id)
             if job is not None:
-                if native_id not in self._job_dirs and job.name.startswith(self.job_name_prefix):
-                    self._job_dirs[native_id] = self.jobs_dir / job.name.removeprefix(self.job_name_prefix)
+                if native_id not in self._job_dirs:
+                    job_dir = named_job_dir(self.jobs_dir, self.job_name_prefix, native_id, job.name)
+                    if job_dir is not None:
+                        self._job_dirs[native_id] = job_dir
                 statuses[native_id] = NativeStatus(job.state)
         return statuses
 
@@ -246,7 +299,7 @@ class GridEngineExecutor(BatchExecutor):
         return NO_RECORD
 
     def cancel_command(self, native_id: str) -> list[str]:
-        return ["qdel", native_id]
+        return delete_command(native_id)
 
     def cancel_ignorable(self, stderr: str) -> bool:
         return bool(_CANCEL_ENDED.search(stderr))

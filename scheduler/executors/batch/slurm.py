@@ -309,15 +309,9 @@ class SlurmExecutor(BatchExecutor):
         """Where the nodes see the array directory at the path this host does (not with ``staging = sftp``)."""
         return self.runner.shared
 
-    def array_key(self, spec: JobSpec) -> Hashable | None:
-        """Jobs whose scripts differ only in their own name, directory and logs go as one array."""
-        if not self.uses_arrays:
-            return None
-        try:
-            values = self.script_values(spec)
-        except ValueError:
-            return None  # submitted alone, where the reason becomes the job's
-        return tuple(sorted((k, v) for k, v in values.items() if k not in _PER_JOB))
+    def array_options(self, spec: JobSpec) -> Hashable:
+        """The script's values but the job's own name, directory and logs."""
+        return tuple(sorted((k, v) for k, v in self.script_values(spec).items() if k not in _PER_JOB))
 
     def submit_array(self, specs: Sequence[JobSpec]) -> list[str]:
         """One ``sbatch --array=0-N`` for all the jobs. The array's directory (``array_directory``) holds
