@@ -16,6 +16,7 @@ import collections
 import contextlib
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -59,6 +60,29 @@ TAIL_CHARS = 400
 
 class UnknownListing(ValueError):
     """A listing command's output is not the one its parser reads (another product of the same name)."""
+
+
+@dataclass(frozen=True)
+class SubmitWords:
+    """How a system's submit command words a failure: the system is out of reach (``unreachable``: the
+    job is offered again later; ``connect_refused``: it certainly was not submitted), or it refuses this
+    job (``refused``: failing the job is the only answer); any other message counts as out of reach
+    too, so a job is retried, never lost. ``refused_prefix``: the command's own words before a refusal."""
+
+    system: str
+    command: str
+    unreachable: re.Pattern[str]
+    connect_refused: re.Pattern[str]
+    refused: re.Pattern[str]
+    refused_prefix: str = ""
+
+    def error(self, message: str) -> SubmitError:
+        if self.unreachable.search(message):
+            certain = bool(self.connect_refused.search(message))
+            return SchedulerUnavailable(f"{self.system} is unavailable: {message}", certain)
+        if self.refused.search(message):
+            return SubmitError(f"{self.system} refused the job: {message.removeprefix(self.refused_prefix)}", False)
+        return SchedulerUnavailable(f"{self.command} failed: {message}")
 
 
 @dataclass(frozen=True)

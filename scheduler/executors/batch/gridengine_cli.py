@@ -26,8 +26,8 @@ import string
 from collections.abc import Hashable, Sequence
 from pathlib import Path, PurePosixPath
 
-from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.executors.batch.base import BatchExecutor, UnknownListing, tail
+from scheduler.executors.base import JobSpec, NativeState, NativeStatus
+from scheduler.executors.batch.base import BatchExecutor, SubmitWords, UnknownListing, tail
 from scheduler.executors.batch.commands import LocalRunner, SchedulerUnavailable
 from scheduler.executors.batch.drmaa import ACCOUNTING_PER_POLL, code_root, job_environment, native_specification
 from scheduler.executors.batch.drmaa_endings import deleted_reason
@@ -66,6 +66,7 @@ _REFUSED = re.compile(
     r"exceeds|not a valid|illegal|unable to read script|no such file",
     re.IGNORECASE,
 )
+_QSUB = SubmitWords(GRID_ENGINE, "qsub", _UNREACHABLE, _CONNECT_REFUSED, _REFUSED, "Unable to run job: ")
 _CANCEL_ENDED = re.compile(r"does not exist|not found", re.IGNORECASE)
 
 
@@ -197,12 +198,8 @@ class GridEngineExecutor(BatchExecutor):
                 return parse_terse(done.stdout)
             except ValueError as exc:
                 raise SchedulerUnavailable(str(exc)) from None
-        message = error_text(done.stderr) or error_text(done.stdout) or f"qsub exited with code {done.returncode}"
-        if _UNREACHABLE.search(message):
-            raise SchedulerUnavailable(f"Grid Engine is unavailable: {message}", bool(_CONNECT_REFUSED.search(message)))
-        if _REFUSED.search(message):
-            raise SubmitError(f"Grid Engine refused the job: {message.removeprefix('Unable to run job: ')}", False)
-        raise SchedulerUnavailable(f"qsub failed: {message}")
+        message = error_text(done.stderr) or error_text(done.stdout)
+        raise _QSUB.error(message or f"qsub exited with code {done.returncode}")
 
     def find_submitted(self, spec: JobSpec) -> str | None:
         """qstat by the job's name; then the accounting, which knows a job that ran and ended while the

@@ -28,7 +28,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from scheduler.executors.base import JobSpec, NativeState, NativeStatus, SubmitError
-from scheduler.executors.batch.base import BatchExecutor, Listed, SchedulerUnavailable, tail
+from scheduler.executors.batch.base import BatchExecutor, Listed, SchedulerUnavailable, SubmitWords, tail
 from scheduler.run_job import MODULE as RUN_JOB
 from scheduler.settings import SchedulerSettings
 
@@ -93,6 +93,7 @@ _REFUSED = re.compile(
     r"exceed|not permitted|access denied|not allowed|no such|is not supported|illegal|bad ",
     re.IGNORECASE,
 )
+_SBATCH = SubmitWords(SLURM, "sbatch", _UNREACHABLE, _CONNECT_REFUSED, _REFUSED)
 # The script's values that are each job's own; jobs whose other values are equal form one array.
 _PER_JOB = frozenset({"job_name", "chdir", "output", "error", "command"})
 _CANCEL_ENDED = re.compile(r"already completing or completed|invalid job id", re.IGNORECASE)
@@ -347,12 +348,7 @@ class SlurmExecutor(BatchExecutor):
             if native_id.isdigit():
                 return native_id
             raise SchedulerUnavailable(f"sbatch answered {done.stdout.strip()!r} instead of a job id")
-        message = error_text(done.stderr) or f"sbatch exited with code {done.returncode}"
-        if _UNREACHABLE.search(message):
-            raise SchedulerUnavailable(f"Slurm is unavailable: {message}", bool(_CONNECT_REFUSED.search(message)))
-        if _REFUSED.search(message):
-            raise SubmitError(f"Slurm refused the job: {message}", retry=False)
-        raise SchedulerUnavailable(f"sbatch failed: {message}")
+        raise _SBATCH.error(error_text(done.stderr) or f"sbatch exited with code {done.returncode}")
 
     def find_submitted(self, spec: JobSpec) -> str | None:
         """squeue by the job's name and directory; then accounting, which still knows a job that ran
