@@ -36,7 +36,7 @@ ENCODINGS: dict[str, tuple[str, Encoder]] = {"json": (JSON, _json), "html": (htm
 
 def chosen() -> str:
     """The ``f`` value of the encoding this request gets."""
-    asked = request.args.get("f")
+    asked = _f()
     if asked is not None:
         if asked not in ENCODINGS:
             raise bad_request(f"f is one of {', '.join(ENCODINGS)}", "f")
@@ -47,10 +47,16 @@ def chosen() -> str:
 def error_encoding() -> str:
     """The ``f`` value of an error's answer: as ``chosen``, but an ``f`` this service cannot meet gets
     JSON (the problem that says so) rather than a second error."""
-    asked = request.args.get("f")
+    asked = _f()
     if asked is not None:
         return asked if asked in ENCODINGS else next(iter(ENCODINGS))
     return _by_accept()
+
+
+def _f() -> str | None:
+    """The query's ``f``; looked up, not fetched with ``get``, which raises and catches a KeyError when absent."""
+    args = request.args
+    return args["f"] if "f" in args else None  # noqa: SIM401
 
 
 # Accept headers that get JSON without being parsed: none, anything, JSON itself (what clients send).
@@ -78,10 +84,8 @@ def respond(
 
 def encoded(body: bytes, content_type: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A response of a document already encoded (``respond``, or bytes a view keeps)."""
-    response = Response(body, status=status, content_type=content_type)
-    response.headers.update(headers or {})
-    response.vary.add("Accept")
-    return response
+    # Vary is set whole, not through ``response.vary``, which parses and rewrites the header.
+    return Response(body, status=status, headers={"Vary": "Accept", **(headers or {})}, content_type=content_type)
 
 
 def respond_kept(resource: str, kept: dict[Any, bytes], key: Any, document: Callable[[], Any]) -> Response:

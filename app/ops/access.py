@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import cache
 
 from flask import Request, Response, g, request
 from prometheus_client import Counter, Histogram
 
+from app.ops.deferred_log import DeferredLines
 from app.wps.errors import OWSException
 from app.wps.requests import SUPPORTED_VERSIONS, DescribeProcess, Execute, GetCapabilities, JobRequest
 from app.wps.versions import negotiate
 from app.wps.views import JOB_ID
 
 log = logging.getLogger("hpc_wps.access")
+LINES = DeferredLines(log)  # written by a thread of their own: ``deferred_log``
 
 OPERATIONS = {
     o.lower(): o for o in ("GetCapabilities", "DescribeProcess", "Execute", "GetStatus", "GetResult", "Dismiss")
@@ -81,17 +84,33 @@ def describe(req: Request) -> tuple[str, str, str | None]:
     return OPERATIONS.get(args.get("request", "").lower(), INVALID), _version(args.get("version")), None
 
 
+STARTED = "hpc_wps.started"  # the request's start, in its WSGI environ (cheaper than ``g``)
+
+
+@cache
+def _timer(operation: str, version: str) -> Histogram:
+    """A label set's child, kept: ``labels`` takes a lock and checks its arguments on every call."""
+    return REQUEST_SECONDS.labels(operation, version)
+
+
+@cache
+def _counter(operation: str, status: int) -> Counter:
+    return RESPONSES.labels(operation, str(status))
+
+
 def start() -> None:
-    g.ops_started = time.perf_counter()
+    request.environ[STARTED] = time.perf_counter()
 
 
 def finish(response: Response) -> Response:
-    seconds = time.perf_counter() - g.get("ops_started", time.perf_counter())
     req = request._get_current_object()  # type: ignore[attr-defined]  # read a dozen times: once through the proxy
+    seconds = time.perf_counter() - req.environ.get(STARTED, time.perf_counter())
     operation, version, job_id = describe(req)
     status = response.status_code
-    REQUEST_SECONDS.labels(operation, version).observe(seconds)
-    RESPONSES.labels(operation, str(status)).inc()
+    _timer(operation, version).observe(seconds)
+    _counter(operation, status).inc()
+    if not log.isEnabledFor(logging.INFO):
+        return response
     # A decoded path can hold a line break: escaped, it cannot forge a log line.
     path = req.path if req.path.isprintable() else req.path.encode("unicode_escape").decode("ascii")
     fields: dict[str, object] = {
@@ -105,5 +124,6 @@ def finish(response: Response) -> Response:
     }
     if job_id and JOB_ID.match(job_id):  # a client's text goes into the log only when it is a job id
         fields["job_id"] = job_id
-    log.info("%s %s %s %s %d %.3f s", req.method, path, operation, version or "-", status, seconds, extra=fields)
+    args = (req.method, path, operation, version or "-", status, seconds)
+    LINES.note(time.time(), "%s %s %s %s %d %.3f s", args, fields)
     return response
