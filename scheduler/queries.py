@@ -30,9 +30,13 @@ def removable() -> ColumnElement[bool]:
     return JOBS.c.status.in_(sorted(FINAL_VALUES)) & JOBS.c.native_active.is_(False)
 
 
+# Built once: building a select and its cache key cost as much as running it (a status poll's query).
+_GET_JOB = select(JOBS).where(JOBS.c.id == bindparam("job_id"))
+
+
 def get_job(bind: Bind, job_id: str) -> RowMapping | None:
-    with transaction(bind) as conn:
-        return conn.execute(select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
+    with transaction(bind, write=False) as conn:
+        return conn.execute(_GET_JOB, {"job_id": job_id}).mappings().first()
 
 
 _COUNT_WAITING = select(func.count()).select_from(JOBS).where(JOBS.c.status == JobStatus.ACCEPTED.value)
