@@ -46,7 +46,7 @@ class Job:
     def from_row(cls, row: Mapping[str, Any]) -> Job:
         """The message is cleaned on the way out as well as in (``lifecycle``): rows written before
         messages were cleaned, or by hand, reach every document and terminal without control characters."""
-        values = {field.name: row[field.name] for field in dataclasses.fields(cls)}
+        values = {name: row[name] for name in _FIELDS}
         message = row["message"]
         return cls(
             **values | {"status": JobStatus(row["status"]), "message": clean_message(message) if message else message}
@@ -54,7 +54,10 @@ class Job:
 
     def as_dict(self) -> dict[str, Any]:
         """Column name to value, shallow: the request and outputs are the job's own objects."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(Job))  # looked up once, not per row
 
 
 @dataclass(frozen=True)

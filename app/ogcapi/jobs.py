@@ -63,9 +63,10 @@ def status_info(job: Job, urls: Urls) -> dict[str, Any]:
         info["progress"] = 100
     elif job.progress is not None:
         info["progress"] = max(0, min(100, job.progress))
+    here = urls.job(job.id)
     info["links"] = [
-        link(urls.job(job.id), "self", "this job's status"),
-        link(urls.job(job.id), "monitor", "where the job's status is followed"),
+        link(here, "self", "this job's status"),
+        link(here, "monitor", "where the job's status is followed"),
     ]
     if job.status is JobStatus.SUCCEEDED:
         info["links"].append(link(urls.results(job.id), RESULTS_REL, "the job's results"))

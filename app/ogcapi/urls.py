@@ -8,6 +8,7 @@ it, so behind a proxy that publishes ``https://example.org/hpc/wps`` the landing
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import quote, urlencode
 
 from app.wps.urls import output_url
@@ -26,8 +27,8 @@ def api_root(wps_url: str) -> str:
 class Urls:
     wps: str  # the public URL of the WPS endpoint, which output downloads start with
 
-    @property
-    def root(self) -> str:
+    @cached_property
+    def root(self) -> str:  # kept: every link of a job list starts with it
         return api_root(self.wps)
 
     def landing(self) -> str:
