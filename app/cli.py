@@ -209,7 +209,7 @@ def _gunicorn_command(settings: Settings) -> list[str]:
         "8190",
         "--logger-class",
         "app.gunicorn_logging.ServiceLogger",
-        "app:create_app()",
+        "app:serving_app()",
     ]
 
 
