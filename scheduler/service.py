@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, RowMapping
 
 from processes.fetch import seal_inputs
 from processes.model import Process
@@ -48,7 +48,7 @@ from scheduler.errors import (
 )
 from scheduler.executor_names import WEB
 from scheduler.interrupts import ClientCheck
-from scheduler.job import Job, OutputFile
+from scheduler.job import STATE_COLUMNS, Job, JobState, OutputFile
 from scheduler.launcher import Outcome, ProgressReporter, record_outcome, run_to_outcome
 from scheduler.models import JobMode, JobStatus, utcnow
 from scheduler.pids import holder
@@ -337,12 +337,19 @@ class JobService:
 
     def list_jobs(self, which: JobFilter, caller: Caller = ANONYMOUS_CALLER) -> list[Job]:
         """The jobs ``which`` selects among those the caller may see: its own, or every job for an administrator."""
+        return [Job.from_row(row) for row in self._find(which, caller)]
+
+    def list_states(self, which: JobFilter, caller: Caller = ANONYMOUS_CALLER) -> list[JobState]:
+        """As :meth:`list_jobs`, each job's status only: what a list of jobs shows, and cheaper to read."""
+        return [JobState.from_row(row) for row in self._find(which, caller, STATE_COLUMNS)]
+
+    def _find(self, which: JobFilter, caller: Caller, columns: tuple[str, ...] | None = None) -> list[RowMapping]:
         owners = which.owners
         if not caller.is_admin:
             owners = tuple(o for o in owners or (caller.name,) if o == caller.name)
             if not owners:
                 return []
-        rows = queries.find_jobs(
+        return queries.find_jobs(
             self.engine,
             statuses=sorted(set(which.statuses)) or None,
             processes=which.processes or None,
@@ -354,8 +361,8 @@ class JobService:
             durations=(_seconds(which.min_duration), _seconds(which.max_duration)),
             after=which.after,
             before=which.before,
+            columns=columns,
         )
-        return [Job.from_row(row) for row in rows]
 
     def dismiss(self, job_id: str, caller: Caller = ANONYMOUS_CALLER) -> Job:
         """Dismiss a job of the caller's, waiting, running or finished; its files go (now, or once its

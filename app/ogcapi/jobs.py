@@ -18,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.ogcapi.errors import bad_request
 from app.ogcapi.urls import RESULTS_REL, Urls, link
-from scheduler.job import Job
+from scheduler.job import Job, JobState
 from scheduler.models import JobStatus
 from scheduler.service import JobFilter
 
@@ -45,7 +45,7 @@ def timestamp(moment: dt.datetime) -> str:
     return moment.isoformat(timespec="milliseconds") + "Z"
 
 
-def status_info(job: Job, urls: Urls) -> dict[str, Any]:
+def status_info(job: Job | JobState, urls: Urls) -> dict[str, Any]:
     info: dict[str, Any] = {
         "processID": job.process_id,
         "type": "process",
@@ -169,7 +169,7 @@ def mark(position: tuple[dt.datetime, str]) -> str:
     return f"{position[0].isoformat(timespec='microseconds')}_{position[1]}"
 
 
-def job_list(found: list[Job], query: ListQuery, urls: Urls) -> dict[str, Any]:
+def job_list(found: list[JobState], query: ListQuery, urls: Urls) -> dict[str, Any]:
     """``found``: up to one job more than a page, newest first; the extra one says another page follows
     in the direction of travel (older after ``after`` or from the top, newer before ``before``)."""
     backwards = query.which.before is not None

@@ -228,7 +228,7 @@ def _job(job: Job, status: int = 200, headers: dict[str, str] | None = None) -> 
 def job_list() -> Response:
     api = binding()
     query = job_docs.list_query(request.args)
-    found = api.jobs.list_jobs(query.which, caller("GetStatus"))
+    found = api.jobs.list_states(query.which, caller("GetStatus"))
     return respond("jobs", job_docs.job_list(found, query, api.urls), more=lambda: pages.list_page(request.args))
 
 

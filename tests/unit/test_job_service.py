@@ -33,7 +33,7 @@ from scheduler.errors import (
     SyncSlotsBusy,
 )
 from scheduler.executor_names import WEB
-from scheduler.job import Job
+from scheduler.job import Job, JobState
 from scheduler.launcher import CLIENT_GONE
 from scheduler.models import JOBS, JobStatus, utcnow
 from scheduler.service import JobFilter, JobService
@@ -373,6 +373,18 @@ def test_list_jobs_by_creation_duration_and_pages(jobs):
     assert ids(after=cursor) == [made[1].id, made[0].id]
     assert ids(before=cursor, limit=1) == [made[3].id]  # the nearest newer ones, newest first
     assert ids(before=cursor) == [made[4].id, made[3].id]
+    # A listing's states are the same jobs with the same status, read without request and outputs.
+    for which in (
+        {},
+        {"created_from": at[1], "limit": 2},
+        {"min_duration": dt.timedelta(seconds=5)},
+        {"before": cursor},
+    ):
+        full, states = jobs.list_jobs(JobFilter(**which)), jobs.list_states(JobFilter(**which))
+        assert [(j.id, j.status, j.message, j.created_at, j.finished_at) for j in full] == [
+            (s.id, s.status, s.message, s.created_at, s.finished_at) for s in states
+        ]
+        assert all(isinstance(s, JobState) and not hasattr(s, "request") for s in states)
 
 
 def test_every_job_operation_is_the_callers_own(jobs):
