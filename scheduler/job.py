@@ -44,8 +44,7 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        values = {name: row[name] for name in _FIELDS}
-        return cls(**values | {"status": JobStatus(row["status"]), "message": _message(row)})
+        return cls(**_values(row, _FIELDS))
 
     def as_dict(self) -> dict[str, Any]:
         """Column name to value, shallow: the request and outputs are the job's own objects."""
@@ -55,11 +54,13 @@ class Job:
 _FIELDS = tuple(field.name for field in dataclasses.fields(Job))  # looked up once, not per row
 
 
-def _message(row: Mapping[str, Any]) -> str | None:
-    """The message is cleaned on the way out as well as in (``lifecycle``): rows written before
-    messages were cleaned, or by hand, reach every document and terminal without control characters."""
+def _values(row: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The columns ``names`` of a row as a Job's or JobState's fields. The message is cleaned on the way
+    out as well as in (``lifecycle``): rows written before messages were cleaned, or by hand, reach
+    every document and terminal without control characters."""
     message = row["message"]
-    return clean_message(message) if message else message
+    values = {name: row[name] for name in names}
+    return values | {"status": JobStatus(row["status"]), "message": clean_message(message) if message else message}
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,7 @@ class JobState:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobState:
-        values = {name: row[name] for name in STATE_COLUMNS}
-        return cls(**values | {"status": JobStatus(row["status"]), "message": _message(row)})
+        return cls(**_values(row, STATE_COLUMNS))
 
 
 STATE_COLUMNS = tuple(field.name for field in dataclasses.fields(JobState))  # what a JobState is read from
