@@ -9,6 +9,7 @@ handlers.
 import atexit
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,18 @@ PYWPS_VENV = os.path.join(BENCH_DIR, ".venv-pywps")
 REPO_VENV = os.path.join(REPO_DIR, ".venv")
 
 _STARTED = []  # Server objects, in start order
+
+
+def connection_split(port):
+    """How the established connections to ``port`` on this machine are spread over the processes that
+    hold them, largest share first: "3-1" (two workers), "4" (all on one). Read with ``ss``."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=True
+    ).stdout
+    shares = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        shares[pid] = shares.get(pid, 0) + 1
+    return "-".join(str(n) for n in sorted(shares.values(), reverse=True)) or "0"
 
 
 def free_port():

@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from app.auth.browser import COMPACT_JWT, MAX_COOKIE_TOKEN, MONITOR_HEADER, cookie_counts, cookie_token
 from app.auth.settings import AuthSettings
@@ -34,6 +34,17 @@ from scheduler.models import ANONYMOUS
 REALM = "hpc-wps"
 USER_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")  # fits the owner column, prints on one line
 BEARER = re.compile(r"^Bearer +(\S+) *$", re.IGNORECASE)
+
+
+class Asking(Protocol):
+    """What of a web request decides who it comes from."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def remote_addr(self) -> str | None: ...
+    @property
+    def method(self) -> str: ...
 
 
 @dataclass
@@ -58,6 +69,14 @@ class Authenticator:
                 keys = KeySet(lambda: fetch_jwks(auth.jwks_url), auth.jwks_cache, auth.jwks_url)
             self.verifier = TokenVerifier(keys, auth.issuer, auth.audience, auth.leeway)
         self.proxies = [ipaddress.ip_network(entry, strict=False) for entry in auth.trusted_proxies]
+
+    def caller_of(self, operation: str, request: Asking) -> Caller:
+        """As :meth:`caller`, of a web request (Flask's ``request``). Without users (``mode = none``)
+        every caller is the anonymous one and the request is not read: each of its attributes costs a
+        context lookup through Flask's proxy, a tenth of a cheap request's time."""
+        if self.auth.mode == "none":
+            return ANONYMOUS_CALLER
+        return self.caller(operation, request.headers, request.remote_addr, request.method)
 
     def caller(self, operation: str, headers: Mapping[str, str], remote_addr: str | None, method: str = "") -> Caller:
         """The caller of ``operation`` (a name of ``app.auth.settings.OPERATIONS``), or a :class:`Refusal`.

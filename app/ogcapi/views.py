@@ -90,10 +90,11 @@ def binding() -> Binding:
     return current_app.extensions[EXTENSION]
 
 
-def caller(operation: str) -> Caller:
-    """The caller of this request, as WPS finds it (``app/auth``), for the WPS operation it amounts to."""
+def caller(operation: str, api: Binding | None = None) -> Caller:
+    """The caller of this request, as WPS finds it (``app/auth``), for the WPS operation it amounts to;
+    ``api``: the binding, where the view has it already (``binding`` costs a lookup through a proxy)."""
     try:
-        return html.remember(binding().auth.caller(operation, request.headers, request.remote_addr, request.method))
+        return html.remember((api or binding()).auth.caller_of(operation, request))
     except Refusal as refusal:
         raise refused(refusal) from None
 
@@ -119,8 +120,8 @@ def problem_response(error: ApiError) -> Response:
 
 @bp.route("/", methods=["GET"])
 def landing_page() -> Response:
-    caller("GetCapabilities")
     api = binding()
+    caller("GetCapabilities", api)
     return respond("landing", landing.landing_page(api.urls, api.title, api.description))
 
 
@@ -132,14 +133,15 @@ def conformance() -> Response:
 
 @bp.route("/api", methods=["GET"])
 def api_document() -> Response:
-    caller("GetCapabilities")
-    return Response(binding().api, content_type=OPENAPI)
+    api = binding()
+    caller("GetCapabilities", api)
+    return Response(api.api, content_type=OPENAPI)
 
 
 @bp.route("/processes", methods=["GET"])
 def process_list() -> Response:
     api = binding()
-    offered = api.jobs.processes(caller("GetCapabilities"))
+    offered = api.jobs.processes(caller("GetCapabilities", api))
     key = tuple(p.identifier for p in offered)
     return respond_kept("processes", api.process_lists, key, lambda: processes.process_list(offered, api.urls))
 
@@ -147,7 +149,7 @@ def process_list() -> Response:
 @bp.route("/processes/<process_id>", methods=["GET"])
 def process_description(process_id: str) -> Response:
     api = binding()
-    process = api.jobs.process(process_id, caller("DescribeProcess"))
+    process = api.jobs.process(process_id, caller("DescribeProcess", api))
     document = processes.description(process, api.urls, api.megabytes)
     return respond("process", document, more=lambda: pages.process_page(document))
 
@@ -172,7 +174,7 @@ def _body() -> Any:
 @bp.route("/processes/<process_id>/execution", methods=["POST"])
 def execute(process_id: str) -> Response:
     api = binding()
-    who = caller("Execute")
+    who = caller("Execute", api)
     process = api.jobs.process(process_id, who)
     parsed = parse_execute(process, _body())
     try:
@@ -228,25 +230,28 @@ def _job(job: Job, status: int = 200, headers: dict[str, str] | None = None) -> 
 def job_list() -> Response:
     api = binding()
     query = job_docs.list_query(request.args)
-    found = api.jobs.list_states(query.which, caller("GetStatus"))
+    found = api.jobs.list_states(query.which, caller("GetStatus", api))
     return respond("jobs", job_docs.job_list(found, query, api.urls), more=lambda: pages.list_page(request.args))
 
 
 @bp.route("/jobs/<job_id>", methods=["GET"])
 def job_status(job_id: str) -> Response:
-    api, who = binding(), caller("GetStatus")
+    api = binding()
+    who = caller("GetStatus", api)
     return _job(api.jobs.get(_job_id(job_id), who))
 
 
 @bp.route("/jobs/<job_id>", methods=["DELETE"])
 def dismiss(job_id: str) -> Response:
-    api, who = binding(), caller("Dismiss")
+    api = binding()
+    who = caller("Dismiss", api)
     return _job(api.jobs.dismiss(_job_id(job_id), who))
 
 
 @bp.route("/jobs/<job_id>/results", methods=["GET"])
 def job_results(job_id: str) -> Response:
-    api, who = binding(), caller("GetResult")
+    api = binding()
+    who = caller("GetResult", api)
     job = api.jobs.result(_job_id(job_id), who)
     return respond("results", results.results(job, api.urls, api.jobs.outputs_dir(job.id)))
 

@@ -15,5 +15,5 @@ def init_app(app: Flask, settings: Settings, engine: Engine) -> None:
     app.register_blueprint(health.blueprint(probe))
     if settings.monitoring.metrics:
         app.register_blueprint(metrics.blueprint(probe, settings.monitoring.metrics_clients))
-    app.before_request(access.start)
+    app.wsgi_app = access.timed(app.wsgi_app)  # type: ignore[method-assign]
     app.after_request(access.finish)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from functools import cache
+from typing import TYPE_CHECKING
 
 from flask import Request, Response, g, request
 from prometheus_client import Counter, Histogram
@@ -19,6 +21,9 @@ from app.wps.errors import OWSException
 from app.wps.requests import SUPPORTED_VERSIONS, DescribeProcess, Execute, GetCapabilities, JobRequest
 from app.wps.versions import negotiate
 from app.wps.views import JOB_ID
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("hpc_wps.access")
 LINES = DeferredLines(log)  # written by a thread of their own: ``deferred_log``
@@ -98,8 +103,15 @@ def _counter(operation: str, status: int) -> Counter:
     return RESPONSES.labels(operation, str(status))
 
 
-def start() -> None:
-    request.environ[STARTED] = time.perf_counter()
+def timed(wsgi_app: WSGIApplication) -> WSGIApplication:
+    """``wsgi_app`` noting each request's start in its environ, before Flask sees it: a
+    ``before_request`` function would cost a call through Flask's hooks and its ``request`` proxy."""
+
+    def started(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ[STARTED] = time.perf_counter()
+        return wsgi_app(environ, start_response)
+
+    return started
 
 
 def finish(response: Response) -> Response:

@@ -6,6 +6,12 @@ run through Flask and every line of logging's code runs cold. Noted in a queue, 
 microsecond; the writer makes the records in a batch. nginx buffers its access log for the same
 reason (``access_log ... buffer= flush=``).
 
+The writer hands a batch to a stream or file handler (what ``[logging]`` configures) as one write
+and one flush: handled one by one, each record took the handler's lock twice and a ``write`` system
+call of its own. With records copied from the batch's first (``_records``), a line costs 11 to 22 µs
+against 47 to 80 before (20,000 lines in one process, this machine kind). Any other handler gets the
+records one by one, as from the logger itself.
+
 Each record keeps the time its request ended. A worker that exits normally writes what is pending
 (``atexit``, before logging shuts its handlers); a worker killed with SIGKILL loses at most the
 last ``INTERVAL`` seconds of lines.
@@ -22,6 +28,9 @@ from collections import deque
 from typing import Any
 
 INTERVAL = 0.2  # seconds between batches
+# Handlers whose ``emit`` is "format, write to ``stream``, flush": a batch can be one write. Their
+# subclasses (rotating files, say) may do more per record, so only these exact classes.
+BATCHED = (logging.StreamHandler, logging.FileHandler)
 
 
 class DeferredLines:
@@ -44,16 +53,60 @@ class DeferredLines:
 
     def flush(self) -> None:
         """Make and handle every pending record, oldest first."""
-        logger, pending = self.logger, self._pending
+        records = self._records()
+        if not records:
+            return
+        handlers = self._handlers()
+        if not handlers:  # logging's own fallback (``lastResort``) decides
+            for record in records:
+                self.logger.handle(record)
+            return
+        for handler in handlers:
+            wanted = [r for r in records if r.levelno >= handler.level]
+            if type(handler) in BATCHED and getattr(handler, "stream", None) is not None:
+                _write(handler, wanted)
+            else:
+                for record in wanted:
+                    handler.handle(record)
+
+    def _records(self) -> list[logging.LogRecord]:
+        """The pending lines as records, taken off the queue; those the logger's own filters pass.
+
+        The logger makes the batch's first record; the others are copies of it with their own message,
+        time and fields. What else a record holds (the writer's thread, the process, this file as the
+        caller) is the same for every line of a batch, and making each anew was half a line's cost."""
+        logger, pending, records = self.logger, self._pending, []
+        first: dict[str, Any] | None = None
         while pending:
             try:
                 created, message, args, fields = pending.popleft()
             except IndexError:  # the other thread took the last one
-                return
-            record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, args, None, extra=fields)
-            record.created = created
-            record.msecs = (created - int(created)) * 1000
-            logger.handle(record)
+                break
+            if first is None:
+                made = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, args, None)
+                kind, first = type(made), vars(made)
+            record = kind.__new__(kind)
+            vars(record).update(
+                first,
+                msg=message,
+                args=args,
+                created=created,
+                msecs=(created - int(created)) * 1000,
+                relativeCreated=(created - first["created"]) * 1000 + first["relativeCreated"],
+            )
+            vars(record).update(fields)
+            if not logger.disabled and logger.filter(record):
+                records.append(record)
+        return records
+
+    def _handlers(self) -> list[logging.Handler]:
+        """The handlers ``logger.handle`` would call: the logger's, then its parents' while it propagates."""
+        handlers: list[logging.Handler] = []
+        logger: logging.Logger | None = self.logger
+        while logger is not None:
+            handlers.extend(logger.handlers)
+            logger = logger.parent if logger.propagate else None
+        return handlers
 
     def _start(self) -> None:
         with self._lock:
@@ -73,3 +126,23 @@ class DeferredLines:
         self._pending.clear()
         self._started_in = None
         self._lock = threading.Lock()
+
+
+def _write(handler: logging.StreamHandler, records: list[logging.LogRecord]) -> None:
+    """The records the handler's filters pass, formatted, in one write and one flush of its stream."""
+    lines = []
+    for record in records:
+        if not handler.filter(record):
+            continue
+        try:
+            lines.append(handler.format(record) + handler.terminator)
+        except Exception:
+            handler.handleError(record)  # as ``emit`` does for a record it cannot format
+    if not lines:
+        return
+    with handler.lock:
+        try:
+            handler.stream.write("".join(lines))
+            handler.flush()
+        except Exception:
+            handler.handleError(records[-1])

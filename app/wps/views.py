@@ -98,7 +98,7 @@ def _version_hint(sample: bytes) -> str:
 def authorized(operation: str) -> Caller:
     """The caller of ``operation`` in this request, or an OWSException saying why it may not ask."""
     try:
-        return binding().auth.caller(operation, request.headers, request.remote_addr, request.method)
+        return binding().auth.caller_of(operation, request)
     except Refusal as refusal:
         raise OWSException("NoApplicableCode", refusal.text, refusal.locator, refusal.status, refusal.headers) from None
 

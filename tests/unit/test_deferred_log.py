@@ -78,3 +78,56 @@ def test_a_forked_child_writes_its_own_lines_not_its_parents():
     assert written == "child's"
     lines.flush()
     assert [r.getMessage() for r in records] == ["parent's"]
+
+
+class CountingStream:
+    """A stream that keeps each ``write`` apart, to see how many a batch took."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_a_stream_handler_gets_a_batch_in_one_write_through_its_formatter_filters_and_level():
+    stream = CountingStream()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s status=%(status)s"))
+    handler.addFilter(lambda record: record.getMessage() != "GET /skipped")
+    refusing = logging.StreamHandler(CountingStream())
+    refusing.setLevel(logging.WARNING)  # access lines are INFO: this one writes none
+    logger = logging.getLogger("tests.deferred.batch")
+    logger.handlers[:] = [handler, refusing]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    lines = DeferredLines(logger, interval=3600)
+    for path in ("/a", "/skipped", "/b"):
+        lines.note(time.time(), "GET %s", (path,), {"status": 200})
+    lines.flush()
+    assert stream.writes == [
+        "INFO tests.deferred.batch GET /a status=200\nINFO tests.deferred.batch GET /b status=200\n"
+    ]
+    assert stream.flushes == 1
+    assert refusing.stream.writes == []  # type: ignore[attr-defined]
+    lines.flush()  # nothing pending: nothing written
+    assert len(stream.writes) == 1 and stream.flushes == 1
+
+
+def test_lines_reach_the_parents_handlers_as_the_logger_itself_would_send_them():
+    _, records = kept("tests.deferred.parent")
+    child = logging.getLogger("tests.deferred.parent.child")
+    child.handlers[:] = []
+    child.propagate = True
+    lines = DeferredLines(child, interval=3600)
+    lines.note(time.time(), "line", (), {})
+    lines.flush()
+    assert [(r.name, r.getMessage()) for r in records] == [("tests.deferred.parent.child", "line")]
+    child.propagate = False  # a logger that does not propagate, with no handler: logging's last resort
+    lines.note(time.time(), "lost", (), {})
+    lines.flush()
+    assert len(records) == 1
