@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 import jobfill
 import load
@@ -95,7 +96,7 @@ def one_run(url, seconds, script):
     all 4 serves them alone, at about half the rate of a 3-1 or 2-2 split (measured: 990 against 2,230
     to 2,620 req/s for the bare view), so such a run measures one worker, not the server: it is run
     again, for every server alike, and the runs put aside are kept in the record."""
-    port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    port = urllib.parse.urlsplit(url).port
     put_aside = []
     for _ in range(ONE_WORKER_RETRIES + 1):
         seen = {}
