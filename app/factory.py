@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from app import errors, ops
+from app import errors, ops, served
 from app.auth import Authenticator
 from app.ogcapi import signin
 from app.ogcapi import views as ogcapi
@@ -76,4 +76,5 @@ def build_app(settings: Settings | None = None) -> Flask:
     ops.init_app(app, settings, jobs.engine)
     owners = {wps.PREFIX: wps.error_response} | dict.fromkeys(ogcapi.PREFIXES + signin.PREFIXES, ogcapi.error_response)
     errors.init_app(app, owners)
+    app.wsgi_app = served.nosniff(app.wsgi_app)  # type: ignore[method-assign]
     return app

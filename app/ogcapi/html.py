@@ -7,7 +7,7 @@ or a job message with markup is shown as text.
 
 The pages run no inline script and load nothing from elsewhere: their one script and stylesheet are
 served by the service itself (``ASSETS``, from ``static/``), and ``PAGE_POLICY`` (a Content-Security-Policy set on every
-page, ``secured``) lets the browser run and load only those, and fetch only from this service.
+page: ``PAGE_HEADERS``) lets the browser run and load only those, and fetch only from this service.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, g, render_template
+from flask import Blueprint, g, render_template
 
-from app.served import NOSNIFF
 from scheduler.access import ANONYMOUS_CALLER, Caller
 
 MEDIA_TYPE = "text/html"
@@ -25,6 +24,9 @@ PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+# What every page is answered with (its error pages too). Set where a page is made, not on whatever
+# answer has an HTML type: a raw output of a job may be HTML, and keeps its sandbox (``app/served.py``).
+PAGE_HEADERS = {"Content-Security-Policy": PAGE_POLICY}
 # The monitor's script and stylesheet: a blueprint of their own, as they are no resource of the API.
 ASSETS = Blueprint("monitor", __name__, static_folder="static", static_url_path="/static/monitor")
 CALLER = "hpc_wps_caller"  # the request's caller in ``flask.g``, for the pages' header
@@ -52,16 +54,3 @@ def page(resource: str, document: Any, more: Callable[[], Mapping[str, Any]] | N
     extra = dict(more()) if more is not None else {}
     body = render_template(f"ogcapi/{resource}.html", doc=document, resource=resource, **extra)
     return body.encode("utf-8"), f"{MEDIA_TYPE}; charset=utf-8"
-
-
-def secured(response: Response) -> Response:
-    """nosniff on every answer of the API, and the pages' policy on a page (an error's page included,
-    which the app may answer outside the API's blueprint: ``app/errors.py``). Each header set on its
-    own and the content type read as text: ``update`` and ``mimetype`` (which parses it) cost four
-    times as much, and ``setdefault`` (a KeyError raised and caught) ten times."""
-    headers = response.headers
-    for name, value in NOSNIFF.items():
-        headers[name] = value
-    if (response.content_type or "").startswith(MEDIA_TYPE):
-        headers["Content-Security-Policy"] = PAGE_POLICY
-    return response

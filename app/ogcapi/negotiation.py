@@ -30,8 +30,11 @@ def _json(resource: str, document: Any, more: More | None) -> tuple[bytes, str]:
     return json.dumps(document, ensure_ascii=False).encode("utf-8"), JSON
 
 
-# f value -> (media type, encoder); the first is the default.
-ENCODINGS: dict[str, tuple[str, Encoder]] = {"json": (JSON, _json), "html": (html.MEDIA_TYPE, html.page)}
+# f value -> (media type, encoder, headers of every answer in it); the first is the default.
+ENCODINGS: dict[str, tuple[str, Encoder, dict[str, str]]] = {
+    "json": (JSON, _json, {}),
+    "html": (html.MEDIA_TYPE, html.page, html.PAGE_HEADERS),
+}
 
 
 def chosen() -> str:
@@ -78,7 +81,7 @@ PLAIN_JSON = frozenset(("", "*/*", JSON))
 def _by_accept(req: Request) -> str:
     if req.headers.get("Accept", "").strip() in PLAIN_JSON:
         return "json"
-    by_type = {media_type: name for name, (media_type, _) in ENCODINGS.items()}
+    by_type = {media_type: name for name, (media_type, *_) in ENCODINGS.items()}
     best = req.accept_mimetypes.best_match(list(by_type))
     return by_type.get(best or "", next(iter(ENCODINGS)))
 
@@ -90,8 +93,9 @@ def respond(
     headers: dict[str, str] | None = None,
     more: More | None = None,
 ) -> Response:
-    body, content_type = ENCODINGS[chosen()][1](resource, document, more)
-    return encoded(body, content_type, status, headers)
+    _, encoder, own = ENCODINGS[chosen()]
+    body, content_type = encoder(resource, document, more)
+    return encoded(body, content_type, status, own | headers if headers else own)
 
 
 def encoded(body: bytes, content_type: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -135,7 +135,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 
 def _encoded(schema: dict[str, Any], description: str) -> dict[str, Any]:
     """A document in every encoding (``f``, Accept): JSON of ``schema``, or the monitor's page."""
-    content = {media: {"schema": schema if media == JSON else STRING} for media, _ in ENCODINGS.values()}
+    content = {media: {"schema": schema if media == JSON else STRING} for media, *_ in ENCODINGS.values()}
     return {"description": description, "content": content}
 
 

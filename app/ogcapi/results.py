@@ -20,7 +20,7 @@ from typing import Any
 from app.ogcapi.schemas import crs_uri
 from app.ogcapi.urls import JSON, RESULTS_REL, Urls
 from app.outputs import selected_outputs, text_of
-from app.served import NOSNIFF, SANDBOX, output_headers
+from app.served import SANDBOX, output_headers
 from scheduler.job import Job
 
 BINARY = "application/octet-stream"
@@ -139,4 +139,4 @@ def _multipart(job: Job, urls: Urls, outputs_dir: Path, selected: list[tuple[dic
         body += f"--{boundary}\r\nContent-ID: <{record['id']}>\r\n{headers}\r\n".encode() + content + b"\r\n"
     body += f"--{boundary}--\r\n".encode()
     content_type = f'multipart/related; boundary="{boundary}"; type="{JSON}"'
-    return Raw(body=bytes(body), content_type=content_type, headers=NOSNIFF | {"Content-Security-Policy": SANDBOX})
+    return Raw(body=bytes(body), content_type=content_type, headers={"Content-Security-Policy": SANDBOX})

@@ -33,7 +33,6 @@ from app.ogcapi.negotiation import respond
 from app.ogcapi.urls import Urls
 
 bp = Blueprint("signin", __name__)
-bp.after_request(views.no_sniffing)
 bp.register_error_handler(Exception, views.error_response)
 PREFIXES = ("/signin", "/signout")
 

@@ -107,7 +107,7 @@ def problem_response(error: ApiError) -> Response:
     """The problem document; as a page of the monitor when HTML was negotiated (same status and headers)."""
     if error_encoding() == "html":
         body, content_type = html.page("error", error.document(), None)
-        response = html.secured(Response(body, status=error.status, content_type=content_type))
+        response = Response(body, status=error.status, content_type=content_type, headers=html.PAGE_HEADERS)
     else:
         response = Response(json.dumps(error.document()), status=error.status, content_type=PROBLEM)
     response.vary.add("Accept")
@@ -257,12 +257,6 @@ def job_results(job_id: str) -> Response:
 
 
 # -- errors ----------------------------------------------------------------------------------------
-
-
-@bp.after_request
-def no_sniffing(response: Response) -> Response:
-    """nosniff on everything; the monitor's pages run only the service's own script (``html.py``)."""
-    return html.secured(response)
 
 
 @bp.errorhandler(Exception)

@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from app import errors
 from app.auth import Authenticator, Refusal
 from app.client import disconnect_check
-from app.served import NOSNIFF, SANDBOX
+from app.served import SANDBOX
 from app.settings import Settings
 from app.wps.error_map import to_ows
 from app.wps.errors import CONTENT_TYPE, OWSException, render_exception
@@ -213,12 +213,11 @@ def output(job_id: str, filename: str, folder: str | None = None) -> Response:
 
 
 @bp.after_request
-def no_sniffing(response: Response) -> Response:
-    """Every answer under /wps: the declared type is the type (``nosniff``), and a document renders
-    inert in a browser. ExecuteResponse and Result documents embed a client's XML by value, which may
+def inert(response: Response) -> Response:
+    """Every answer under /wps renders inert in a browser (and, as every answer, carries ``nosniff``:
+    ``app/served.py``). ExecuteResponse and Result documents embed a client's XML by value, which may
     hold XHTML or SVG elements with scripts; OWS clients ignore the header. Outputs bring their own
     policy (``app/served.py``), which this keeps."""
-    response.headers.update(NOSNIFF)
     response.headers.setdefault("Content-Security-Policy", SANDBOX)
     return response
 

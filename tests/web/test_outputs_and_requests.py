@@ -26,7 +26,7 @@ from app import create_app
 from processes.numbers import parse_double, parse_integer
 from scheduler import lifecycle
 from scheduler.models import JOBS, JobStatus
-from tests.conftest import ValidatingClient, wait_for
+from tests.conftest import ApiClient, ValidatingClient, client_of, wait_for
 from tests.web.test_bad_input import K10, K20, execute20
 from tests.xsd import OWS11, OWS20, WPS10, WPS20, validate
 
@@ -144,6 +144,35 @@ def test_each_output_type_is_served_as_chosen(mirror, mime, form):
     response = output20(mirror, "mirror", ("data", "data"), SVG if mime.endswith("xml") else HTML, mime, form)
     assert_served(response, EXPECTED[mime], f"data{MIME_TYPES[mime]}")
     assert response.mimetype == mime
+
+
+@pytest.mark.parametrize("mime", ["text/html", "image/svg+xml", "application/json"])
+def test_raw_output_through_the_api_keeps_its_sandbox(settings, mime):
+    """A raw Execute response of OGC API - Processes is an output like any other: an HTML one is not a
+    page of the monitor, and gets the outputs' sandbox, not the pages' policy that lets scripts run."""
+    from tests.processes.mirror import MIME_TYPES
+
+    body = {
+        "inputs": {"data": {"value": SVG if mime.endswith("xml") else HTML, "mediaType": mime}},
+        "outputs": {"data": {"format": {"mediaType": mime}}},
+        "response": "raw",
+    }
+    mirrored = settings.replace("processing", processes=("tests.processes.mirror:PROCESS",))
+    for api in client_of(mirrored, ApiClient):
+        response = api.post("/processes/mirror/execution", json=body, headers={"Accept": "text/html"})
+        assert_served(response, EXPECTED[mime], f"data{MIME_TYPES[mime]}" if mime == "text/html" else None)
+        assert response.mimetype == mime
+
+
+@pytest.mark.parametrize(
+    "path", ["/health/live", "/static/monitor/monitor.js", "/no/such/path", "/processes", "/wps?service=WPS"]
+)
+def test_every_answer_carries_nosniff(api, path):
+    """Whatever part of the app answers (a probe, a static file, a 404 outside every blueprint, the
+    API, a WPS exception), the browser takes the declared type as the type. (The raw client: a 404
+    outside the API is a problem of no protocol's, without the OGC schema's ``type``.)"""
+    response = api.client.get(path)
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"], (response.status_code, path)
 
 
 def test_literal_output_raw_is_plain_text_without_sniffing(wps):
