@@ -119,8 +119,12 @@ class JobService:
     # -- processes ---------------------------------------------------------------------------------
 
     def processes(self, caller: Caller = ANONYMOUS_CALLER) -> list[Process]:
-        """The processes offered to this caller, in the order they were declared."""
-        return [p for p in self.registry if self.settings.access.allows(caller, p.identifier)]
+        """The processes offered to this caller, in the order they were declared (all of them when
+        no process is restricted to roles, the default, without asking for each)."""
+        access = self.settings.access
+        if not access.roles:
+            return list(self.registry)
+        return [p for p in self.registry if access.allows(caller, p.identifier)]
 
     def process(self, identifier: str, caller: Caller = ANONYMOUS_CALLER) -> Process:
         process = self.registry.get(identifier)

@@ -27,10 +27,13 @@ import time
 from collections import deque
 from typing import Any
 
+from scheduler.logs import JobIdFilter, LineFormatter
+
 INTERVAL = 0.2  # seconds between batches
 # Handlers whose ``emit`` is "format, write to ``stream``, flush": a batch can be one write. Their
 # subclasses (rotating files, say) may do more per record, so only these exact classes.
 BATCHED = (logging.StreamHandler, logging.FileHandler)
+Pending = tuple[float, str, tuple[Any, ...], dict[str, object]]  # (time, message, its args, fields)
 
 
 class DeferredLines:
@@ -39,7 +42,7 @@ class DeferredLines:
     def __init__(self, logger: logging.Logger, interval: float = INTERVAL) -> None:
         self.logger = logger
         self.interval = interval
-        self._pending: deque[tuple[float, str, tuple[Any, ...], dict[str, object]]] = deque()
+        self._pending: deque[Pending] = deque()
         self._started_in: int | None = None  # the process whose writer runs
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._forked)
@@ -53,35 +56,68 @@ class DeferredLines:
 
     def flush(self) -> None:
         """Make and handle every pending record, oldest first."""
-        records = self._records()
-        if not records:
+        pending = self._taken()
+        if not pending:
             return
         handlers = self._handlers()
+        if handlers and self._direct(handlers):
+            for handler in handlers:
+                formatter: LineFormatter = handler.formatter  # type: ignore[assignment]  # ``_direct`` checked
+                name, line = self.logger.name, formatter.line
+                _write(
+                    handler,
+                    [line(name, "INFO", created, message % args, fields) for created, message, args, fields in pending],
+                )
+            return
+        records = self._records(pending)
         if not handlers:  # logging's own fallback (``lastResort``) decides
             for record in records:
                 self.logger.handle(record)
             return
         for handler in handlers:
             wanted = [r for r in records if r.levelno >= handler.level]
-            if type(handler) in BATCHED and getattr(handler, "stream", None) is not None:
-                _write(handler, wanted)
+            if _batched(handler):
+                _write(handler, [_formatted(handler, r) for r in wanted if handler.filter(r)])
             else:
                 for record in wanted:
                     handler.handle(record)
 
-    def _records(self) -> list[logging.LogRecord]:
-        """The pending lines as records, taken off the queue; those the logger's own filters pass.
+    def _taken(self) -> list[Pending]:
+        """The pending lines, taken off the queue."""
+        pending, taken = self._pending, []
+        while pending:
+            try:
+                taken.append(pending.popleft())
+            except IndexError:  # the other thread took the last one
+                break
+        return taken
+
+    def _direct(self, handlers: list[logging.Handler]) -> bool:
+        """Whether every line can be written without a record: the logger enabled for INFO and
+        filtering nothing, and each handler a batched one, taking INFO, whose formatter writes lines
+        (``LineFormatter``) and whose only filters tag a job (done from the line's ``job_id``)."""
+        logger = self.logger
+        return (
+            not logger.disabled
+            and not logger.filters
+            and all(
+                _batched(h)
+                and h.level <= logging.INFO
+                and isinstance(h.formatter, LineFormatter)
+                and all(type(f) is JobIdFilter for f in h.filters)
+                for h in handlers
+            )
+        )
+
+    def _records(self, pending: list[Pending]) -> list[logging.LogRecord]:
+        """The pending lines as records; those the logger's own filters pass.
 
         The logger makes the batch's first record; the others are copies of it with their own message,
         time and fields. What else a record holds (the writer's thread, the process, this file as the
         caller) is the same for every line of a batch, and making each anew was half a line's cost."""
-        logger, pending, records = self.logger, self._pending, []
+        logger, records = self.logger, []
         first: dict[str, Any] | None = None
-        while pending:
-            try:
-                created, message, args, fields = pending.popleft()
-            except IndexError:  # the other thread took the last one
-                break
+        for created, message, args, fields in pending:
             if first is None:
                 made = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, args, None)
                 kind, first = type(made), vars(made)
@@ -128,21 +164,26 @@ class DeferredLines:
         self._lock = threading.Lock()
 
 
-def _write(handler: logging.StreamHandler, records: list[logging.LogRecord]) -> None:
-    """The records the handler's filters pass, formatted, in one write and one flush of its stream."""
-    lines = []
-    for record in records:
-        if not handler.filter(record):
-            continue
-        try:
-            lines.append(handler.format(record) + handler.terminator)
-        except Exception:
-            handler.handleError(record)  # as ``emit`` does for a record it cannot format
-    if not lines:
+def _batched(handler: logging.Handler) -> bool:
+    return type(handler) in BATCHED and getattr(handler, "stream", None) is not None
+
+
+def _formatted(handler: logging.Handler, record: logging.LogRecord) -> str:
+    try:
+        return handler.format(record)
+    except Exception:
+        handler.handleError(record)  # as ``emit`` does for a record it cannot format
+        return ""
+
+
+def _write(handler: logging.StreamHandler, lines: list[str]) -> None:
+    """``lines`` (an empty one: a record that could not be formatted) in one write and one flush."""
+    text = "".join(line + handler.terminator for line in lines if line)
+    if not text:
         return
     with handler.lock:
         try:
-            handler.stream.write("".join(lines))
+            handler.stream.write(text)
             handler.flush()
         except Exception:
-            handler.handleError(records[-1])
+            handler.handleError(None)  # type: ignore[arg-type]  # it reads the record only to print it

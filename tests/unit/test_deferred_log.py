@@ -3,17 +3,22 @@ each written once, with its request's time and fields, by the writer, at exit, a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 import time
 
+import pytest
+
 from app.ops.deferred_log import DeferredLines
+from scheduler.logs import JobIdFilter, JsonFormatter, TextFormatter
 from tests.conftest import wait_for
 
 ARGS = ("GET", "/processes", "api:GetCapabilities", "-", 200, 0.001)
 MESSAGE = "%s %s %s %s %d %.3f s"
+JOB = "6f1c0c1e-7d3a-4f7e-9b8a-2a1d3c4b5e6f"
 
 
 def kept(name: str) -> tuple[logging.Logger, list[logging.LogRecord]]:
@@ -131,3 +136,35 @@ def test_lines_reach_the_parents_handlers_as_the_logger_itself_would_send_them()
     lines.note(time.time(), "lost", (), {})
     lines.flush()
     assert len(records) == 1
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter, JsonFormatter])
+@pytest.mark.parametrize("fields", [{}, {"status": 404, "path": "/jobs/x", "job_id": JOB}], ids=["plain", "job"])
+def test_lines_written_without_records_are_the_lines_logging_writes(formatter, fields):
+    """The service's own formatters write an access line straight from its fields (``LineFormatter``):
+    the same text, byte for byte, as logging's record of the same line through the same handler."""
+    created = 1_700_000_000.987654  # a time whose milliseconds a careless rounding would change
+    direct, through_records = CountingStream(), CountingStream()
+    for stream, extra_filter in ((direct, None), (through_records, lambda record: True)):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter())
+        handler.addFilter(JobIdFilter())
+        if extra_filter is not None:  # a filter not of the service's: lines then go through records
+            handler.addFilter(extra_filter)
+        logger = logging.getLogger("tests.deferred.direct")  # each in turn
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        lines = DeferredLines(logger, interval=3600)
+        assert lines._direct([handler]) is (extra_filter is None)
+        lines.note(created, MESSAGE, ARGS, dict(fields))
+        lines.flush()
+    mine, logging_own = direct.writes[0], through_records.writes[0]
+    assert mine == logging_own
+    if formatter is TextFormatter:
+        assert mine.startswith(time.strftime("%Y-%m-%d %H:%M:%S,987 ", time.localtime(created)))
+        assert (f" [job {JOB}]: " in mine) is bool(fields)
+    else:
+        entry = json.loads(mine)
+        assert entry["message"] == "GET /processes api:GetCapabilities - 200 0.001 s"
+        assert entry.get("job_id") == fields.get("job_id") and entry.get("status") == fields.get("status")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 
 import pytest
@@ -28,6 +29,26 @@ def test_the_text_log_tells_the_time_as_logging_itself_does_across_second_bounda
     for created in (start + 0.001, start + 0.999, start + 1.0, start + 1.5, start + 0.25, start + 3600.75):
         record = record_at(created)
         assert ours.formatTime(record) == logging_own.formatTime(record)
+
+
+@pytest.mark.parametrize("message", ["boom", "boom\n"])
+@pytest.mark.parametrize("traceback", [False, True])
+@pytest.mark.parametrize("stack", [None, "Stack (most recent call last):\n  here"])
+def test_the_text_log_writes_the_lines_logging_writes_with_the_same_layout(message, traceback, stack):
+    """``TextFormatter`` writes its lines with an f-string: the same text as logging's own formatter
+    with the layout it had (traceback and stack on the lines below, as logging adds them)."""
+    logging_own = logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s%(job_tag)s: %(message)s")
+    try:
+        raise ValueError("inside")
+    except ValueError:
+        exc_info = sys.exc_info() if traceback else None
+    for job_id in (None, "6f1c0c1e-7d3a-4f7e-9b8a-2a1d3c4b5e6f"):
+        ours, theirs = (logging.LogRecord("x.y", logging.ERROR, __file__, 1, message, None, exc_info) for _ in "ab")
+        theirs.created, theirs.msecs = ours.created, ours.msecs
+        ours.stack_info = theirs.stack_info = stack
+        ours.job_id = job_id  # type: ignore[attr-defined]
+        theirs.job_tag = f" [job {job_id}]" if job_id else ""  # type: ignore[attr-defined]
+        assert TextFormatter().format(ours) == logging_own.format(theirs)
 
 
 class Untouchable:
