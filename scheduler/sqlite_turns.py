@@ -13,12 +13,20 @@ transaction has committed or rolled back, or, failing that, when it goes back to
 process queue on a lock, and the processes on an ``flock`` of a file beside the database, which the
 kernel hands to the next writer at once, and frees when a holder dies. So writers still overlap
 nothing they did not overlap before, and wait only as long as the write before them takes.
+
+The WAL is copied back into the database (a checkpoint) after the turn has gone on, not inside it.
+SQLite's own automatic checkpoint runs within the commit that crosses 1,000 pages, and so here with
+the turn held: such a commit took 8 to 28 ms against well under one (measured: 500 submissions from
+4 clients), and every writer queued behind it. Each process instead runs a PASSIVE checkpoint, which
+waits for no one and no one waits for, after every ``CHECKPOINT_EVERY`` of its commits.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable
@@ -27,7 +35,12 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+log = logging.getLogger(__name__)
+
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# Commits of one process between its checkpoints. A job's transactions write about ten pages each
+# (a row and its indexes), so this is near SQLite's own 1,000 pages, counted per process.
+CHECKPOINT_EVERY = 100
 
 
 class WriteTurns:
@@ -46,6 +59,7 @@ class WriteTurns:
         if self.fd is not None:
             os.close(self.fd)
         self.fd, self.lock, self.holder = None, threading.Lock(), None
+        self.commits = 0  # of this process since its last checkpoint
 
     def take(self, connection: Any) -> None:
         """Wait for the turn for ``connection``. After ``patience`` seconds of waiting on another thread
@@ -70,6 +84,19 @@ class WriteTurns:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             self.lock.release()
 
+    def committed(self, connection: Any) -> None:
+        """``connection`` has committed and given the turn back: every ``CHECKPOINT_EVERY`` commits
+        of this process it copies the WAL back into the database, holding nothing another writer
+        waits for (a PASSIVE checkpoint copies what no reader still needs, and returns)."""
+        self.commits += 1
+        if self.commits < CHECKPOINT_EVERY:
+            return
+        self.commits = 0
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+        except sqlite3.Error as exc:  # the next one copies what this one could not
+            log.debug("WAL checkpoint skipped: %s", exc)
+
 
 # Each engine's turns, for whoever must see them (the tests).
 INSTALLED: weakref.WeakKeyDictionary[Engine, WriteTurns] = weakref.WeakKeyDictionary()
@@ -91,19 +118,29 @@ def install(engine: Engine, path: str, patience: float) -> WriteTurns:
     def checked_in(dbapi_connection: Any, _record: Any) -> None:
         turns.give_back(dbapi_connection)  # a connection back in the pool holds nothing
 
+    def connected(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0").close()  # ``committed`` checkpoints
+
+    event.listen(engine, "connect", connected)
     event.listen(engine, "before_cursor_execute", before_execute)
     event.listen(engine, "checkin", checked_in)
-    dialect.do_commit = _then_give_back(dialect.do_commit, turns)  # type: ignore[method-assign]
+    dialect.do_commit = _then_give_back(dialect.do_commit, turns, turns.committed)  # type: ignore[method-assign]
     dialect.do_rollback = _then_give_back(dialect.do_rollback, turns)  # type: ignore[method-assign]
     INSTALLED[engine] = turns
     return turns
 
 
-def _then_give_back(end: Callable[[Any], None], turns: WriteTurns) -> Callable[[Any], None]:
+def _then_give_back(
+    end: Callable[[Any], None], turns: WriteTurns, then: Callable[[Any], None] | None = None
+) -> Callable[[Any], None]:
+    """``end`` (commit or roll back), the turn given back, then ``then`` if ``end`` went through."""
+
     def ended(dbapi_connection: Any) -> None:
         try:
             end(dbapi_connection)
         finally:
             turns.give_back(dbapi_connection)
+        if then is not None:
+            then(dbapi_connection)
 
     return ended

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from scheduler import sqlite_turns
 from scheduler.db import make_engine
@@ -130,3 +130,31 @@ def test_a_database_in_memory_has_no_pool_and_no_turns():
         conn.execute(text("INSERT INTO t VALUES (1)"))
         assert conn.execute(text("SELECT x FROM t")).scalar_one() == 1
     assert engine not in sqlite_turns.INSTALLED
+
+
+def test_the_wal_is_checkpointed_every_so_many_commits_with_the_turn_already_handed_on(engine_and_turn, monkeypatch):
+    """SQLite's own checkpoint would run inside the commit, with the turn held and every writer
+    waiting: it is off, and each process checkpoints after every ``CHECKPOINT_EVERY`` commits of its
+    own, once the turn has gone on."""
+    engine, turn = engine_and_turn
+    monkeypatch.setattr(sqlite_turns, "CHECKPOINT_EVERY", 3)
+    engine.dispose()  # new connections, traced from the start
+    checkpoints: list[bool] = []  # for each checkpoint: was the turn free as it ran?
+
+    @event.listens_for(engine, "connect")
+    def traced(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def statement(sql: str) -> None:
+            if "wal_checkpoint" in sql:
+                checkpoints.append(turn_is_free(turn))
+
+        dbapi_connection.set_trace_callback(statement)
+
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == 0
+    sqlite_turns.INSTALLED[engine].commits = 0
+    for x in range(7):
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t (x) VALUES (:x)"), {"x": x})
+    assert checkpoints == [True, True]  # after the third and the sixth commit
+    with engine.connect() as conn:  # and nothing was lost on the way
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 7
