@@ -132,10 +132,10 @@ def test_a_database_in_memory_has_no_pool_and_no_turns():
     assert engine not in sqlite_turns.INSTALLED
 
 
-def test_the_wal_is_checkpointed_every_so_many_commits_with_the_turn_already_handed_on(engine_and_turn, monkeypatch):
+def test_the_wal_is_checkpointed_every_so_many_commits_mostly_with_the_turn_handed_on(engine_and_turn, monkeypatch):
     """SQLite's own checkpoint would run inside the commit, with the turn held and every writer
-    waiting: it is off, and each process checkpoints after every ``CHECKPOINT_EVERY`` commits of its
-    own, once the turn has gone on."""
+    waiting: it is off. Each process checkpoints after every ``CHECKPOINT_EVERY`` commits of its own:
+    the bulk once the turn has gone on, then with the turn what came meanwhile."""
     engine, turn = engine_and_turn
     monkeypatch.setattr(sqlite_turns, "CHECKPOINT_EVERY", 3)
     engine.dispose()  # new connections, traced from the start
@@ -155,6 +155,34 @@ def test_the_wal_is_checkpointed_every_so_many_commits_with_the_turn_already_han
     for x in range(7):
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO t (x) VALUES (:x)"), {"x": x})
-    assert checkpoints == [True, True]  # after the third and the sixth commit
+    assert checkpoints == [True, False, True, False]  # after the third and the sixth commit
+    assert turn_is_free(turn)
     with engine.connect() as conn:  # and nothing was lost on the way
         assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 7
+
+
+def test_the_wal_starts_over_while_writers_keep_writing(tmp_path: Path, monkeypatch):
+    """A WAL is rewound to its start only once it has been copied to its last frame. Copied only while
+    others write, it never is, and grows for ever (30 MB a second under synchronous executions)."""
+    monkeypatch.setattr(sqlite_turns, "CHECKPOINT_EVERY", 10)
+    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.sqlite'}", threads=3)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x BLOB)"))
+
+    def write() -> None:
+        for _ in range(400):
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO t (x) VALUES (randomblob(3000))"))
+
+    writers = [threading.Thread(target=write) for _ in range(3)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    try:
+        # 1,200 rows of 3,000 bytes took 15 MB of WAL when it never started over; 10 commits take 80 kB.
+        assert (tmp_path / "jobs.sqlite-wal").stat().st_size < 1_000_000
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 1200
+    finally:
+        engine.dispose()
